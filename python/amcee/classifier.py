@@ -1,0 +1,163 @@
+"""amcee.classifier: early-exit modulation classification of IQ vectors.
+
+Input and output are the same vector stream, passed through unchanged.  Every
+vector gets one stream tag ``amc`` whose value is a PMT dict (label, class,
+confidence, entropy, exit) and one PMT dict message (the same plus offset and,
+when the input carries them, the ``snr`` and ``label`` tags of replayed data as
+``snr`` / ``true_label``) on the port of the exit that decided it (``exit0`` ..
+``exit{K-1}``) and on ``classification``.  Vectors with NaN/Inf or all zeros
+never reach the network: they pass through tagged ``invalid`` with exit -1 and
+are published on ``classification`` only.
+"""
+import os
+import threading
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from .engine import INVALID_EXIT, EarlyExitEngine
+from .labels import INVALID_LABEL
+
+TAG_KEY = pmt.intern("amc")
+CLASSIFICATION_PORT = "classification"
+TRUTH_KEYS = {"snr": "snr", "label": "true_label"}  # input tag -> message field
+INPUT_FORMATS = ("complex", "rml")
+DEFAULT_MODEL_NAME = "amcee_default.pt"
+
+
+def default_model_path():
+    """The model shipped with the module (installed beside this file)."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", DEFAULT_MODEL_NAME)
+
+
+def exit_port(k):
+    return f"exit{k}"
+
+
+class classifier(gr.sync_block):
+    """Early-exit AMC block; see the module docstring and the GRC documentation."""
+
+    def __init__(self, model_path="", threshold=None, input_format="complex", frame_len=128,
+                 max_batch=1024, device="cpu", num_threads=0, num_exits=0):
+        if input_format not in INPUT_FORMATS:
+            raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
+        model_path = model_path or default_model_path()
+        # Everything is checked before the block exists: a bad model file,
+        # threshold or device is an error here, never in work().
+        self.engine = EarlyExitEngine(model_path, thresholds=threshold, device=device,
+                                      num_threads=num_threads, max_batch=max_batch)
+        if int(frame_len) != self.engine.frame_len:
+            raise ValueError(f"frame_len {frame_len} does not match the model's frame length "
+                             f"{self.engine.frame_len} ({model_path})")
+        if num_exits and int(num_exits) != self.engine.num_exits:
+            raise ValueError(f"num_exits {num_exits} does not match the model, which has "
+                             f"{self.engine.num_exits} exits {self.engine.exit_names} ({model_path})")
+        self.frame_len = self.engine.frame_len
+        self.input_format = input_format
+        if input_format == "complex":
+            sig = (np.complex64, self.frame_len)
+        else:
+            sig = (np.float32, 2 * self.frame_len)
+        gr.sync_block.__init__(self, name="amcee_classifier", in_sig=[sig], out_sig=[sig])
+
+        self.model_path = model_path
+        self._labels = [pmt.intern(c) for c in self.engine.classes]
+        self._invalid_label = pmt.intern(INVALID_LABEL)
+        self._ports = [pmt.intern(exit_port(k)) for k in range(self.engine.num_exits)]
+        self._all_port = pmt.intern(CLASSIFICATION_PORT)
+        for port in self._ports + [self._all_port]:
+            self.message_port_register_out(port)
+        self._truth = {}  # latest snr/label tag values: they hold until the next tag
+        self._counts_lock = threading.Lock()
+        self._exit_counts = [0] * self.engine.num_exits
+        self._invalid_count = 0
+        self.logger = gr.logger("amcee.classifier")
+        self.logger.info(f"model {model_path}: exits {self.engine.exit_names}, thresholds "
+                         f"{self.engine.thresholds}, device {self.engine.device}")
+
+    # -- runtime parameters (GRC callbacks) -------------------------------------
+    def set_threshold(self, threshold):
+        """One float for all early exits or one per early exit; takes effect at the next work()."""
+        if threshold is None:
+            threshold = self.engine.model.default_thresholds
+        self.engine.set_thresholds(threshold)
+
+    def get_threshold(self):
+        return self.engine.thresholds
+
+    # -- counters -----------------------------------------------------------------
+    def exit_counts(self):
+        """Vectors decided by each exit so far (list of K ints)."""
+        with self._counts_lock:
+            return list(self._exit_counts)
+
+    def invalid_count(self):
+        """Vectors that could not be classified (NaN/Inf/all zeros)."""
+        with self._counts_lock:
+            return self._invalid_count
+
+    def reset_counts(self):
+        with self._counts_lock:
+            self._exit_counts = [0] * self.engine.num_exits
+            self._invalid_count = 0
+
+    def num_exits(self):
+        return self.engine.num_exits
+
+    def exit_names(self):
+        return list(self.engine.exit_names)
+
+    def classes(self):
+        return list(self.engine.classes)
+
+    # -- stream processing ----------------------------------------------------------
+    def _truth_per_vector(self, n, first):
+        """For each of the n vectors, the snr/label tag values in force (sticky)."""
+        tags = sorted(self.get_tags_in_window(0, 0, n), key=lambda t: t.offset)
+        per_vector = []
+        j = 0
+        for i in range(n):
+            while j < len(tags) and tags[j].offset <= first + i:
+                field = TRUTH_KEYS.get(pmt.symbol_to_string(tags[j].key))
+                if field is not None:
+                    self._truth[field] = tags[j].value
+                j += 1
+            per_vector.append(dict(self._truth))
+        return per_vector
+
+    def work(self, input_items, output_items):
+        x = input_items[0]
+        n = len(x)
+        output_items[0][:] = x
+        first = self.nitems_written(0)
+        frames = x if self.input_format == "complex" else x.reshape(n, 2, self.frame_len)
+        result = self.engine.classify(frames)
+        truth = self._truth_per_vector(n, first)
+        classes = result.classes
+        confidence = result.confidence
+
+        counts = np.bincount(result.exits[result.valid], minlength=self.engine.num_exits)
+        with self._counts_lock:
+            for k in range(self.engine.num_exits):
+                self._exit_counts[k] += int(counts[k])
+            self._invalid_count += int(n - result.valid.sum())
+
+        for i in range(n):
+            exit_k = int(result.exits[i])
+            valid = exit_k != INVALID_EXIT
+            info = pmt.make_dict()
+            info = pmt.dict_add(info, pmt.intern("label"), self._labels[classes[i]] if valid else self._invalid_label)
+            info = pmt.dict_add(info, pmt.intern("class"), pmt.from_long(int(classes[i])))
+            info = pmt.dict_add(info, pmt.intern("confidence"), pmt.from_double(float(confidence[i])))
+            info = pmt.dict_add(info, pmt.intern("entropy"), pmt.from_double(float(result.entropy[i])))
+            info = pmt.dict_add(info, pmt.intern("exit"), pmt.from_long(exit_k))
+            self.add_item_tag(0, first + i, TAG_KEY, info)
+
+            msg = pmt.dict_add(info, pmt.intern("offset"), pmt.from_uint64(first + i))
+            for field, value in truth[i].items():
+                msg = pmt.dict_add(msg, pmt.intern(field), value)
+            if valid:
+                self.message_port_pub(self._ports[exit_k], msg)
+            self.message_port_pub(self._all_port, msg)
+        return n

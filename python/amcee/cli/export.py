@@ -1,0 +1,31 @@
+"""amcee export: checkpoint -> self-describing TorchScript model."""
+import json
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "export", help="export a training checkpoint as a TorchScript model for the block",
+        description="Write a TorchScript early-exit model with its metadata (classes, frame "
+                    "length, normalisation, exit names, default thresholds) inside the file.")
+    p.add_argument("checkpoint", help="checkpoint written by `amcee train` (.pt)")
+    p.add_argument("--out", required=True, help="model file to write (.pt)")
+    p.add_argument("--threshold", type=float, nargs="+", default=None,
+                   help="default entropy threshold(s): one for all early exits or one per early "
+                        "exit (default: the checkpoint's calibrated ones, else 0.35, the paper's)")
+    p.add_argument("--model-version", default=None, help="version string stored in the file")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..checkpoint import load_checkpoint
+    from ..export import export_model
+
+    model, state = load_checkpoint(args.checkpoint)
+    thresholds = args.threshold or state.get("thresholds") or 0.35
+    if isinstance(thresholds, list) and len(thresholds) == 1:
+        thresholds = thresholds[0]
+    version = args.model_version or state.get("model_version") or "unversioned"
+    meta = export_model(model, args.out, state["classes"], thresholds, version,
+                        extra={"training": state.get("summary", {})})
+    print(json.dumps({"model": args.out, "exit_names": meta["exit_names"],
+                      "thresholds": meta["thresholds"], "model_version": version}))

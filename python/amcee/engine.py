@@ -1,0 +1,189 @@
+"""The inference engine: frames in, early-exit decisions out.
+
+Shared by the GNU Radio block, `amcee eval`, `amcee replay` and the benchmark,
+so that all of them classify a frame identically.  It takes complex64 [N, L]
+or float32 [N, 2, L] frames, sets aside frames that must not reach the network
+(NaN, Inf, all zeros), L1-normalises the rest as the model's metadata says,
+runs the exported model's batched early exit in chunks of ``max_batch`` and
+returns one row per input frame.
+"""
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .export import load_model, validate_thresholds
+
+INVALID_EXIT = -1
+
+
+@dataclass
+class Classification:
+    """Per-frame results; invalid frames have exit -1, class -1, entropy NaN."""
+
+    probs: np.ndarray       # float32 [N, C]
+    exits: np.ndarray       # int64 [N]
+    entropy: np.ndarray     # float32 [N]
+    valid: np.ndarray       # bool [N]
+
+    @property
+    def classes(self):
+        out = self.probs.argmax(axis=1)
+        out[~self.valid] = -1
+        return out
+
+    @property
+    def confidence(self):
+        return self.probs.max(axis=1)
+
+
+def resolve_device(device):
+    """torch.device for 'cpu', 'cuda', 'cuda:N' or 'auto', with a clear error."""
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but no CUDA device is available "
+                             "(torch.cuda.is_available() is False); use 'cpu' or 'auto'")
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+        return dev
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'")
+
+
+def as_float_frames(frames, frame_len):
+    """[N, 2, L] float32 view of complex64 [N, L] or float32 [N, 2, L] / [N, 2L] frames."""
+    frames = np.asarray(frames)
+    if np.iscomplexobj(frames):
+        if frames.ndim != 2 or frames.shape[1] != frame_len:
+            raise ValueError(f"complex frames must be [N, {frame_len}], got {list(frames.shape)}")
+        out = np.empty((len(frames), 2, frame_len), dtype=np.float32)
+        out[:, 0] = frames.real
+        out[:, 1] = frames.imag
+        return out
+    if frames.ndim == 2 and frames.shape[1] == 2 * frame_len:
+        frames = frames.reshape(len(frames), 2, frame_len)
+    if frames.ndim != 3 or frames.shape[1:] != (2, frame_len):
+        raise ValueError(f"real frames must be [N, 2, {frame_len}] (I row, Q row), got {list(frames.shape)}")
+    return np.ascontiguousarray(frames, dtype=np.float32)
+
+
+def valid_mask(frames):
+    """Frames that may reach the network: all finite and not all zero."""
+    flat = frames.reshape(len(frames), -1)
+    return np.isfinite(flat).all(axis=1) & (np.abs(flat).sum(axis=1) > 0)
+
+
+class EarlyExitEngine:
+    """Loads an exported model and classifies batches of frames with it."""
+
+    def __init__(self, model_path, thresholds=None, device="cpu", num_threads=0, max_batch=1024):
+        if int(max_batch) < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if int(num_threads) < 0:
+            raise ValueError(f"num_threads must be >= 0 (0 = torch's default), got {num_threads}")
+        if int(num_threads) > 0:
+            torch.set_num_threads(int(num_threads))  # process-wide, as torch has it
+        self.device = resolve_device(device)
+        self.model = load_model(model_path, device=self.device)
+        self.max_batch = int(max_batch)
+        self._lock = threading.Lock()
+        self._thresholds = None
+        self._threshold_values = ()
+        self.set_thresholds(self.model.default_thresholds if thresholds is None else thresholds)
+
+    # -- model facts ----------------------------------------------------------
+    @property
+    def meta(self):
+        return self.model.meta
+
+    @property
+    def classes(self):
+        return self.model.classes
+
+    @property
+    def num_exits(self):
+        return self.model.num_exits
+
+    @property
+    def frame_len(self):
+        return self.model.frame_len
+
+    @property
+    def exit_names(self):
+        return self.model.exit_names
+
+    # -- thresholds (may change while a flowgraph runs) -------------------------
+    @property
+    def thresholds(self):
+        return self._threshold_values
+
+    def set_thresholds(self, value):
+        t = validate_thresholds(value, self.num_exits)
+        tensor = torch.tensor(t, dtype=torch.float32, device=self.device)
+        with self._lock:  # both fields change together for work()'s reader
+            self._thresholds = tensor
+            self._threshold_values = t
+        return t
+
+    # -- inference --------------------------------------------------------------
+    def _prepare(self, frames):
+        x = as_float_frames(frames, self.frame_len)
+        valid = valid_mask(x)
+        x = x[valid]
+        # L1 normalisation in float64 so that already-normalised frames stay put.
+        norm = np.sqrt(x[:, 0].astype(np.float64) ** 2 + x[:, 1].astype(np.float64) ** 2).sum(axis=1)
+        x = (x / norm[:, None, None]).astype(np.float32)
+        return x, valid
+
+    def classify(self, frames, thresholds=None):
+        """Early-exit classification of every frame (thresholds default to the engine's)."""
+        x, valid = self._prepare(frames)
+        n, c = len(valid), len(self.classes)
+        probs = np.zeros((n, c), dtype=np.float32)
+        exits = np.full(n, INVALID_EXIT, dtype=np.int64)
+        entropy = np.full(n, np.nan, dtype=np.float32)
+        if thresholds is None:
+            with self._lock:
+                t = self._thresholds
+        else:
+            t = torch.tensor(validate_thresholds(thresholds, self.num_exits), device=self.device)
+        idx = np.flatnonzero(valid)
+        with torch.inference_mode():
+            for start in range(0, len(x), self.max_batch):
+                batch = torch.from_numpy(x[start:start + self.max_batch]).to(self.device)
+                p, e, h = self.model.module(batch, t)
+                rows = idx[start:start + self.max_batch]
+                probs[rows] = p.cpu().numpy()
+                exits[rows] = e.cpu().numpy()
+                entropy[rows] = h.cpu().numpy()
+        return Classification(probs=probs, exits=exits, entropy=entropy, valid=valid)
+
+    def backbone_probs(self, frames):
+        """Probabilities of the backbone alone (no early-exit head runs)."""
+        x, valid = self._prepare(frames)
+        probs = np.zeros((len(valid), len(self.classes)), dtype=np.float32)
+        idx = np.flatnonzero(valid)
+        with torch.inference_mode():
+            for start in range(0, len(x), self.max_batch):
+                batch = torch.from_numpy(x[start:start + self.max_batch]).to(self.device)
+                probs[idx[start:start + self.max_batch]] = self.model.module.backbone(batch).cpu().numpy()
+        return probs, valid
+
+    def all_exit_probs(self, frames):
+        """Probabilities of every exit for every valid frame: [K, N, C] (for eval/calibrate)."""
+        x, valid = self._prepare(frames)
+        out = np.zeros((self.num_exits, len(valid), len(self.classes)), dtype=np.float32)
+        idx = np.flatnonzero(valid)
+        with torch.inference_mode():
+            for start in range(0, len(x), self.max_batch):
+                batch = torch.from_numpy(x[start:start + self.max_batch]).to(self.device)
+                rows = idx[start:start + self.max_batch]
+                for k, logits in enumerate(self.model.module.exit_logits(batch)):
+                    out[k, rows] = torch.softmax(logits, dim=1).cpu().numpy()
+        return out, valid

@@ -1,0 +1,205 @@
+"""Exported models: a TorchScript file that describes itself.
+
+The file is a TorchScript archive whose forward does the batched early exit
+(model.EarlyExitNet.forward) and whose metadata travels inside it as the
+TorchScript extra file ``amcee.json``: class labels in index order, frame
+length, input layout and normalisation, exit names, default thresholds,
+entropy base and per-exit compute cost.  Runtime code (the block, replay)
+needs only torch and this module: no training code, no model class.
+"""
+import datetime
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+METADATA_FILE = "amcee.json"
+FORMAT = "amcee-early-exit-model"
+FORMAT_VERSION = 1
+REQUIRED_METHODS = ("forward", "backbone", "exit_logits")
+REQUIRED_KEYS = ("format", "format_version", "classes", "frame_len", "num_exits",
+                 "exit_names", "thresholds", "entropy_base", "normalization",
+                 "input_layout", "model_version")
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, unreadable or not an amcee model."""
+
+
+@dataclass
+class LoadedModel:
+    module: torch.jit.ScriptModule
+    meta: dict
+    path: str
+
+    @property
+    def classes(self):
+        return tuple(self.meta["classes"])
+
+    @property
+    def num_exits(self):
+        return int(self.meta["num_exits"])
+
+    @property
+    def frame_len(self):
+        return int(self.meta["frame_len"])
+
+    @property
+    def exit_names(self):
+        return tuple(self.meta["exit_names"])
+
+    @property
+    def default_thresholds(self):
+        return tuple(float(t) for t in self.meta["thresholds"])
+
+
+def _script(model):
+    with warnings.catch_warnings():
+        # torch 2.13 deprecates TorchScript; it is still the one format that
+        # keeps data-dependent early-exit control flow and loads without Python.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(model)
+
+
+def build_metadata(model, classes, thresholds, model_version="unversioned", extra=None):
+    from .model import exit_costs  # training-side helper, not needed at load time
+
+    config = model.config
+    classes = [str(c) for c in classes]
+    if len(classes) != config.num_classes:
+        raise ValueError(f"{len(classes)} class labels for a model with {config.num_classes} outputs")
+    thresholds = validate_thresholds(thresholds, config.num_exits)
+    costs, backbone_macs = exit_costs(model)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_version": model_version,
+        "classes": classes,
+        "frame_len": config.frame_len,
+        "input_layout": "float32 [B, 2, L]: row 0 = I, row 1 = Q",
+        "normalization": "l1",
+        "num_exits": config.num_exits,
+        "exit_names": list(config.exit_names),
+        "thresholds": list(thresholds),
+        "entropy_base": 10,
+        "exit_macs": costs,
+        "backbone_macs": backbone_macs,
+        "config": config.to_dict(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch_version": torch.__version__,
+    }
+    meta.update(extra or {})
+    return meta
+
+
+def export_model(model, path, classes, thresholds, model_version="unversioned", extra=None):
+    """Script ``model`` (an EarlyExitNet) and write it with its metadata to ``path``."""
+    meta = build_metadata(model, classes, thresholds, model_version, extra)
+    was_training = model.training
+    model = model.cpu().eval()
+    scripted = _script(model)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    scripted.save(path, _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
+    model.train(was_training)
+    return meta
+
+
+def rewrite_metadata(path, updates, out_path=None):
+    """Rewrite a model file with some metadata fields changed (e.g. thresholds)."""
+    loaded = load_model(path)
+    meta = dict(loaded.meta)
+    meta.update(updates)
+    meta["thresholds"] = list(validate_thresholds(meta["thresholds"], loaded.num_exits))
+    loaded.module.save(out_path or path, _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
+    return meta
+
+
+def validate_thresholds(value, num_exits):
+    """Per-early-exit entropy thresholds from one float or one per early exit.
+
+    A threshold T is a finite number >= 0; a frame leaves an exit when its
+    entropy E <= T.  T = 0 keeps (almost) every frame going to the final exit;
+    T >= log10(num_classes) sends every frame out of the first exit.
+    """
+    n = num_exits - 1
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        values = [float(value)] * n
+    else:
+        try:
+            values = [float(v) for v in value]
+        except (TypeError, ValueError):
+            raise ValueError(f"threshold must be a number or a list of {n} numbers, got {value!r}") from None
+        if len(values) != n:
+            raise ValueError(
+                f"threshold list has {len(values)} values but the model has {n} early exit(s)")
+    for i, t in enumerate(values):
+        if not math.isfinite(t) or t < 0:
+            raise ValueError(f"threshold of exit {i} must be finite and >= 0, got {t}")
+    return tuple(values)
+
+
+def _check_metadata(meta, path):
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: metadata format is {meta.get('format')!r}, expected {FORMAT!r}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model format version {meta.get('format_version')!r} is not supported "
+            f"(this gr-amcee reads version {FORMAT_VERSION})")
+    if missing:
+        raise ModelFileError(f"{path}: metadata lacks {', '.join(missing)}")
+    k = meta["num_exits"]
+    if not isinstance(k, int) or k < 2 or len(meta["exit_names"]) != k:
+        raise ModelFileError(f"{path}: metadata has inconsistent exits ({k}, {meta['exit_names']})")
+    if len(meta["thresholds"]) != k - 1:
+        raise ModelFileError(f"{path}: metadata has {len(meta['thresholds'])} thresholds for {k} exits")
+    if meta["normalization"] != "l1" or meta["entropy_base"] != 10:
+        raise ModelFileError(f"{path}: unsupported normalisation/entropy base in metadata")
+
+
+def load_model(path, device="cpu"):
+    """Load and check an exported model; every problem is a ModelFileError."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ModelFileError(f"model file not found: {path}")
+    extra = {METADATA_FILE: ""}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(path, map_location=device, _extra_files=extra)
+    except Exception as exc:  # torch raises RuntimeError/ValueError/... for foreign files
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path} is not a readable TorchScript model file ({first_line})") from None
+    if not extra[METADATA_FILE]:
+        raise ModelFileError(
+            f"{path} is a TorchScript file but not an amcee model: it has no {METADATA_FILE} metadata "
+            "(export models with `amcee export`)")
+    try:
+        meta = json.loads(extra[METADATA_FILE])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path}: {METADATA_FILE} metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: {METADATA_FILE} metadata is not a JSON object")
+    _check_metadata(meta, path)
+    for method in REQUIRED_METHODS:
+        if not hasattr(module, method):
+            raise ModelFileError(f"{path}: model lacks the TorchScript method {method}()")
+    _smoke_test(module, meta, path, device)
+    return LoadedModel(module=module, meta=meta, path=path)
+
+
+def _smoke_test(module, meta, path, device):
+    """Run one frame so that a file whose metadata lies fails here, not in a flowgraph."""
+    x = torch.full((1, 2, meta["frame_len"]), 1.0 / (2 ** 0.5 * meta["frame_len"]), device=device)
+    thresholds = torch.zeros(meta["num_exits"] - 1, device=device)
+    try:
+        with torch.inference_mode():
+            probs, exits, entropy = module(x, thresholds)
+    except Exception as exc:
+        raise ModelFileError(f"{path}: model does not run on a [1, 2, {meta['frame_len']}] frame ({exc})") from None
+    if tuple(probs.shape) != (1, len(meta["classes"])) or exits.shape != (1,) or entropy.shape != (1,):
+        raise ModelFileError(
+            f"{path}: model outputs {tuple(probs.shape)} probabilities for {len(meta['classes'])} classes")

@@ -1,0 +1,319 @@
+"""The paper's 1D-CNN backbone with early-exit heads at any list of points.
+
+The backbone (facts.md, "The paper's networks") is a flat sequence of named
+layers.  An early exit is placed *after* one of them; the network is cut there
+into segments, and each segment is paired with the head that reads its output:
+
+    segment 0 -> head 0 (first early exit)
+    segment 1 -> head 1 ...
+    last segment -> the backbone's own classifier (the final exit)
+
+The same module serves training (``exit_logits``: every head on the whole
+batch) and inference (``forward``: batched early exit, TorchScript-able).
+"""
+import math
+from dataclasses import asdict, dataclass, field
+from typing import List, Tuple
+
+import torch
+from torch import Tensor, nn
+
+#: Backbone layers in order: (name, kind, in_channels, out_channels).
+BACKBONE_LAYERS = (
+    ("conv1", "conv", 2, 64),
+    ("pool1", "pool", 64, 64),
+    ("conv2", "conv", 64, 64),
+    ("pool2", "pool", 64, 64),
+    ("conv3", "conv", 64, 64),
+    ("conv4", "conv", 64, 32),
+    ("conv5", "conv", 32, 32),
+    ("conv6", "conv", 32, 16),
+    ("pool3", "pool", 16, 16),
+)
+LAYER_NAMES = tuple(name for name, *_ in BACKBONE_LAYERS)
+
+#: The paper's single-exit versions: where their early exit branches off.
+PAPER_VERSIONS = {"V0": "pool1", "V1": "conv2", "V2": "conv3", "V3": "conv5"}
+
+#: Features every early-exit head sees after its pooling (facts.md).
+HEAD_FEATURES = 1024
+#: Hidden sizes of an early-exit head and of the backbone's classifier.
+HEAD_HIDDEN = (64, 32)
+BACKBONE_HIDDEN = (256, 64)
+
+
+def resolve_exit(name):
+    """Layer name of an exit given as a layer name or a paper version (V0..V3)."""
+    layer = PAPER_VERSIONS.get(name, name)
+    if layer not in LAYER_NAMES or layer == LAYER_NAMES[-1]:
+        raise ValueError(
+            f"unknown exit point {name!r}; use one of {', '.join(PAPER_VERSIONS)} "
+            f"or a layer name from {', '.join(LAYER_NAMES[:-1])}")
+    return layer
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a network (stored in every checkpoint)."""
+
+    #: Early exits, by layer name or paper version; the final exit is implicit.
+    exits: Tuple[str, ...] = ("V1",)
+    num_classes: int = 10
+    frame_len: int = 128
+    dropout: float = 0.5
+
+    def __post_init__(self):
+        self.exits = tuple(self.exits)
+        layers = [resolve_exit(e) for e in self.exits]
+        positions = [LAYER_NAMES.index(layer) for layer in layers]
+        if positions != sorted(set(positions)):
+            raise ValueError(f"exits {self.exits} must be distinct and in backbone order")
+        if self.frame_len % 8 or self.frame_len < 8:
+            raise ValueError(f"frame_len must be a positive multiple of 8, got {self.frame_len}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+
+    @property
+    def exit_layers(self):
+        return tuple(resolve_exit(e) for e in self.exits)
+
+    @property
+    def exit_names(self):
+        """Display names: the paper's V-names where they apply, then 'final'."""
+        inverse = {layer: v for v, layer in PAPER_VERSIONS.items()}
+        return tuple(inverse.get(layer, layer) for layer in self.exit_layers) + ("final",)
+
+    @property
+    def num_exits(self):
+        return len(self.exits) + 1
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**d)
+
+
+def conv_block(cin, cout):
+    """Conv1d(k=3, same padding) + BatchNorm1d + ReLU, as in the paper's code."""
+    return nn.Sequential(nn.Conv1d(cin, cout, 3, padding=1), nn.BatchNorm1d(cout), nn.ReLU())
+
+
+def _mlp(sizes, dropout):
+    """Linear layers with dropout between them and no activation (paper's code)."""
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if i:
+            layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(a, b))
+    return layers
+
+
+def _shape_after(layer_index, frame_len):
+    """(channels, length) of the backbone's output after layer ``layer_index``."""
+    length = frame_len
+    channels = 2
+    for name, kind, _, cout in BACKBONE_LAYERS[: layer_index + 1]:
+        channels = cout
+        if kind == "pool":
+            length //= 2
+    return channels, length
+
+
+def exit_head(channels, length, num_classes, dropout):
+    """The paper's exit head: pool to HEAD_FEATURES, then 1024-64-32-C."""
+    pool = max(1, channels * length // HEAD_FEATURES)
+    if length % pool:
+        raise ValueError(f"cannot pool {channels}x{length} features evenly for an exit head")
+    features = channels * (length // pool)
+    layers = [nn.MaxPool1d(pool)] if pool > 1 else []
+    layers += [nn.Flatten()] + _mlp((features,) + HEAD_HIDDEN + (num_classes,), dropout)
+    return nn.Sequential(*layers)
+
+
+def backbone_head(channels, length, num_classes, dropout):
+    """The backbone's classifier: flatten, then 256-256-64-C (for 2x128 frames)."""
+    features = channels * length
+    return nn.Sequential(nn.Flatten(), *_mlp((features,) + BACKBONE_HIDDEN + (num_classes,), dropout))
+
+
+class ExitBlock(nn.Module):
+    """A backbone segment and the head that classifies from its output."""
+
+    def __init__(self, segment: nn.Module, head: nn.Module):
+        super().__init__()
+        self.segment = segment
+        self.head = head
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        features = self.segment(x)
+        return features, self.head(features)
+
+
+def entropy10(p: Tensor) -> Tensor:
+    """Entropy -sum p log10 p per row (0 log 0 = 0), as in the paper."""
+    return -torch.xlogy(p, p).sum(dim=1) / math.log(10.0)
+
+
+def l1_normalize(x: Tensor) -> Tensor:
+    """Divide each [2, L] frame by the sum of its complex sample magnitudes.
+
+    RML22 and RadioML 2016.10a frames are normalised this way (facts.md), so a
+    live stream must be too.  Zero frames must be filtered out before.
+    """
+    magnitude = torch.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2).sum(dim=1)
+    return x / magnitude[:, None, None]
+
+
+class EarlyExitNet(nn.Module):
+    """Backbone with early-exit heads; ``forward`` is the batched early exit."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.num_classes = config.num_classes
+        self.num_exits = config.num_exits
+        cuts = [LAYER_NAMES.index(layer) for layer in config.exit_layers] + [len(LAYER_NAMES) - 1]
+        blocks = []
+        start = 0
+        for i, cut in enumerate(cuts):
+            segment = nn.Sequential(*[self._make_layer(j) for j in range(start, cut + 1)])
+            channels, length = _shape_after(cut, config.frame_len)
+            final = i == len(cuts) - 1
+            make_head = backbone_head if final else exit_head
+            blocks.append(ExitBlock(segment, make_head(channels, length, config.num_classes, config.dropout)))
+            start = cut + 1
+        self.blocks = nn.ModuleList(blocks)
+
+    @staticmethod
+    def _make_layer(index):
+        _, kind, cin, cout = BACKBONE_LAYERS[index]
+        return conv_block(cin, cout) if kind == "conv" else nn.MaxPool1d(2)
+
+    # -- training -----------------------------------------------------------
+    @torch.jit.export
+    def exit_logits(self, x: Tensor) -> List[Tensor]:
+        """Logits of every exit for the whole batch (training and analysis)."""
+        outputs: List[Tensor] = []
+        for block in self.blocks:
+            x, logits = block(x)
+            outputs.append(logits)
+        return outputs
+
+    # -- inference ----------------------------------------------------------
+    @torch.jit.export
+    def backbone(self, x: Tensor) -> Tensor:
+        """Class probabilities of the backbone alone: no early-exit head runs."""
+        k = 0
+        for block in self.blocks:
+            if k == self.num_exits - 1:
+                x = block.head(block.segment(x))
+            else:
+                x = block.segment(x)
+            k += 1
+        return torch.softmax(x, dim=1)
+
+    def forward(self, x: Tensor, thresholds: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Batched early exit.
+
+        x: [B, 2, L] normalised frames; thresholds: [K-1] entropy thresholds
+        of the early exits.  Every row still in flight runs the next segment
+        from its cached features; a row leaves at the first exit whose entropy
+        is <= its threshold, or at the final exit.  Returns per row the class
+        probabilities [B, C], the exit index [B] and the entropy [B].
+        """
+        batch = x.size(0)
+        probs = torch.zeros(batch, self.num_classes, dtype=x.dtype, device=x.device)
+        exits = torch.full([batch], -1, dtype=torch.long, device=x.device)
+        entropy = torch.zeros(batch, dtype=x.dtype, device=x.device)
+        rows = torch.arange(batch, device=x.device)
+        k = 0
+        for block in self.blocks:
+            if rows.numel() > 0:
+                x, logits = block(x)
+                p = torch.softmax(logits, dim=1)
+                e = entropy10(p)
+                if k == self.num_exits - 1:
+                    take = torch.ones_like(e, dtype=torch.bool)
+                else:
+                    take = e <= thresholds[k]
+                n_take = int(take.sum())
+                if n_take == rows.numel():  # everyone leaves: no gather needed
+                    probs[rows] = p
+                    exits[rows] = k
+                    entropy[rows] = e
+                    rows = rows[:0]
+                elif n_take > 0:
+                    leaving = rows[take]
+                    probs[leaving] = p[take]
+                    exits[leaving] = k
+                    entropy[leaving] = e[take]
+                    stay = ~take
+                    x = x[stay]
+                    rows = rows[stay]
+            k += 1
+        return probs, exits, entropy
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def parameter_split(model: EarlyExitNet, exit_index: int = 0):
+    """(shared, exit head, rest of backbone) parameter counts for one early exit."""
+    blocks = list(model.blocks)
+    shared = sum(count_parameters(b.segment) for b in blocks[: exit_index + 1])
+    head = count_parameters(blocks[exit_index].head)
+    rest = sum(count_parameters(b.segment) for b in blocks[exit_index + 1:])
+    rest += count_parameters(blocks[-1].head)
+    return shared, head, rest
+
+
+def layer_macs(frame_len=128):
+    """Multiply-accumulates of each backbone layer for one frame (convs only)."""
+    macs = {}
+    for i, (name, kind, cin, cout) in enumerate(BACKBONE_LAYERS):
+        _, length = _shape_after(i, frame_len)
+        macs[name] = cin * cout * 3 * length if kind == "conv" else 0
+    return macs
+
+
+def _linear_macs(module: nn.Module):
+    return sum(m.in_features * m.out_features for m in module.modules() if isinstance(m, nn.Linear))
+
+
+def exit_costs(model: EarlyExitNet):
+    """MACs a frame costs when it leaves at each exit (heads on the way included),
+    and the backbone alone's cost.  Convolutions and linear layers only, the
+    accounting of facts.md."""
+    per_layer = layer_macs(model.config.frame_len)
+    costs = []
+    spent = 0
+    cuts = [LAYER_NAMES.index(layer) for layer in model.config.exit_layers] + [len(LAYER_NAMES) - 1]
+    start = 0
+    for block, cut in zip(model.blocks, cuts):
+        spent += sum(per_layer[LAYER_NAMES[j]] for j in range(start, cut + 1))
+        head = _linear_macs(block.head)
+        costs.append(spent + head)
+        spent += head
+        start = cut + 1
+    backbone = sum(per_layer.values()) + _linear_macs(model.blocks[-1].head)
+    return costs, backbone
+
+
+def compute_ceiling(exit_shares, costs, backbone_macs):
+    """Speed-up over the backbone alone that exit shares allow by compute."""
+    expected = sum(share * cost for share, cost in zip(exit_shares, costs))
+    return backbone_macs / expected if expected > 0 else float("nan")
+
+
+@dataclass
+class ExportInfo:
+    """Metadata that travels inside an exported model file."""
+
+    classes: Tuple[str, ...]
+    thresholds: Tuple[float, ...]
+    model_version: str = "unversioned"
+    normalization: str = "l1"
+    training: dict = field(default_factory=dict)

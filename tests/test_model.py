@@ -1,0 +1,78 @@
+"""The paper's networks: layer layout, parameter counts, compute accounting."""
+import math
+
+import pytest
+import torch
+
+from gnuradio.amcee.model import (EarlyExitNet, ModelConfig, compute_ceiling, count_parameters,
+                                  exit_costs, parameter_split)
+
+# facts.md: params shared / exit head / rest of backbone.
+PAPER_TABLE = {
+    "V0": (576, 68_010, 118_842),
+    "V1": (13_056, 68_010, 106_362),
+    "V2": (25_536, 68_010, 93_882),
+    "V3": (34_944, 68_010, 84_474),
+}
+
+
+@pytest.mark.parametrize("version", sorted(PAPER_TABLE))
+def test_parameter_counts_match_paper_table(version):
+    model = EarlyExitNet(ModelConfig(exits=(version,)))
+    assert parameter_split(model, 0) == PAPER_TABLE[version]
+
+
+def test_backbone_alone_matches_paper_layout():
+    model = EarlyExitNet(ModelConfig(exits=()))  # final exit only
+    shared, head, rest = PAPER_TABLE["V0"]
+    assert count_parameters(model) == shared + rest
+    _, backbone_macs = exit_costs(model)
+    assert backbone_macs == 1_655_424  # facts.md
+
+
+def test_exit_costs_match_facts():
+    costs, backbone = exit_costs(EarlyExitNet(ModelConfig(exits=("V1",))))
+    assert costs[0] == 49_152 + 786_432 + 67_904  # conv1 + conv2 + exit head
+    assert backbone / costs[0] == pytest.approx(1.83, abs=0.01)
+    assert compute_ceiling([1.0, 0.0], costs, backbone) == pytest.approx(backbone / costs[0])
+    assert compute_ceiling([0.0, 1.0], costs, backbone) < 1.0  # head on the way costs
+
+
+def test_any_exit_list_builds_and_trains_every_head():
+    model = EarlyExitNet(ModelConfig(exits=("V0", "V1", "conv4")))
+    assert model.config.exit_names == ("V0", "V1", "conv4", "final")
+    outputs = model.exit_logits(torch.randn(4, 2, 128))
+    assert [tuple(o.shape) for o in outputs] == [(4, 10)] * 4
+    sum(o.sum() for o in outputs).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("exits, message", [
+    (("V9",), "unknown exit point"),
+    (("V1", "V0"), "backbone order"),
+    (("V1", "conv2"), "distinct"),
+    (("pool3",), "unknown exit point"),
+])
+def test_bad_exit_lists_are_refused(exits, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(exits=exits)
+
+
+def test_other_frame_lengths_scale_the_layout():
+    model = EarlyExitNet(ModelConfig(exits=("V1",), frame_len=256))
+    outputs = model.exit_logits(torch.randn(2, 2, 256))
+    assert [tuple(o.shape) for o in outputs] == [(2, 10), (2, 10)]
+    with pytest.raises(ValueError, match="multiple of 8"):
+        ModelConfig(frame_len=100)
+
+
+def test_early_exit_forward_returns_rows_in_order():
+    model = EarlyExitNet(ModelConfig(exits=("V0", "V1"))).eval()
+    x = torch.randn(33, 2, 128)
+    with torch.no_grad():
+        probs, exits, entropy = model(x, torch.tensor([0.99, 0.995]))
+        logits = model.exit_logits(x)
+    for i in range(33):
+        expected = torch.softmax(logits[int(exits[i])][i], 0)
+        assert torch.allclose(probs[i], expected, atol=1e-6)
+    assert entropy.max() <= math.log10(10) + 1e-6
