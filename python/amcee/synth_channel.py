@@ -116,9 +116,14 @@ class impairments(gr.hier_block2):
                 fading_seed, delays, gains, FADING_TAPS)
             chain.append(self.fading)
         if stages["clock"]:
-            self.cfo = blocks.rotator_cc(0.0)
+            # An NCO (fixed-point phase) times the signal rather than rotator_cc:
+            # volk's rotator rounds differently with the scheduler's chunking,
+            # which would break bit-exact reproducibility.
+            self.cfo = analog.sig_source_c(self.sample_rate, analog.GR_COS_WAVE, 0.0, 1.0)
+            self.mixer = blocks.multiply_cc()
             self.phase = blocks.multiply_const_cc(1.0)
-            chain += [self.cfo, self.phase]
+            self.connect(self.cfo, (self.mixer, 1))
+            chain += [self.mixer, self.phase]
             self.set_clock_error_hz(clock_error_hz)
             self.set_phase_rad(phase_rad)
         if not chain:
@@ -151,7 +156,7 @@ class impairments(gr.hier_block2):
         self.clock_error_hz = float(error_hz)
         if hasattr(self, "cfo"):
             cfo_hz = self.clock_error_hz * CARRIER_HZ / CRYSTAL_HZ
-            self.cfo.set_phase_inc(2 * np.pi * cfo_hz / self.sample_rate)
+            self.cfo.set_frequency(cfo_hz)
             sro_hz = self.clock_error_hz * ADC_CLOCK_HZ / CRYSTAL_HZ
             self.sro.set_resamp_ratio(1.0 + sro_hz / ADC_CLOCK_HZ)
 

@@ -242,12 +242,16 @@ class modulation_switch(gr.hier_block2):
         self.classes = tuple(classes)
         for name in self.classes:
             _check_class(name)
-        self.selector = blocks.selector(gr.sizeof_gr_complex, 0, 0)
+        if modulation not in self.classes:
+            raise ValueError(f"unknown modulation {modulation!r}; expected one of {', '.join(self.classes)}")
+        self._modulation = modulation
+        # The selector only knows its input count once connected: start with
+        # the index, change it later with set_modulation.
+        self.selector = blocks.selector(gr.sizeof_gr_complex, self.classes.index(modulation), 0)
         self.sources = [modulated_source(name, seed + i) for i, name in enumerate(self.classes)]
         for i, src in enumerate(self.sources):
             self.connect(src, (self.selector, i))
         self.connect(self.selector, self)
-        self.set_modulation(modulation)
 
     def set_modulation(self, name):
         if name not in self.classes:
