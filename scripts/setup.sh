@@ -7,8 +7,7 @@
 #  3. Configure, build and install the module into /usr/local, where Debian's
 #     Python, the venv and GNU Radio Companion all find it.
 #
-# Options: AMCEE_WITH_SDR=1 also installs gr-osmosdr (RTL-SDR, HackRF) and
-# SoapySDR modules; AMCEE_PREFIX overrides the install prefix.
+# Options: AMCEE_WITH_SDR=1 also installs the SoapySDR hardware modules; AMCEE_PREFIX overrides the install prefix.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,9 +16,12 @@ PREFIX="${AMCEE_PREFIX:-/usr/local}"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-APT_PACKAGES=(gnuradio gnuradio-dev cmake make g++ pkg-config python3-venv python3-dev xvfb xauth)
+# gr-osmosdr (RTL-SDR, HackRF, ...) is small and lets grcc compile the live
+# SDR examples; xvfb/xauth let the tests screenshot the QT display headless.
+APT_PACKAGES=(gnuradio gnuradio-dev cmake make g++ pkg-config python3-venv python3-dev
+              gr-osmosdr xvfb xauth)
 if [ "${AMCEE_WITH_SDR:-0}" = "1" ]; then
-    APT_PACKAGES+=(gr-osmosdr soapysdr-tools soapysdr-module-all)
+    APT_PACKAGES+=(soapysdr-tools soapysdr-module-all)
 fi
 
 missing=()

@@ -166,6 +166,17 @@ def test_bad_parameters_fail_at_construction(tiny_model_path, kwargs, message):
         amcee.classifier(**kwargs)
 
 
+def test_give_up_parameter_and_callback(tiny_model_path):
+    frames = make_frames(60, seed=16)
+    clf = amcee.classifier(tiny_model_path, threshold=0.0, give_up=0.0)  # everyone gives up at exit 0
+    sink, _ = run_flowgraph(clf, frames)
+    assert {t.value["exit"] for t in amc_tags(sink)} == {0}
+    clf.set_give_up(None)  # back to the model's default (disabled for this model)
+    assert clf.get_give_up() == (float("inf"), float("inf"))
+    with pytest.raises(ValueError, match="give-up"):
+        clf.set_give_up(-1.0)
+
+
 def test_bad_threshold_at_the_setter_keeps_the_old_one(tiny_model_path):
     clf = amcee.classifier(tiny_model_path, threshold=[0.2, 0.3])
     for bad in (float("nan"), -0.5, [1.0]):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gnuradio.amcee.model import (EarlyExitNet, ModelConfig, compute_ceiling, count_parameters,
-                                  exit_costs, parameter_split)
+                                  entropy10, exit_costs, parameter_split)
 
 # facts.md: params shared / exit head / rest of backbone.
 PAPER_TABLE = {
@@ -70,9 +70,23 @@ def test_early_exit_forward_returns_rows_in_order():
     model = EarlyExitNet(ModelConfig(exits=("V0", "V1"))).eval()
     x = torch.randn(33, 2, 128)
     with torch.no_grad():
-        probs, exits, entropy = model(x, torch.tensor([0.99, 0.995]))
+        probs, exits, entropy = model(x, torch.tensor([0.99, 0.995]), torch.tensor([math.inf, math.inf]))
         logits = model.exit_logits(x)
     for i in range(33):
         expected = torch.softmax(logits[int(exits[i])][i], 0)
         assert torch.allclose(probs[i], expected, atol=1e-6)
     assert entropy.max() <= math.log10(10) + 1e-6
+
+
+def test_give_up_rule_sends_unsure_frames_out_early():
+    model = EarlyExitNet(ModelConfig(exits=("V0", "V1"))).eval()
+    x = torch.randn(64, 2, 128)
+    never = torch.tensor([-1.0, -1.0])
+    with torch.no_grad():
+        _, exits, entropy = model(x, never, torch.tensor([0.0, 0.0]))  # everyone "gives up" at V0
+        assert (exits == 0).all()
+        e0 = entropy10(torch.softmax(model.exit_logits(x)[0], 1))
+        cut = float(e0.median())
+        _, exits, _ = model(x, never, torch.tensor([cut, math.inf]))
+    assert ((exits == 0) == (e0 >= cut)).all()  # leaves V0 exactly when E >= give-up
+    assert set(exits[e0 < cut].tolist()) == {2}

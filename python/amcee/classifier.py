@@ -3,9 +3,9 @@
 Input and output are the same vector stream, passed through unchanged.  Every
 vector gets one stream tag ``amc`` whose value is a PMT dict (label, class,
 confidence, entropy, exit) and one PMT dict message (the same plus offset and,
-when the input carries them, the ``snr`` and ``label`` tags of replayed data as
-``snr`` / ``true_label``) on the port of the exit that decided it (``exit0`` ..
-``exit{K-1}``) and on ``classification``.  Vectors with NaN/Inf or all zeros
+when the input carries them, the ``snr``, ``label`` and ``frame_index`` tags of
+replayed data as ``snr`` / ``true_label`` / ``frame_index``) on the port of the
+exit that decided it (``exit0`` .. ``exit{K-1}``) and on ``classification``.  Vectors with NaN/Inf or all zeros
 never reach the network: they pass through tagged ``invalid`` with exit -1 and
 are published on ``classification`` only.
 """
@@ -16,12 +16,13 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from .engine import INVALID_EXIT, EarlyExitEngine
+from .engine import DEFAULT_BATCH, INVALID_EXIT, EarlyExitEngine
 from .labels import INVALID_LABEL
 
 TAG_KEY = pmt.intern("amc")
 CLASSIFICATION_PORT = "classification"
-TRUTH_KEYS = {"snr": "snr", "label": "true_label"}  # input tag -> message field
+# input tag -> message field (frame_index lets fanned-out frames be matched up)
+TRUTH_KEYS = {"snr": "snr", "label": "true_label", "frame_index": "frame_index"}
 INPUT_FORMATS = ("complex", "rml")
 DEFAULT_MODEL_NAME = "amcee_default.pt"
 
@@ -39,14 +40,14 @@ class classifier(gr.sync_block):
     """Early-exit AMC block; see the module docstring and the GRC documentation."""
 
     def __init__(self, model_path="", threshold=None, input_format="complex", frame_len=128,
-                 max_batch=1024, device="cpu", num_threads=0, num_exits=0):
+                 max_batch=DEFAULT_BATCH, device="cpu", num_threads=0, num_exits=0, give_up=None):
         if input_format not in INPUT_FORMATS:
             raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
         model_path = model_path or default_model_path()
         # Everything is checked before the block exists: a bad model file,
         # threshold or device is an error here, never in work().
         self.engine = EarlyExitEngine(model_path, thresholds=threshold, device=device,
-                                      num_threads=num_threads, max_batch=max_batch)
+                                      num_threads=num_threads, max_batch=max_batch, give_up=give_up)
         if int(frame_len) != self.engine.frame_len:
             raise ValueError(f"frame_len {frame_len} does not match the model's frame length "
                              f"{self.engine.frame_len} ({model_path})")
@@ -74,7 +75,7 @@ class classifier(gr.sync_block):
         self._invalid_count = 0
         self.logger = gr.logger("amcee.classifier")
         self.logger.info(f"model {model_path}: exits {self.engine.exit_names}, thresholds "
-                         f"{self.engine.thresholds}, device {self.engine.device}")
+                         f"{self.engine.thresholds}, give-up {self.engine.give_up}, device {self.engine.device}")
 
     # -- runtime parameters (GRC callbacks) -------------------------------------
     def set_threshold(self, threshold):
@@ -85,6 +86,15 @@ class classifier(gr.sync_block):
 
     def get_threshold(self):
         return self.engine.thresholds
+
+    def set_give_up(self, give_up):
+        """Give-up entropy per early exit (None = the model's default; inf disables)."""
+        if give_up is None:
+            give_up = self.engine.model.default_give_up
+        self.engine.set_give_up(give_up)
+
+    def get_give_up(self):
+        return self.engine.give_up
 
     # -- counters -----------------------------------------------------------------
     def exit_counts(self):

@@ -21,7 +21,7 @@ FORMAT = "amcee-early-exit-model"
 FORMAT_VERSION = 1
 REQUIRED_METHODS = ("forward", "backbone", "exit_logits")
 REQUIRED_KEYS = ("format", "format_version", "classes", "frame_len", "num_exits",
-                 "exit_names", "thresholds", "entropy_base", "normalization",
+                 "exit_names", "thresholds", "give_up", "entropy_base", "normalization",
                  "input_layout", "model_version")
 
 
@@ -55,6 +55,10 @@ class LoadedModel:
     def default_thresholds(self):
         return tuple(float(t) for t in self.meta["thresholds"])
 
+    @property
+    def default_give_up(self):
+        return validate_give_up(self.meta["give_up"], self.num_exits)
+
 
 def _script(model):
     with warnings.catch_warnings():
@@ -64,7 +68,7 @@ def _script(model):
         return torch.jit.script(model)
 
 
-def build_metadata(model, classes, thresholds, model_version="unversioned", extra=None):
+def build_metadata(model, classes, thresholds, model_version="unversioned", extra=None, give_up=None):
     from .model import exit_costs  # training-side helper, not needed at load time
 
     config = model.config
@@ -72,6 +76,7 @@ def build_metadata(model, classes, thresholds, model_version="unversioned", extr
     if len(classes) != config.num_classes:
         raise ValueError(f"{len(classes)} class labels for a model with {config.num_classes} outputs")
     thresholds = validate_thresholds(thresholds, config.num_exits)
+    give_up = validate_give_up(give_up, config.num_exits)
     costs, backbone_macs = exit_costs(model)
     meta = {
         "format": FORMAT,
@@ -84,6 +89,7 @@ def build_metadata(model, classes, thresholds, model_version="unversioned", extr
         "num_exits": config.num_exits,
         "exit_names": list(config.exit_names),
         "thresholds": list(thresholds),
+        "give_up": give_up_to_json(give_up),
         "entropy_base": 10,
         "exit_macs": costs,
         "backbone_macs": backbone_macs,
@@ -95,15 +101,18 @@ def build_metadata(model, classes, thresholds, model_version="unversioned", extr
     return meta
 
 
-def export_model(model, path, classes, thresholds, model_version="unversioned", extra=None):
-    """Script ``model`` (an EarlyExitNet) and write it with its metadata to ``path``."""
-    meta = build_metadata(model, classes, thresholds, model_version, extra)
-    was_training = model.training
-    model = model.cpu().eval()
-    scripted = _script(model)
+def export_model(model, path, classes, thresholds, model_version="unversioned", extra=None, give_up=None):
+    """Script ``model`` (an EarlyExitNet) and write it with its metadata to ``path``.
+
+    What is scripted is an inference copy (inference_graph.for_inference:
+    BatchNorm folded, conv1 as a GEMM); ``model`` itself is not changed.
+    """
+    from .inference_graph import for_inference
+
+    meta = build_metadata(model, classes, thresholds, model_version, extra, give_up)
+    scripted = _script(for_inference(model))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     scripted.save(path, _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
-    model.train(was_training)
     return meta
 
 
@@ -113,6 +122,7 @@ def rewrite_metadata(path, updates, out_path=None):
     meta = dict(loaded.meta)
     meta.update(updates)
     meta["thresholds"] = list(validate_thresholds(meta["thresholds"], loaded.num_exits))
+    meta["give_up"] = give_up_to_json(validate_give_up(meta.get("give_up"), loaded.num_exits))
     loaded.module.save(out_path or path, _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
     return meta
 
@@ -141,6 +151,35 @@ def validate_thresholds(value, num_exits):
     return tuple(values)
 
 
+def validate_give_up(value, num_exits):
+    """Per-early-exit give-up entropies: None / inf = disabled, else finite >= 0.
+
+    A frame whose entropy at an early exit is >= its give-up value leaves
+    there although unsure: the deeper layers are not expected to do better on
+    it (a very noisy frame).  Returns a tuple with math.inf for disabled exits.
+    """
+    n = num_exits - 1
+    if value is None:
+        return (math.inf,) * n
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value] * n
+    try:
+        values = [math.inf if v is None else float(v) for v in value]
+    except (TypeError, ValueError):
+        raise ValueError(f"give-up threshold must be None, a number or a list of {n} numbers, got {value!r}") from None
+    if len(values) != n:
+        raise ValueError(f"give-up list has {len(values)} values but the model has {n} early exit(s)")
+    for i, g in enumerate(values):
+        if math.isnan(g) or g < 0:
+            raise ValueError(f"give-up threshold of exit {i} must be >= 0 or None (disabled), got {g}")
+    return tuple(values)
+
+
+def give_up_to_json(values):
+    """JSON has no infinity: disabled give-up values are stored as null."""
+    return [None if math.isinf(v) else v for v in values]
+
+
 def _check_metadata(meta, path):
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if meta.get("format") != FORMAT:
@@ -154,8 +193,9 @@ def _check_metadata(meta, path):
     k = meta["num_exits"]
     if not isinstance(k, int) or k < 2 or len(meta["exit_names"]) != k:
         raise ModelFileError(f"{path}: metadata has inconsistent exits ({k}, {meta['exit_names']})")
-    if len(meta["thresholds"]) != k - 1:
-        raise ModelFileError(f"{path}: metadata has {len(meta['thresholds'])} thresholds for {k} exits")
+    if len(meta["thresholds"]) != k - 1 or len(meta["give_up"]) != k - 1:
+        raise ModelFileError(f"{path}: metadata has {len(meta['thresholds'])} thresholds and "
+                             f"{len(meta['give_up'])} give-up values for {k} exits")
     if meta["normalization"] != "l1" or meta["entropy_base"] != 10:
         raise ModelFileError(f"{path}: unsupported normalisation/entropy base in metadata")
 
@@ -195,9 +235,10 @@ def _smoke_test(module, meta, path, device):
     """Run one frame so that a file whose metadata lies fails here, not in a flowgraph."""
     x = torch.full((1, 2, meta["frame_len"]), 1.0 / (2 ** 0.5 * meta["frame_len"]), device=device)
     thresholds = torch.zeros(meta["num_exits"] - 1, device=device)
+    give_up = torch.full((meta["num_exits"] - 1,), math.inf, device=device)
     try:
         with torch.inference_mode():
-            probs, exits, entropy = module(x, thresholds)
+            probs, exits, entropy = module(x, thresholds, give_up)
     except Exception as exc:
         raise ModelFileError(f"{path}: model does not run on a [1, 2, {meta['frame_len']}] frame ({exc})") from None
     if tuple(probs.shape) != (1, len(meta["classes"])) or exits.shape != (1,) or entropy.shape != (1,):

@@ -214,14 +214,17 @@ class EarlyExitNet(nn.Module):
             k += 1
         return torch.softmax(x, dim=1)
 
-    def forward(self, x: Tensor, thresholds: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor, thresholds: Tensor, give_up: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """Batched early exit.
 
-        x: [B, 2, L] normalised frames; thresholds: [K-1] entropy thresholds
-        of the early exits.  Every row still in flight runs the next segment
-        from its cached features; a row leaves at the first exit whose entropy
-        is <= its threshold, or at the final exit.  Returns per row the class
-        probabilities [B, C], the exit index [B] and the entropy [B].
+        x: [B, 2, L] normalised frames; thresholds, give_up: [K-1] entropy
+        bounds of the early exits.  Every row still in flight runs the next
+        segment from its cached features; a row leaves at the first exit whose
+        entropy E satisfies E <= threshold (confident, the paper's rule) or
+        E >= give_up (so unsure that the deeper layers are not expected to
+        help: low-SNR frames, the paper's suggested extension; +inf disables
+        it), or at the final exit.  Returns per row the class probabilities
+        [B, C], the exit index [B] and the entropy [B].
         """
         batch = x.size(0)
         probs = torch.zeros(batch, self.num_classes, dtype=x.dtype, device=x.device)
@@ -237,7 +240,7 @@ class EarlyExitNet(nn.Module):
                 if k == self.num_exits - 1:
                     take = torch.ones_like(e, dtype=torch.bool)
                 else:
-                    take = e <= thresholds[k]
+                    take = (e <= thresholds[k]) | (e >= give_up[k])
                 n_take = int(take.sum())
                 if n_take == rows.numel():  # everyone leaves: no gather needed
                     probs[rows] = p
