@@ -42,7 +42,7 @@ def test_exported_model_equals_eager_model(tmp_path):
     for a, b in zip(eager, scripted):
         assert torch.allclose(a.float(), b.float(), atol=1e-5)
     for a, b in zip(eager_exits, scripted_exits):
-        assert torch.allclose(a, b, atol=1e-4)
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-3)  # logits are large in this model
 
 
 def test_batched_equals_one_frame_at_a_time(engine):

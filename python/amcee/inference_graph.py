@@ -7,7 +7,8 @@ channels, and BatchNorm and ReLU each add a pass over the largest activation
 (64 x 128 floats per frame).  An exit right after conv1 (V0) then saved little.
 So, for inference only:
 
-* BatchNorm is folded into the convolution before it (exact in eval mode);
+* BatchNorm is folded into the convolution before it, and the model's
+  constant input gain into conv1 (exact in eval mode);
 * a convolution with few inputs per output (Cin * 3 <= 16, i.e. conv1) runs as
   a batched GEMM over unfolded windows (baddbmm), about 5-7x faster here.  The rewritten network keeps the EarlyExitNet
 structure (blocks, segment, head) and methods, so the batched early exit is
@@ -19,16 +20,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .model import InputGain
+
 #: Convolutions with at most this many inputs per output (Cin * 3) run as a GEMM.
 GEMM_MAX_INPUTS = 16
 
 class FoldedConvReLU(nn.Module):
     """Conv1d(k=3, padding=1) with its BatchNorm folded in, then ReLU."""
 
-    def __init__(self, conv: nn.Conv1d, bn: nn.BatchNorm1d):
+    def __init__(self, conv: nn.Conv1d, bn: nn.BatchNorm1d, input_gain: float = 1.0):
         super().__init__()
         scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-        weight = conv.weight.detach() * scale[:, None, None]
+        weight = conv.weight.detach() * scale[:, None, None] * input_gain
         bias = (conv.bias.detach() - bn.running_mean) * scale + bn.bias.detach()
         if conv.kernel_size != (3,) or conv.padding != (1,) or conv.stride != (1,):
             raise ValueError("only the paper's Conv1d(k=3, padding=1) blocks can be folded")
@@ -52,13 +55,24 @@ class FoldedConvReLU(nn.Module):
         return torch.relu_(y)
 
 
+def _is_conv_block(layer):
+    return (isinstance(layer, nn.Sequential) and len(layer) == 3 and isinstance(layer[0], nn.Conv1d)
+            and isinstance(layer[1], nn.BatchNorm1d) and isinstance(layer[2], nn.ReLU))
+
+
 def _fold_sequential(seq: nn.Sequential) -> nn.Sequential:
     layers = []
+    gain = 1.0
     for layer in seq:
-        if (isinstance(layer, nn.Sequential) and len(layer) == 3 and isinstance(layer[0], nn.Conv1d)
-                and isinstance(layer[1], nn.BatchNorm1d) and isinstance(layer[2], nn.ReLU)):
-            layers.append(FoldedConvReLU(layer[0], layer[1]))
+        if isinstance(layer, InputGain):
+            gain *= layer.gain  # folded into the next convolution's weights
+        elif _is_conv_block(layer):
+            layers.append(FoldedConvReLU(layer[0], layer[1], gain))
+            gain = 1.0
         else:
+            if gain != 1.0:
+                layers.append(InputGain(gain))
+                gain = 1.0
             layers.append(layer)
     return nn.Sequential(*layers)
 
