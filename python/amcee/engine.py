@@ -159,25 +159,36 @@ class EarlyExitEngine:
         x = (x / norm[:, None, None]).astype(np.float32)
         return x, valid
 
-    def classify(self, frames, thresholds=None, give_up=None):
-        """Early-exit classification of every frame (thresholds default to the engine's)."""
+    def _batches(self, frames):
+        """(valid mask, generator of (rows, normalised batch tensor)) over the valid frames."""
         x, valid = self._prepare(frames)
-        n, c = len(valid), len(self.classes)
-        probs = np.zeros((n, c), dtype=np.float32)
-        exits = np.full(n, INVALID_EXIT, dtype=np.int64)
-        entropy = np.full(n, np.nan, dtype=np.float32)
+        idx = np.flatnonzero(valid)
+
+        def generate():
+            for start in range(0, len(x), self.max_batch):
+                batch = torch.from_numpy(x[start:start + self.max_batch]).to(self.device)
+                yield idx[start:start + self.max_batch], batch
+        return valid, generate()
+
+    def classify(self, frames, thresholds=None, give_up=None):
+        """Early-exit classification of every frame.
+
+        ``thresholds`` / ``give_up`` override the engine's current values for
+        this call only (e.g. a threshold sweep)."""
         with self._lock:
             t, g = self._thresholds, self._give_up
         if thresholds is not None:
             t = torch.tensor(validate_thresholds(thresholds, self.num_exits), device=self.device)
         if give_up is not None:
             g = torch.tensor(validate_give_up(give_up, self.num_exits), device=self.device)
-        idx = np.flatnonzero(valid)
+        valid, batches = self._batches(frames)
+        n, c = len(valid), len(self.classes)
+        probs = np.zeros((n, c), dtype=np.float32)
+        exits = np.full(n, INVALID_EXIT, dtype=np.int64)
+        entropy = np.full(n, np.nan, dtype=np.float32)
         with torch.inference_mode():
-            for start in range(0, len(x), self.max_batch):
-                batch = torch.from_numpy(x[start:start + self.max_batch]).to(self.device)
+            for rows, batch in batches:
                 p, e, h = self.model.module(batch, t, g)
-                rows = idx[start:start + self.max_batch]
                 probs[rows] = p.cpu().numpy()
                 exits[rows] = e.cpu().numpy()
                 entropy[rows] = h.cpu().numpy()
@@ -185,24 +196,19 @@ class EarlyExitEngine:
 
     def backbone_probs(self, frames):
         """Probabilities of the backbone alone (no early-exit head runs)."""
-        x, valid = self._prepare(frames)
+        valid, batches = self._batches(frames)
         probs = np.zeros((len(valid), len(self.classes)), dtype=np.float32)
-        idx = np.flatnonzero(valid)
         with torch.inference_mode():
-            for start in range(0, len(x), self.max_batch):
-                batch = torch.from_numpy(x[start:start + self.max_batch]).to(self.device)
-                probs[idx[start:start + self.max_batch]] = self.model.module.backbone(batch).cpu().numpy()
+            for rows, batch in batches:
+                probs[rows] = self.model.module.backbone(batch).cpu().numpy()
         return probs, valid
 
     def all_exit_probs(self, frames):
         """Probabilities of every exit for every valid frame: [K, N, C] (for eval/calibrate)."""
-        x, valid = self._prepare(frames)
+        valid, batches = self._batches(frames)
         out = np.zeros((self.num_exits, len(valid), len(self.classes)), dtype=np.float32)
-        idx = np.flatnonzero(valid)
         with torch.inference_mode():
-            for start in range(0, len(x), self.max_batch):
-                batch = torch.from_numpy(x[start:start + self.max_batch]).to(self.device)
-                rows = idx[start:start + self.max_batch]
+            for rows, batch in batches:
                 for k, logits in enumerate(self.model.module.exit_logits(batch)):
                     out[k, rows] = torch.softmax(logits, dim=1).cpu().numpy()
         return out, valid
