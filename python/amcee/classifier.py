@@ -20,6 +20,9 @@ from .engine import DEFAULT_BATCH, INVALID_EXIT, EarlyExitEngine
 from .labels import INVALID_LABEL
 
 TAG_KEY = pmt.intern("amc")
+# Interned once: work() builds one dict per vector.
+KEY_LABEL, KEY_CLASS, KEY_CONFIDENCE, KEY_ENTROPY, KEY_EXIT, KEY_OFFSET = (
+    pmt.intern(k) for k in ("label", "class", "confidence", "entropy", "exit", "offset"))
 CLASSIFICATION_PORT = "classification"
 # input tag -> message field (frame_index lets fanned-out frames be matched up)
 TRUTH_KEYS = {"snr": "snr", "label": "true_label", "frame_index": "frame_index"}
@@ -157,14 +160,14 @@ class classifier(gr.sync_block):
             exit_k = int(result.exits[i])
             valid = exit_k != INVALID_EXIT
             info = pmt.make_dict()
-            info = pmt.dict_add(info, pmt.intern("label"), self._labels[classes[i]] if valid else self._invalid_label)
-            info = pmt.dict_add(info, pmt.intern("class"), pmt.from_long(int(classes[i])))
-            info = pmt.dict_add(info, pmt.intern("confidence"), pmt.from_double(float(confidence[i])))
-            info = pmt.dict_add(info, pmt.intern("entropy"), pmt.from_double(float(result.entropy[i])))
-            info = pmt.dict_add(info, pmt.intern("exit"), pmt.from_long(exit_k))
+            info = pmt.dict_add(info, KEY_LABEL, self._labels[classes[i]] if valid else self._invalid_label)
+            info = pmt.dict_add(info, KEY_CLASS, pmt.from_long(int(classes[i])))
+            info = pmt.dict_add(info, KEY_CONFIDENCE, pmt.from_double(float(confidence[i])))
+            info = pmt.dict_add(info, KEY_ENTROPY, pmt.from_double(float(result.entropy[i])))
+            info = pmt.dict_add(info, KEY_EXIT, pmt.from_long(exit_k))
             self.add_item_tag(0, first + i, TAG_KEY, info)
 
-            msg = pmt.dict_add(info, pmt.intern("offset"), pmt.from_uint64(first + i))
+            msg = pmt.dict_add(info, KEY_OFFSET, pmt.from_uint64(first + i))
             for field, value in truth[i].items():
                 msg = pmt.dict_add(msg, pmt.intern(field), value)
             if valid:
