@@ -5,8 +5,11 @@
 #
 """gr-amcee: early-exit automatic modulation classification for GNU Radio.
 
-Blocks: ``classifier`` (early-exit CNN over 2x128 IQ vectors) and
-``dataset_source`` (replays dataset files with label/snr tags).
+Blocks: ``classifier`` (early-exit CNN over 2x128 IQ vectors),
+``dataset_source`` (replays dataset files with label/snr tags),
+``demo_source`` (a labelled stream of changing modulations and SNRs),
+``classification_sink`` (records the classifier's messages) and ``display``
+(a live QT GUI view of them).
 """
 
 # A Python-only module: there are no pybind11 bindings to import, but keep the
@@ -18,3 +21,6 @@ except ModuleNotFoundError:
 
 from .classifier import classifier  # noqa: E402,F401
 from .dataset_source import dataset_source  # noqa: E402,F401
+from .classification_sink import classification_sink  # noqa: E402,F401
+from .demo_source import demo_source  # noqa: E402,F401
+from .display import display  # noqa: E402,F401

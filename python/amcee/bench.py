@@ -1,0 +1,188 @@
+"""Throughput of the early-exit engine against the backbone alone (``amcee bench``).
+
+The benchmark is a list of named sections, each a function of a shared
+:class:`BenchContext` returning a JSON-able dict; ``SECTIONS`` is the registry
+(add a section by writing one function and listing it).  Timings are medians of
+interleaved repeats, so that CPU contention shared by the compared candidates
+hits them alike.
+"""
+import os
+import resource
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+DEFAULT_BATCH_SIZES = (1, 16, 64, 256, 1024, 4096)
+
+
+def time_interleaved(candidates, repeats=5, warmup=1):
+    """Median wall time in seconds of each callable in ``candidates`` (a dict),
+    running them in turn ``repeats`` times (after ``warmup`` untimed rounds)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    samples = {name: [] for name in candidates}
+    for r in range(warmup + repeats):
+        for name, fn in candidates.items():
+            t0 = time.perf_counter()
+            fn()
+            if r >= warmup:
+                samples[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def peak_rss_mib():
+    """Peak resident set size of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def default_model_path():
+    """The shipped model (the block's default), without importing GNU Radio."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "amcee_default.pt")
+
+
+@dataclass
+class BenchContext:
+    engine: object                  # engine.EarlyExitEngine
+    frames: np.ndarray              # float32 [N, 2, L] frames to classify
+    snrs: Optional[np.ndarray]      # per-frame SNR (None without a dataset)
+    repeats: int = 5
+    batch_sizes: tuple = DEFAULT_BATCH_SIZES
+    loop_frames: int = 300
+    results: dict = field(default_factory=dict)  # sections already run
+
+
+def _engine_with_batch(ctx, batch):
+    """The same engine object, chunking at ``batch`` (cheap: no model reload)."""
+    ctx.engine.max_batch = int(batch)
+    return ctx.engine
+
+
+def section_batch_sizes(ctx):
+    """Frames/s of the batched early exit vs the backbone alone per batch size."""
+    out = []
+    saved = ctx.engine.max_batch
+    for batch in ctx.batch_sizes:
+        n = min(len(ctx.frames), max(batch * 4, 2048))
+        frames = ctx.frames[:n]
+        engine = _engine_with_batch(ctx, batch)
+        t = time_interleaved({"engine": lambda: engine.classify(frames),
+                              "backbone": lambda: engine.backbone_probs(frames)}, ctx.repeats)
+        out.append({"batch": int(batch), "frames": int(n),
+                    "engine_fps": n / t["engine"], "backbone_fps": n / t["backbone"],
+                    "speedup": t["backbone"] / t["engine"]})
+    ctx.engine.max_batch = saved
+    return out
+
+
+def section_per_snr(ctx):
+    """Frames/s of both per SNR subset at the engine's max_batch, with exit shares."""
+    if ctx.snrs is None:
+        return {"skipped": "needs --data"}
+    out = []
+    for snr in np.unique(ctx.snrs):
+        frames = ctx.frames[ctx.snrs == snr]
+        t = time_interleaved({"engine": lambda: ctx.engine.classify(frames),
+                              "backbone": lambda: ctx.engine.backbone_probs(frames)}, ctx.repeats)
+        exits = ctx.engine.classify(frames).exits
+        shares = np.bincount(exits[exits >= 0], minlength=ctx.engine.num_exits) / max(1, len(frames))
+        out.append({"snr": float(snr), "frames": int(len(frames)),
+                    "engine_fps": len(frames) / t["engine"], "backbone_fps": len(frames) / t["backbone"],
+                    "speedup": t["backbone"] / t["engine"], "exit_shares": shares.tolist()})
+    return out
+
+
+def paper_style_loop(module, frames, thresholds):
+    """One frame at a time, as the paper's inference code: run a segment and its
+    head, exit if the entropy is <= T, else go on (features are reused here; the
+    paper's timing path even recomputed the shared layers)."""
+    import torch
+
+    from .model import entropy10
+
+    exits = []
+    num_blocks = len(thresholds) + 1
+    blocks = [getattr(module.blocks, str(k)) for k in range(num_blocks)]
+    with torch.inference_mode():
+        for i in range(len(frames)):
+            x = frames[i:i + 1]
+            for k, block in enumerate(blocks):
+                x, logits = block(x)
+                e = float(entropy10(torch.softmax(logits, 1)))
+                if k == num_blocks - 1 or e <= thresholds[k]:
+                    exits.append(k)
+                    break
+    return exits
+
+
+def section_per_frame_loop(ctx):
+    """The paper's per-frame loop vs the backbone frame by frame (reference only)."""
+    import torch
+
+    n = min(ctx.loop_frames, len(ctx.frames))
+    x = torch.from_numpy(ctx.engine._prepare(ctx.frames[:n])[0])
+    module = ctx.engine.model.module
+    thresholds = list(ctx.engine.thresholds)
+
+    def backbone_loop():
+        with torch.inference_mode():
+            for i in range(len(x)):
+                module.backbone(x[i:i + 1])
+
+    t = time_interleaved({"loop": lambda: paper_style_loop(module, x, thresholds),
+                          "backbone_loop": backbone_loop}, max(1, min(ctx.repeats, 3)))
+    return {"frames": int(n), "loop_fps": n / t["loop"], "backbone_loop_fps": n / t["backbone_loop"],
+            "speedup": t["backbone_loop"] / t["loop"]}
+
+
+#: Sections in output order: name -> function(ctx) -> JSON-able result.
+SECTIONS = {
+    "batch_sizes": section_batch_sizes,
+    "per_snr": section_per_snr,
+    "per_frame_loop": section_per_frame_loop,
+}
+
+
+def run_bench(model_path=None, data=None, split="test", frames=20000, repeats=5,
+              batch_sizes=DEFAULT_BATCH_SIZES, max_batch=1024, threads=0, device="cpu",
+              thresholds=None, loop_frames=300, sections=None, seed=0):
+    """Run the chosen ``sections`` (default all) and return one JSON-able dict."""
+    import torch
+
+    from .engine import EarlyExitEngine
+
+    model_path = model_path or default_model_path()
+    unknown = [s for s in (sections or ()) if s not in SECTIONS]
+    if unknown:
+        raise ValueError(f"unknown bench section(s) {unknown}; known: {', '.join(SECTIONS)}")
+    if any(int(b) < 1 for b in batch_sizes):
+        raise ValueError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
+    engine = EarlyExitEngine(model_path, thresholds=thresholds, device=device,
+                             num_threads=threads, max_batch=max_batch)
+    snrs = None
+    if data:
+        from .datasets import load_dataset, split_indices
+
+        ds = load_dataset(data)
+        idx = split_indices(ds, split)
+        if frames and len(idx) > frames:  # keep every SNR: an even sample
+            idx = np.sort(np.random.default_rng(seed).choice(idx, frames, replace=False))
+        x, snrs = ds.frames[idx], ds.snrs[idx]
+    else:
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((frames or 20000, 2, engine.frame_len)).astype(np.float32)
+    ctx = BenchContext(engine=engine, frames=x, snrs=snrs, repeats=repeats,
+                       batch_sizes=tuple(batch_sizes), loop_frames=loop_frames)
+    report = {"model": os.path.abspath(model_path), "model_version": engine.meta.get("model_version"),
+              "exit_names": list(engine.exit_names), "thresholds": list(engine.thresholds),
+              "data": data, "frames": int(len(x)), "threads": torch.get_num_threads(),
+              "device": str(engine.device), "max_batch": int(max_batch), "repeats": int(repeats)}
+    for name in sections or SECTIONS:
+        t0 = time.perf_counter()
+        ctx.results[name] = SECTIONS[name](ctx)
+        report[name] = ctx.results[name]
+        report.setdefault("section_seconds", {})[name] = round(time.perf_counter() - t0, 2)
+    report["peak_rss_mib"] = peak_rss_mib()
+    return report

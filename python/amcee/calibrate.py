@@ -1,0 +1,244 @@
+"""Per-exit thresholds (and optional temperatures) chosen on validation data.
+
+``amcee calibrate`` picks the entropy thresholds of a model's early exits on
+the validation split of the paper split:
+
+* ``max_loss_pp``: the largest compute saving (expected MACs from exit shares,
+  facts.md accounting) whose accuracy is at most ``max_loss_pp`` percentage
+  points below the final exit's (the backbone alone) on validation;
+* ``target_compute``: the most accurate point whose expected compute is at most
+  that fraction of the backbone's.
+
+The search is a full grid over per-exit candidate thresholds for up to three
+early exits, coordinate descent beyond.  Candidates are entropy quantiles of
+each exit, so the grid follows where the frames are.
+
+Temperature scaling (optional) fits one scalar T per exit on validation NLL.
+It is baked into the exported file by dividing the weight and bias of every
+head's last Linear layer by T, which divides the logits by T; the exit rule and
+the runtime block stay unchanged.  Argmax predictions do not change.
+"""
+import itertools
+import json
+import math
+import os
+
+import numpy as np
+
+from .exit_stats import entropy10, exit_shares, expected_macs, pick_by_exit, simulate_exits
+
+GRID_POINTS = {1: 400, 2: 60, 3: 24}
+MAX_FULL_GRID_EXITS = 3
+
+
+# ----------------------------------------------------------- temperatures
+def softmax_t(logp, temperature):
+    z = logp / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def nll(logp, labels, temperature):
+    z = logp / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(z).sum(axis=1))
+    return float(np.mean(log_norm - z[np.arange(len(labels)), labels]))
+
+
+def fit_temperature(probs, labels, lo=0.05, hi=20.0, iterations=60):
+    """T minimising the NLL of softmax(log p / T) -- log p equals the logits up to
+    a per-row constant, which softmax ignores.  Golden-section search on log T."""
+    logp = np.log(np.clip(probs.astype(np.float64), 1e-38, None))
+    a, b = math.log(lo), math.log(hi)
+    g = (math.sqrt(5) - 1) / 2
+    c, d = b - g * (b - a), a + g * (b - a)
+    fc, fd = nll(logp, labels, math.exp(c)), nll(logp, labels, math.exp(d))
+    for _ in range(iterations):
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - g * (b - a)
+            fc = nll(logp, labels, math.exp(c))
+        else:
+            a, c, fc = c, d, fd
+            d = a + g * (b - a)
+            fd = nll(logp, labels, math.exp(d))
+    return math.exp((a + b) / 2)
+
+
+def apply_temperatures(all_probs, temperatures):
+    logp = np.log(np.clip(all_probs.astype(np.float64), 1e-38, None))
+    return np.stack([softmax_t(logp[k], t) for k, t in enumerate(temperatures)]).astype(np.float32)
+
+
+# ----------------------------------------------------------- the search
+class Evaluator:
+    """Accuracy and expected compute of simulated early exit at given thresholds."""
+
+    def __init__(self, all_probs, labels, costs, backbone_macs, give_up=None):
+        self.give_up = give_up
+        self.correct = all_probs.argmax(2) == labels[None]          # [K, N]
+        self.entropies = np.stack([entropy10(p) for p in all_probs])  # [K, N]
+        self.costs = np.asarray(costs, dtype=np.float64)
+        self.backbone_macs = float(backbone_macs)
+        self.final_accuracy = float(self.correct[-1].mean())
+        self.num_exits = all_probs.shape[0]
+
+    def point(self, thresholds):
+        exits = simulate_exits(self.entropies, thresholds, self.give_up)
+        shares = exit_shares(exits, self.num_exits)
+        macs = expected_macs(shares, self.costs)
+        accuracy = float(pick_by_exit(self.correct, exits).mean())
+        return {"thresholds": [float(t) for t in thresholds], "accuracy": accuracy,
+                "accuracy_loss_pp": 100 * (self.final_accuracy - accuracy),
+                "exit_shares": shares.tolist(), "expected_macs": macs,
+                "compute_fraction": macs / self.backbone_macs,
+                "compute_ceiling": self.backbone_macs / macs}
+
+    def candidates(self, k, points):
+        """0 (almost no frame exits), then entropy quantiles of exit k, each moved
+        halfway to the next larger entropy so that float rounding in the
+        exported model cannot flip a frame sitting exactly on a threshold."""
+        values = np.unique(self.entropies[k].astype(np.float64))
+        qs = np.quantile(values, np.linspace(0, 1, points)[1:])
+        pos = np.minimum(np.searchsorted(values, qs, side="right"), len(values) - 1)
+        upper = np.where(values[pos] > qs, values[pos], qs + 1e-3)
+        return np.unique(np.concatenate([[0.0], (qs + upper) / 2]))
+
+
+def _better(a, b, objective):
+    """Is point a preferred to b?  Ties broken by accuracy, then compute."""
+    if b is None:
+        return True
+    key = ("compute_fraction", "accuracy") if objective == "compute" else ("accuracy", "compute_fraction")
+    sign = {"compute_fraction": -1, "accuracy": 1}
+    ka = tuple(sign[k] * a[k] for k in key)
+    kb = tuple(sign[k] * b[k] for k in key)
+    return ka > kb
+
+
+def search(ev, max_loss_pp=None, target_compute=None, points=None):
+    """(best point, all evaluated points) under the constraint."""
+    if (max_loss_pp is None) == (target_compute is None):
+        raise ValueError("give exactly one of max_loss_pp and target_compute")
+    if max_loss_pp is not None and max_loss_pp < 0:
+        raise ValueError(f"max_loss_pp must be >= 0, got {max_loss_pp}")
+    if target_compute is not None and not 0 < target_compute <= 1:
+        raise ValueError(f"target_compute must be a fraction in (0, 1], got {target_compute}")
+    n_early = ev.num_exits - 1
+    if n_early < 1:
+        raise ValueError("the model has no early exit: nothing to calibrate")
+
+    def feasible(p):
+        if max_loss_pp is not None:
+            return p["accuracy_loss_pp"] <= max_loss_pp + 1e-9
+        return p["compute_fraction"] <= target_compute + 1e-12
+
+    objective = "compute" if max_loss_pp is not None else "accuracy"
+    points = points or GRID_POINTS.get(n_early, 16)
+    grids = [ev.candidates(k, points) for k in range(n_early)]
+    evaluated = []
+    best = None
+    if n_early <= MAX_FULL_GRID_EXITS:
+        combos = itertools.product(*grids)
+    else:
+        combos = _coordinate_descent(ev, grids, feasible, objective)
+    for combo in combos:
+        p = ev.point(combo)
+        evaluated.append(p)
+        if feasible(p) and _better(p, best, objective):
+            best = p
+    if best is None:
+        raise ValueError("no thresholds meet the constraint (target compute below what "
+                         "sending every frame out of the first exit costs?)")
+    return best, evaluated
+
+
+def _coordinate_descent(ev, grids, feasible, objective, rounds=3):
+    """Yield threshold vectors visited by coordinate descent (more than 3 early exits)."""
+    current = [0.0] * len(grids)
+    for _ in range(rounds):
+        for k, grid in enumerate(grids):
+            best_t, best_p = current[k], None
+            for t in grid:
+                trial = list(current)
+                trial[k] = float(t)
+                yield trial
+                p = ev.point(trial)
+                if feasible(p) and _better(p, best_p, objective):
+                    best_t, best_p = float(t), p
+            current[k] = best_t
+
+
+def pareto_front(points):
+    """Points not beaten in both accuracy and compute, by increasing compute."""
+    front = []
+    for p in sorted(points, key=lambda p: (p["compute_fraction"], -p["accuracy"])):
+        if not front or p["accuracy"] > front[-1]["accuracy"]:
+            front.append(p)
+    return front
+
+
+# ------------------------------------------------------------ model files
+def scale_heads(module, temperatures):
+    """Divide every head's last Linear layer (weight and bias) by its temperature."""
+    import torch
+
+    with torch.no_grad():
+        for k, t in enumerate(temperatures):
+            head = getattr(module.blocks, str(k)).head
+            last = getattr(head, str(len(list(head.children())) - 1))
+            last.weight.div_(t)
+            last.bias.div_(t)
+
+
+def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, temperature=False,
+              split="val", split_seed=0, max_batch=1024, points=None):
+    """Choose thresholds (and temperatures) on ``split`` and write ``out_path``.
+
+    Returns the calibration record (also stored in the model's metadata)."""
+    from .datasets import load_dataset, split_indices
+    from .engine import EarlyExitEngine
+    from .export import METADATA_FILE, rewrite_metadata
+
+    if target_compute is not None:
+        max_loss_pp = None
+    engine = EarlyExitEngine(model_path, max_batch=max_batch)
+    ds = load_dataset(data)
+    if tuple(ds.classes) != tuple(engine.classes):
+        raise ValueError(f"dataset classes {ds.classes} differ from the model's {engine.classes}")
+    idx = split_indices(ds, split, seed=split_seed)
+    all_probs, valid = engine.all_exit_probs(ds.frames[idx])
+    labels = ds.labels[idx][valid]
+    all_probs = all_probs[:, valid]
+    temperatures = None
+    if temperature:
+        temperatures = [fit_temperature(all_probs[k], labels) for k in range(engine.num_exits)]
+        all_probs = apply_temperatures(all_probs, temperatures)
+    # The model's give-up values (if any) stay as they are and take part in the simulation.
+    ev = Evaluator(all_probs, labels, engine.meta["exit_macs"], engine.meta["backbone_macs"],
+                   give_up=list(engine.give_up))
+    best, evaluated = search(ev, max_loss_pp=max_loss_pp, target_compute=target_compute, points=points)
+    record = {
+        "method": "grid" if engine.num_exits - 1 <= MAX_FULL_GRID_EXITS else "coordinate-descent",
+        "constraint": ({"max_loss_pp": max_loss_pp} if max_loss_pp is not None
+                       else {"target_compute": target_compute}),
+        "data": os.path.abspath(data), "split": split, "split_seed": split_seed, "frames": int(len(labels)),
+        "final_exit_accuracy": ev.final_accuracy, "chosen": best,
+        "temperatures": temperatures, "previous_thresholds": list(engine.thresholds),
+        "frontier": [{k: p[k] for k in ("thresholds", "accuracy", "compute_fraction")}
+                     for p in pareto_front(evaluated)][:200],
+    }
+    source = model_path
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    if temperatures:
+        # Write the scaled weights first, then the metadata on top of that file.
+        loaded = engine.model
+        scale_heads(loaded.module, temperatures)
+        loaded.module.save(out_path, _extra_files={METADATA_FILE: json.dumps(loaded.meta, indent=1)})
+        source = out_path
+    meta = rewrite_metadata(source, {"thresholds": best["thresholds"], "calibration": record},
+                            out_path=out_path)
+    record["model"] = os.path.abspath(out_path)
+    record["model_version"] = meta.get("model_version")
+    return record

@@ -1,0 +1,40 @@
+"""amcee calibrate: pick per-exit thresholds (and temperatures) on validation data."""
+import json
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "calibrate", help="choose per-exit thresholds on the validation split",
+        description="Choose the entropy threshold of every early exit on the validation split: the "
+                    "largest compute saving (expected MACs from exit shares) within --max-loss "
+                    "percentage points of the final exit's accuracy, or the most accurate point "
+                    "within --target-compute.  Writes the thresholds (and the calibration record) "
+                    "into the metadata of --out and prints the chosen point as JSON.")
+    p.add_argument("model", help="exported model file (.pt)")
+    p.add_argument("--data", required=True, help="dataset file (the one the model was trained on)")
+    p.add_argument("--out", required=True, help="calibrated model file to write (may equal MODEL)")
+    p.add_argument("--max-loss", type=float, default=0.5,
+                   help="largest accuracy loss against the final exit, percentage points (default: 0.5)")
+    p.add_argument("--target-compute", type=float, default=None,
+                   help="instead: largest expected compute as a fraction of the backbone's (e.g. 0.4)")
+    p.add_argument("--temperature", action="store_true",
+                   help="also fit one temperature per exit on validation NLL and bake it into the heads")
+    p.add_argument("--split", default="val", choices=("val", "train", "test", "all"),
+                   help="split to calibrate on (default: val)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the paper split (default: 0)")
+    p.add_argument("--grid-points", type=int, default=None,
+                   help="candidate thresholds per exit (default: 400 / 60 / 24 for 1 / 2 / 3 early exits)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args):
+    from ..calibrate import calibrate
+
+    record = calibrate(args.model, args.data, args.out, max_loss_pp=args.max_loss,
+                       target_compute=args.target_compute, temperature=args.temperature,
+                       split=args.split, split_seed=args.split_seed, points=args.grid_points)
+    print(json.dumps({"model": record["model"], "constraint": record["constraint"],
+                      "temperatures": record["temperatures"],
+                      "final_exit_accuracy": record["final_exit_accuracy"], **record["chosen"]}))
+    return 0

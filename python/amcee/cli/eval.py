@@ -1,0 +1,49 @@
+"""amcee eval: accuracy, exits, timing and compute of a model on a dataset split."""
+import json
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "eval", help="evaluate a model: accuracy, exit shares, speed-up and plots per SNR",
+        description="Evaluate an exported model on a dataset split: accuracy per SNR of the backbone "
+                    "alone and of the early-exit engine, exit shares, accuracy of early-exited frames, "
+                    "time per SNR (engine vs backbone, interleaved medians), compute ceiling, "
+                    "confusion matrices and a threshold sweep.  Writes eval.json, predictions.npz, "
+                    "PNG figures (after the paper's Figures 4-6) and summary.md into --out.")
+    p.add_argument("model", help="exported model file (.pt)")
+    p.add_argument("--data", required=True, help="dataset file (amcee .npz, RML22 pickle, SigMF)")
+    p.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
+                   help="paper split to evaluate on (default: test)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the paper split (default: 0)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--threshold", type=float, nargs="+", default=None,
+                   help="entropy threshold(s) for the engine (default: the model's)")
+    p.add_argument("--sweep", type=float, nargs="+", default=None,
+                   help="thresholds of the sweep (default: 0..0.95 fine, plus 0.05, 0.35, 0.6)")
+    p.add_argument("--repeats", type=int, default=5, help="timing repeats per SNR (default: 5)")
+    p.add_argument("--max-batch", type=int, default=1024, help="engine batch size (default: 1024)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--no-timing", action="store_true", help="skip the timing measurements")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args):
+    from ..evaluate import SWEEP_THRESHOLDS, evaluate_model, write_outputs
+
+    thresholds = args.threshold
+    if thresholds and len(thresholds) == 1:
+        thresholds = thresholds[0]
+    report, predictions = evaluate_model(
+        args.model, args.data, split=args.split, split_seed=args.split_seed, thresholds=thresholds,
+        sweep=args.sweep or SWEEP_THRESHOLDS, repeats=args.repeats, max_batch=args.max_batch,
+        threads=args.threads, device=args.device, timing=not args.no_timing)
+    write_outputs(report, predictions, args.out)
+    o = report["overall"]
+    print(json.dumps({"out": args.out, "thresholds": report["thresholds"],
+                      **{k: o[k] for k in ("accuracy_backbone", "accuracy_early_exit",
+                                           "accuracy_backbone_high_snr", "accuracy_early_exit_high_snr",
+                                           "accuracy_loss_pp", "exit_shares", "compute_ceiling")},
+                      **({"speedup": o["speedup"]} if "speedup" in o else {})}))
+    return 0

@@ -1,0 +1,64 @@
+"""amcee replay: a dataset file through a GNU Radio flowgraph, with accuracy per SNR."""
+import json
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "replay", help="replay a dataset through a GNU Radio flowgraph and score it",
+        description="Replays a dataset file (RML22 / RadioML pickle, amcee .npz or SigMF replay "
+                    "recording) through a GNU Radio flowgraph: file_source or "
+                    "amcee.dataset_source -> amcee.classifier -> message sink. Prints accuracy "
+                    "and the share of frames per exit for every SNR, and frames/s. The decisions "
+                    "equal amcee eval's for the same model, thresholds and frames.")
+    p.add_argument("dataset", help="dataset file (.npz, RML pickle, or .sigmf-meta/.sigmf-data)")
+    p.add_argument("--model", default="", metavar="MODEL.pt",
+                   help="exported model (default: the model shipped with gr-amcee)")
+    p.add_argument("--threshold", type=float, nargs="+", default=None, metavar="T",
+                   help="entropy threshold, one for all early exits or one per early exit "
+                        "(default: the model's calibrated thresholds)")
+    p.add_argument("--split", choices=("all", "train", "val", "test"), default="all",
+                   help="part of the paper's stratified split to replay, as amcee eval "
+                        "(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split (default: %(default)s)")
+    p.add_argument("--source", choices=("auto", "file", "dataset"), default="auto",
+                   help="file: blocks.file_source over raw frames (the SigMF data file, or a "
+                        "temporary file); dataset: amcee.dataset_source with truth tags; auto: "
+                        "file for SigMF recordings, dataset otherwise (default: %(default)s)")
+    p.add_argument("--layout", choices=("complex", "rml"), default=None,
+                   help="stream layout: complex vectors of L or float RML rows of 2L "
+                        "(default: the recording's, else complex)")
+    p.add_argument("--max-frames", type=int, default=0,
+                   help="replay only the first N frames of the split (file source)")
+    p.add_argument("--max-batch", type=int, default=1024, help="frames per network call")
+    p.add_argument("--trusted", action="store_true",
+                   help="read a pickle with plain pickle, which can run code in the file; "
+                        "only for files you trust")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--out", metavar="REPORT.json", help="also write the report to this file")
+    p.add_argument("--predictions", metavar="PRED.npz",
+                   help="write per-frame decisions (index, exit, class, entropy, ...) like amcee eval")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    import numpy as np
+
+    from ..replay import format_report, replay
+
+    if args.max_frames < 0:
+        raise ValueError("--max-frames must be >= 0")
+    if args.json:  # GNU Radio logs to stdout: keep it for the JSON alone
+        from gnuradio import gr
+        gr.logging().set_default_level(gr.log_levels.warn)
+    threshold = None if args.threshold is None else (
+        args.threshold[0] if len(args.threshold) == 1 else args.threshold)
+    predictions, report = replay(args.dataset, model_path=args.model, threshold=threshold,
+                                 split=args.split, seed=args.seed, source=args.source,
+                                 layout=args.layout, max_frames=args.max_frames,
+                                 trusted=args.trusted, max_batch=args.max_batch)
+    if args.predictions:
+        np.savez(args.predictions, **predictions)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=1)
+    print(json.dumps(report, indent=1) if args.json else format_report(report))

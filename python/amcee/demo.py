@@ -1,0 +1,203 @@
+"""`amcee demo`: a live, hardware-free classification flowgraph with known truth.
+
+demo_source (10 transmitters, truth switch, RML22 channel) -> [throttle] ->
+[keep_m_in_n for a hop] -> stream_to_vector(128) -> [head] -> classifier ->
+null sink, and classifier.classification -> classification_sink (and the live
+display with ``--gui``).  The truth travels as ``label``/``snr`` stream tags
+with the samples; segments are a whole number of hops long, so a change falls
+on the first sample of a frame and only that frame (``truth_changed``) mixes
+two signals.  It is left out of the accuracy.
+"""
+import math
+import sys
+import threading
+import time
+
+import numpy as np
+from gnuradio import blocks, gr
+
+from .classification_sink import classification_sink
+from .classifier import CLASSIFICATION_PORT, classifier
+from .demo_source import DEMO_SNRS, demo_source
+
+
+class demo_flowgraph(gr.top_block):
+    """The demo's flowgraph; ``sink.records()`` holds every decision so far."""
+
+    def __init__(self, model_path="", threshold=None, snrs=DEMO_SNRS, segment_frames=32,
+                 frame_len=128, hop=128, variant="all", seed=1, max_frames=0,
+                 realtime=False, max_batch=256):
+        gr.top_block.__init__(self, "amcee demo")
+        if hop < frame_len:
+            raise ValueError(f"hop {hop} must be >= the frame length {frame_len} "
+                             "(overlapping frames are not supported)")
+        if segment_frames < 2:
+            raise ValueError(f"segment_frames must be >= 2, got {segment_frames}")
+        self.classifier = classifier(model_path=model_path, threshold=threshold,
+                                     frame_len=frame_len, max_batch=max_batch)
+        classes = self.classifier.classes()
+        self.source = demo_source(classes=classes, snrs=snrs, segment_samples=segment_frames * hop,
+                                  variant=variant, seed=seed)
+        chain = [self.source]
+        if realtime:
+            chain.append(blocks.throttle(gr.sizeof_gr_complex, self.source.sample_rate, True))
+        if hop > frame_len:
+            # Keeps the first frame_len of every hop samples; tags move exactly
+            # with the kept samples because segment starts are multiples of hop.
+            chain.append(blocks.keep_m_in_n(gr.sizeof_gr_complex, frame_len, hop, 0))
+        chain.append(blocks.stream_to_vector(gr.sizeof_gr_complex, frame_len))
+        if max_frames:
+            chain.append(blocks.head(gr.sizeof_gr_complex * frame_len, int(max_frames)))
+        chain += [self.classifier, blocks.null_sink(gr.sizeof_gr_complex * frame_len)]
+        self.connect(*chain)
+        self.sink = classification_sink(classes)
+        self.msg_connect(self.classifier, CLASSIFICATION_PORT, self.sink, "in")
+        self.classes = classes
+        self.exit_names = self.classifier.exit_names()
+
+
+def summarize(records, classes, exit_names, elapsed):
+    """Per class / per SNR frames, accuracy and exit shares (transition frames left out)."""
+    valid = records["exit"] >= 0
+    scored = valid & ~records["truth_changed"] & (records["true_cls"] >= 0)
+    n_exits = len(exit_names)
+
+    def group(mask):
+        n = int(mask.sum())
+        exits = np.bincount(records["exit"][mask], minlength=n_exits)[:n_exits] if n else np.zeros(n_exits)
+        return {
+            "frames": n,
+            "accuracy": float((records["cls"][mask] == records["true_cls"][mask]).mean()) if n else None,
+            "exit_share": [float(e / n) if n else 0.0 for e in exits],
+        }
+
+    per_class = [dict(group(scored & (records["true_cls"] == i)), **{"class": name})
+                 for i, name in enumerate(classes)]
+    snrs = np.unique(records["snr"][scored])
+    per_snr = [dict(group(scored & (records["snr"] == s)), snr=float(s)) for s in snrs]
+    total = len(records["exit"])
+    return {
+        "frames": total,
+        "scored_frames": int(scored.sum()),
+        "transition_frames": int((valid & records["truth_changed"]).sum()),
+        "invalid_frames": int((~valid).sum()),
+        "seconds": float(elapsed),
+        "frames_per_second": float(total / elapsed) if elapsed > 0 else 0.0,
+        "exit_names": list(exit_names),
+        "all": group(scored),
+        "per_class": per_class,
+        "per_snr": per_snr,
+    }
+
+
+def _pct(x):
+    return "    -" if x is None else f"{100 * x:5.1f}"
+
+
+def format_table(summary, key="class", rows=None):
+    """A compact text table of per-class (or per-SNR) accuracy and exit shares."""
+    rows = summary["per_class"] if rows is None else rows
+    exits = summary["exit_names"]
+    head = f"{key:>7} {'frames':>7} {'acc%':>5} " + " ".join(f"{e[:6]:>6}" for e in exits)
+    lines = [head, "-" * len(head)]
+    for row in rows + [dict(summary["all"], **{key: "all"})]:
+        name = row[key] if isinstance(row[key], str) else f"{row[key]:g}"
+        shares = " ".join(f"{100 * s:5.1f}%" for s in row["exit_share"])
+        lines.append(f"{name:>7} {row['frames']:>7} {_pct(row['accuracy'])} {shares}")
+    lines.append(f"{summary['frames']} frames in {summary['seconds']:.1f} s: "
+                 f"{summary['frames_per_second']:.0f} frames/s; exit shares in % of frames; "
+                 f"{summary['transition_frames']} frames at a modulation change not scored")
+    return "\n".join(lines)
+
+
+class LiveTable:
+    """Prints the table every refresh; redraws in place on a terminal."""
+
+    def __init__(self, stream=sys.stdout):
+        self.stream = stream
+        self._lines = 0
+        self._tty = stream.isatty()
+
+    def show(self, text):
+        if self._tty and self._lines:
+            self.stream.write(f"\x1b[{self._lines}F\x1b[J")  # back to the table's first line
+        self.stream.write(text + "\n")
+        if not self._tty:
+            self.stream.write("\n")
+        self.stream.flush()
+        self._lines = text.count("\n") + 1
+
+
+def run_headless(fg, seconds=0.0, refresh=1.0, table=None):
+    """Run ``fg`` until ``seconds`` pass (0 = until it ends, e.g. after max_frames),
+    showing the live table every ``refresh`` seconds; returns the final summary."""
+    finished = threading.Event()
+    start = time.monotonic()
+    fg.start()
+    waiter = threading.Thread(target=lambda: (fg.wait(), finished.set()), daemon=True)
+    waiter.start()
+    try:
+        while not finished.wait(timeout=refresh):
+            elapsed = time.monotonic() - start
+            if table is not None:
+                table.show(format_table(summarize(fg.sink.records(), fg.classes, fg.exit_names, elapsed)))
+            if seconds and elapsed >= seconds:
+                break
+    finally:
+        fg.stop()
+        finished.wait()
+    return summarize(fg.sink.records(), fg.classes, fg.exit_names, time.monotonic() - start)
+
+
+def run_gui(fg, seconds=0.0, refresh=1.0, table=None, screenshot=None, window=500):
+    """As :func:`run_headless`, with the live display in a Qt window."""
+    from PyQt5 import QtCore, QtWidgets
+
+    from .display import display
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    view = display(classes=fg.classes, num_exits=len(fg.exit_names), exit_names=fg.exit_names,
+                   window=window, title="gr-amcee demo: early-exit modulation classification")
+    fg.msg_connect(fg.classifier, CLASSIFICATION_PORT, view, "classification")
+    widget = view.widget()
+    widget.resize(900, 620)
+    widget.show()
+    start = time.monotonic()
+    finished = threading.Event()
+
+    def on_tick():
+        elapsed = time.monotonic() - start
+        if table is not None:
+            table.show(format_table(summarize(fg.sink.records(), fg.classes, fg.exit_names, elapsed)))
+        if finished.is_set() or (seconds and elapsed >= seconds) or not widget.isVisible():
+            if screenshot:
+                view.refresh()
+                widget.grab().save(screenshot)
+            app.quit()
+
+    timer = QtCore.QTimer()
+    timer.timeout.connect(on_tick)
+    timer.start(int(refresh * 1000))
+    fg.start()
+    threading.Thread(target=lambda: (fg.wait(), finished.set()), daemon=True).start()
+    app.exec_()
+    fg.stop()
+    finished.wait()
+    return summarize(fg.sink.records(), fg.classes, fg.exit_names, time.monotonic() - start)
+
+
+def parse_snrs(values):
+    """SNR list from CLI values: numbers, or 'LO:HI[:STEP]' ranges (inclusive)."""
+    snrs = []
+    for value in values:
+        if ":" in value:
+            parts = [float(p) for p in value.split(":")]
+            if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] <= 0):
+                raise ValueError(f"SNR range {value!r} must be LO:HI or LO:HI:STEP with STEP > 0")
+            lo, hi, step = parts[0], parts[1], parts[2] if len(parts) == 3 else 2.0
+            snrs += list(np.arange(lo, hi + step / 2, step))
+        else:
+            snrs.append(float(value))
+    if not snrs or not all(math.isfinite(s) for s in snrs):
+        raise ValueError(f"no valid SNR in {values!r}")
+    return [float(s) for s in snrs]

@@ -1,0 +1,170 @@
+"""`amcee replay`: a dataset file through a real GNU Radio flowgraph.
+
+Two sources, one flowgraph shape (source -> classifier -> null sink, and
+classifier.classification -> classification_sink):
+
+* ``file``: ``blocks.file_source`` over raw frames: the data file of a SigMF
+  replay recording as it is, or the selected frames written to a temporary raw
+  file.  The truth comes from the dataset, matched by stream position.
+* ``dataset``: ``amcee.dataset_source``, whose ``label``/``snr``/``frame_index``
+  tags the classifier copies into its messages.
+
+The classifier uses the same EarlyExitEngine as ``amcee eval``, so for the same
+model, thresholds and frames the decisions are the same, frame for frame.
+"""
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+from gnuradio import blocks, gr
+
+from .classification_sink import classification_sink
+from .classifier import CLASSIFICATION_PORT, classifier
+from .dataset_source import dataset_source
+from .datasets import DatasetError, load_dataset, split_indices
+from .replay_files import LAYOUTS, check_layout, frames_to_vectors, replay_paths
+
+SOURCES = ("auto", "file", "dataset")
+
+
+def sigmf_layout(path):
+    """The amcee layout of a SigMF replay recording, or None if ``path`` is not one."""
+    data_path, meta_path = replay_paths(path)
+    if not os.fspath(path).endswith((".sigmf-meta", ".sigmf-data")) and not os.path.exists(meta_path):
+        return None
+    try:
+        with open(meta_path) as f:
+            layout = json.load(f)["global"].get("amcee:layout")
+    except (OSError, ValueError, KeyError) as exc:
+        raise DatasetError(f"{meta_path}: unreadable SigMF metadata ({exc})") from exc
+    check_layout(layout)
+    return layout
+
+
+class replay_flowgraph(gr.top_block):
+    """Replays ``rows`` of a dataset through the classifier (see the module docstring)."""
+
+    def __init__(self, path, ds, rows, model_path="", threshold=None, source="auto",
+                 layout=None, split="all", seed=0, trusted=False, max_batch=1024, workdir=None):
+        gr.top_block.__init__(self, "amcee replay")
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+        recorded_layout = sigmf_layout(path)
+        if source == "auto":
+            source = "file" if recorded_layout else "dataset"
+        layout = layout or recorded_layout or "complex"
+        check_layout(layout)
+        self.source_kind = source
+        self.layout = layout
+        L = ds.frame_length
+        vlen = LAYOUTS[layout][2] * L
+        itemsize = (gr.sizeof_gr_complex if layout == "complex" else gr.sizeof_float) * vlen
+        self.temp_file = None
+        if source == "dataset":
+            self.source = dataset_source(path, layout=layout, split=split, seed=seed,
+                                         trusted=trusted, frame_len=L)
+        else:
+            whole_recording = recorded_layout == layout and len(rows) == len(ds) and \
+                np.array_equal(rows, np.arange(len(ds)))
+            if whole_recording:
+                data_path = replay_paths(path)[0]
+            else:  # the frames to replay, back to back, as file_source reads them
+                fd, data_path = tempfile.mkstemp(suffix=".raw", dir=workdir)
+                os.close(fd)
+                frames_to_vectors(ds.frames[rows], layout).tofile(data_path)
+                self.temp_file = data_path
+            self.source = blocks.file_source(itemsize, data_path, False)
+        self.classifier = classifier(model_path=model_path, threshold=threshold,
+                                     input_format=layout, frame_len=L, max_batch=max_batch)
+        self.sink = classification_sink(self.classifier.classes())
+        self.connect(self.source, self.classifier, blocks.null_sink(itemsize))
+        self.msg_connect(self.classifier, CLASSIFICATION_PORT, self.sink, "in")
+
+    def cleanup(self):
+        if self.temp_file and os.path.exists(self.temp_file):
+            os.remove(self.temp_file)
+
+
+def replay(path, model_path="", threshold=None, split="all", seed=0, source="auto", layout=None,
+           max_frames=0, trusted=False, max_batch=1024):
+    """Replay a dataset file; returns (predictions dict, report dict)."""
+    if source == "dataset" and max_frames:
+        raise ValueError("--max-frames needs the file source (dataset_source replays the whole split)")
+    ds = load_dataset(path, trusted=trusted)
+    rows = split_indices(ds, split, seed=seed)
+    if max_frames:
+        rows = rows[:int(max_frames)]
+    fg = replay_flowgraph(path, ds, rows, model_path=model_path, threshold=threshold,
+                          source=source, layout=layout, split=split, seed=seed,
+                          trusted=trusted, max_batch=max_batch)
+    try:
+        start = time.perf_counter()
+        fg.run()
+        elapsed = time.perf_counter() - start
+    finally:
+        fg.cleanup()
+    rec = fg.sink.records()
+    if len(rec["offset"]) != len(rows) or not np.array_equal(rec["offset"], np.arange(len(rows))):
+        raise RuntimeError(f"replay classified {len(rec['offset'])} of {len(rows)} frames")
+    model_classes = fg.classifier.classes()
+    to_model = np.array([model_classes.index(c) if c in model_classes else -1 for c in ds.classes])
+    predictions = {
+        "index": rows.astype(np.int64),
+        "exit": rec["exit"],
+        "class": rec["cls"],
+        "entropy": rec["entropy"],
+        "confidence": rec["confidence"],
+        "label": to_model[ds.labels[rows]],
+        "snr": ds.snrs[rows],
+    }
+    if fg.source_kind == "dataset":  # the truth came with the stream: it must agree
+        if not (np.array_equal(rec["frame_index"], rows) and np.array_equal(rec["true_cls"], predictions["label"])):
+            raise RuntimeError("dataset_source truth tags disagree with the dataset file")
+    report = make_report(predictions, model_classes, fg.classifier.exit_names(), elapsed)
+    report.update(dataset=os.fspath(path), model=fg.classifier.model_path, split=split,
+                  seed=seed, source=fg.source_kind, layout=fg.layout,
+                  thresholds=list(fg.classifier.get_threshold()))
+    return predictions, report
+
+
+def make_report(pred, classes, exit_names, elapsed):
+    """Accuracy and exit shares per SNR and overall, and frames/s."""
+    n_exits = len(exit_names)
+
+    def group(mask):
+        n = int(mask.sum())
+        scored = mask & (pred["label"] >= 0) & (pred["exit"] >= 0)
+        exits = np.bincount(pred["exit"][mask & (pred["exit"] >= 0)], minlength=n_exits)[:n_exits]
+        return {
+            "frames": n,
+            "accuracy": float((pred["class"][scored] == pred["label"][scored]).mean()) if scored.any() else None,
+            "exit_share": [float(e / n) if n else 0.0 for e in exits],
+        }
+
+    everything = np.ones(len(pred["index"]), bool)
+    return {
+        "frames": int(len(pred["index"])),
+        "seconds": float(elapsed),
+        "frames_per_second": float(len(pred["index"]) / elapsed) if elapsed > 0 else 0.0,
+        "classes": list(classes),
+        "exit_names": list(exit_names),
+        "all": group(everything),
+        "per_snr": [dict(group(pred["snr"] == s), snr=float(s)) for s in np.unique(pred["snr"])],
+    }
+
+
+def format_report(report):
+    exits = report["exit_names"]
+    head = f"{'snr':>6} {'frames':>7} {'acc%':>6} " + " ".join(f"{e[:6]:>6}" for e in exits)
+    lines = [head, "-" * len(head)]
+    for row in report["per_snr"] + [dict(report["all"], snr="all")]:
+        snr = row["snr"] if isinstance(row["snr"], str) else f"{row['snr']:g}"
+        acc = "     -" if row["accuracy"] is None else f"{100 * row['accuracy']:6.1f}"
+        lines.append(f"{snr:>6} {row['frames']:>7} {acc} "
+                     + " ".join(f"{100 * s:5.1f}%" for s in row["exit_share"]))
+    lines.append(f"{report['frames']} frames in {report['seconds']:.2f} s: "
+                 f"{report['frames_per_second']:.0f} frames/s ({report['source']} source, "
+                 f"{report['layout']} layout); exit shares in % of frames")
+    return "\n".join(lines)

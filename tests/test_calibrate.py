@@ -1,0 +1,95 @@
+"""amcee calibrate: the accuracy-loss budget holds on validation; temperatures keep argmax."""
+import json
+import subprocess
+import sys
+import os
+
+import numpy as np
+import pytest
+
+from tiny_data import make_tiny_dataset, train_tiny_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cal")
+    data = base / "tiny.npz"
+    make_tiny_dataset(data, frames_per_key=60)
+    return str(data), train_tiny_model(data, base / "run", epochs=3)
+
+
+def _val_accuracy_loss_pp(model_path, data):
+    """Loss of the engine's early exit against the final exit on the validation split."""
+    from gnuradio.amcee.datasets import load_dataset, split_indices
+    from gnuradio.amcee.engine import EarlyExitEngine
+
+    ds = load_dataset(data)
+    idx = split_indices(ds, "val")
+    engine = EarlyExitEngine(model_path)
+    ee = engine.classify(ds.frames[idx]).classes
+    final = engine.all_exit_probs(ds.frames[idx])[0][-1].argmax(1)
+    labels = ds.labels[idx]
+    return 100 * ((final == labels).mean() - (ee == labels).mean()), engine
+
+
+@pytest.mark.parametrize("max_loss", [0.0, 0.5, 3.0, 20.0])
+def test_never_exceeds_the_accuracy_budget(trained, tmp_path, max_loss):
+    from gnuradio.amcee.calibrate import calibrate
+
+    data, model = trained
+    out = tmp_path / "cal.pt"
+    record = calibrate(model, data, str(out), max_loss_pp=max_loss)
+    assert record["chosen"]["accuracy_loss_pp"] <= max_loss + 1e-9
+    loss, engine = _val_accuracy_loss_pp(str(out), data)  # what the written model really does
+    assert loss <= max_loss + 1e-9
+    assert engine.thresholds == tuple(record["chosen"]["thresholds"])
+    assert engine.meta["calibration"]["constraint"] == {"max_loss_pp": max_loss}
+    # Every other evaluated point that saves more compute breaks the budget.
+    for p in record["frontier"]:
+        if p["compute_fraction"] < record["chosen"]["compute_fraction"] - 1e-12:
+            assert 100 * (record["final_exit_accuracy"] - p["accuracy"]) > max_loss
+
+
+def test_target_compute(trained, tmp_path):
+    from gnuradio.amcee.calibrate import calibrate
+
+    data, model = trained
+    record = calibrate(model, data, str(tmp_path / "c.pt"), target_compute=0.6)
+    assert record["chosen"]["compute_fraction"] <= 0.6
+    with pytest.raises(ValueError, match="target_compute"):
+        calibrate(model, data, str(tmp_path / "d.pt"), target_compute=1.5)
+
+
+def test_temperature_keeps_argmax_and_lowers_nll(trained, tmp_path):
+    from gnuradio.amcee.calibrate import calibrate, nll
+    from gnuradio.amcee.datasets import load_dataset, split_indices
+    from gnuradio.amcee.engine import EarlyExitEngine
+
+    data, model = trained
+    out = tmp_path / "t.pt"
+    record = calibrate(model, data, str(out), max_loss_pp=0.5, temperature=True)
+    temps = record["temperatures"]
+    assert len(temps) == 3 and all(t > 0 for t in temps)
+    ds = load_dataset(data)
+    idx = split_indices(ds, "val")
+    before, _ = EarlyExitEngine(model).all_exit_probs(ds.frames[idx])
+    after, _ = EarlyExitEngine(str(out)).all_exit_probs(ds.frames[idx])
+    assert np.array_equal(before.argmax(2), after.argmax(2))
+    labels = ds.labels[idx]
+    for k in range(3):  # the scaled heads are at least as well calibrated on validation
+        lb = np.log(np.clip(before[k].astype(np.float64), 1e-38, None))
+        la = np.log(np.clip(after[k].astype(np.float64), 1e-38, None))
+        assert nll(la, labels, 1.0) <= nll(lb, labels, 1.0) + 1e-4
+
+
+def test_cli_prints_the_chosen_point(trained, tmp_path):
+    data, model = trained
+    out = tmp_path / "cli.pt"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "apps", "amcee"), "calibrate", model,
+                           "--data", data, "--out", str(out), "--max-loss", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    point = json.loads(proc.stdout)
+    assert point["accuracy_loss_pp"] <= 1 and len(point["thresholds"]) == 2 and out.is_file()

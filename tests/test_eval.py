@@ -1,0 +1,85 @@
+"""amcee eval: files written and numbers consistent with each other and with the engine."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tiny_data import make_tiny_dataset, train_tiny_model
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    from gnuradio.amcee.evaluate import evaluate_model, write_outputs
+
+    base = tmp_path_factory.mktemp("eval")
+    data = base / "tiny.npz"
+    make_tiny_dataset(data, frames_per_key=60)
+    model = train_tiny_model(data, base / "run", epochs=2)
+    report, predictions = evaluate_model(model, str(data), repeats=1, max_batch=64,
+                                         sweep=(0.0, 0.2, 0.5, 1.0), progress=lambda *_: None)
+    out = base / "out"
+    write_outputs(report, predictions, str(out))
+    return str(data), model, out
+
+
+def test_writes_report_figures_predictions(evaluated):
+    _, _, out = evaluated
+    for name in ("eval.json", "summary.md", "predictions.npz", "fig4a_accuracy.png", "fig4b_exit_shares.png",
+                 "fig4c_time.png", "fig5_exit_accuracy.png", "fig6_thresholds.png", "confusion.png",
+                 "frontier.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert "| accuracy, all SNRs |" in (out / "summary.md").read_text()
+
+
+def test_numbers_are_consistent(evaluated):
+    data, _, out = evaluated
+    r = json.load(open(out / "eval.json"))
+    pred = np.load(out / "predictions.npz")
+    k = len(r["exit_names"])
+    assert sum(row["frames"] for row in r["per_snr"]) == r["frames"] == len(pred["index"])
+    for row in r["per_snr"]:
+        assert abs(sum(row["exit_shares"]) - 1) < 1e-9
+        assert row["speedup"] > 0 and row["compute_ceiling"] > 0
+        assert abs(row["speedup_over_ceiling"] - row["speedup"] / row["compute_ceiling"]) < 1e-9
+        m = pred["snr"] == row["snr"]
+        assert abs(row["accuracy_early_exit"] - (pred["class"][m] == pred["label"][m]).mean()) < 1e-12
+        assert abs(row["accuracy_backbone"] - (pred["backbone_class"][m] == pred["label"][m]).mean()) < 1e-12
+        shares = np.bincount(pred["exit"][m], minlength=k) / m.sum()
+        assert np.allclose(shares, row["exit_shares"])
+    o = r["overall"]
+    assert abs(o["accuracy_early_exit"] - (pred["class"] == pred["label"]).mean()) < 1e-12
+    assert abs(o["accuracy_loss_pp"] - 100 * (o["accuracy_backbone"] - o["accuracy_early_exit"])) < 1e-9
+    assert r["simulation_agreement"] > 0.99
+    # A sweep point at the model's own threshold reproduces the engine's shares.
+    same = [p for p in r["sweep"] if p["thresholds"] == r["thresholds"]]
+    if same:
+        assert np.allclose(same[0]["exit_shares"], o["exit_shares"], atol=0.01)
+    # The confusion matrices count every frame once.
+    assert np.array(r["confusion"]["early_exit"]).sum() == r["frames"]
+    assert np.array(r["confusion"]["backbone"]).trace() == round(o["accuracy_backbone"] * r["frames"])
+    for t in ("0.05", "0.35", "0.6"):
+        assert abs(sum(r["paper_thresholds"][t]["exit_shares"]) - 1) < 1e-9
+
+
+def test_predictions_match_the_engine_frame_for_frame(evaluated):
+    from gnuradio.amcee.datasets import load_dataset
+    from gnuradio.amcee.engine import EarlyExitEngine
+
+    data, model, out = evaluated
+    pred = np.load(out / "predictions.npz")
+    ds = load_dataset(data)
+    result = EarlyExitEngine(model, max_batch=7).classify(ds.frames[pred["index"]])
+    assert np.array_equal(result.exits, pred["exit"]) and np.array_equal(result.classes, pred["class"])
+
+
+def test_bench_reports_every_section(evaluated):
+    from gnuradio.amcee.bench import run_bench
+
+    data, model, _ = evaluated
+    report = run_bench(model, data=data, frames=300, repeats=1, batch_sizes=(1, 64), loop_frames=20)
+    assert [b["batch"] for b in report["batch_sizes"]] == [1, 64]
+    assert len(report["per_snr"]) == 3 and all(r["engine_fps"] > 0 for r in report["per_snr"])
+    assert report["per_frame_loop"]["loop_fps"] > 0 and report["peak_rss_mib"] > 0
+    with pytest.raises(ValueError, match="unknown bench section"):
+        run_bench(model, sections=["nope"])

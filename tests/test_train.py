@@ -1,0 +1,139 @@
+"""amcee train: both schemes, the paper scheme's gradient isolation, exact resume, DDP."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tiny_data import make_tiny_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    make_tiny_dataset(path)
+    return str(path)
+
+
+def _config(data, out, **kw):
+    from gnuradio.amcee.train import TrainConfig
+
+    settings = dict(data=data, out_dir=str(out), exits=("V0", "V1"), epochs=1, batch_size=100,
+                    lr=3e-3, threads=1, progress=False, eval_batch=512)
+    settings.update(kw)
+    return TrainConfig(**settings)
+
+
+@pytest.mark.parametrize("scheme", ["paper", "joint"])
+def test_one_epoch_exports_a_model_the_block_loads(tiny_data, tmp_path, scheme):
+    from gnuradio import amcee
+    from gnuradio.amcee.train import train
+
+    summary = train(_config(tiny_data, tmp_path / scheme, scheme=scheme))
+    assert summary["epochs_run"] == 1 and summary["train_seconds"] < 60
+    for name in ("last.pt", "best.pt", "metrics.jsonl", "config.json", "summary.json", "model.pt"):
+        assert (tmp_path / scheme / name).is_file(), name
+    metrics = [json.loads(line) for line in open(tmp_path / scheme / "metrics.jsonl")]
+    assert len(metrics) == 1 and len(metrics[0]["val_acc"]) == 3
+    assert abs(sum(metrics[0]["val_exit_shares"]) - 1) < 1e-9
+    block = amcee.classifier(summary["model"])
+    assert block.engine.exit_names == ("V0", "V1", "final")
+    assert block.engine.thresholds == (0.35, 0.35)
+    assert block.engine.meta["model_version"] == scheme
+
+
+def _params(module):
+    return {n: p.detach().clone() for n, p in module.named_parameters()}
+
+
+def _changed(before, module):
+    import torch
+
+    return {n for n, p in module.named_parameters() if not torch.equal(before[n], p.detach())}
+
+
+def _one_step(model, detach, which):
+    """One Adam step (weight decay on) on the loss of exit ``which`` only."""
+    import torch
+    from torch.nn import functional as F
+
+    from gnuradio.amcee.train import TrainingForward
+
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 2, 128), torch.randint(0, 10, (32,))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=5e-4)
+    model.zero_grad(set_to_none=True)
+    before = _params(model)
+    logits = TrainingForward(model, detach_between_blocks=detach)(x)
+    F.cross_entropy(logits[which], y).backward()
+    opt.step()
+    return _changed(before, model)
+
+
+def test_paper_scheme_isolates_the_losses():
+    from gnuradio.amcee.model import EarlyExitNet, ModelConfig
+
+    def names(model, k):
+        return {f"blocks.{k}.{n}" for n, _ in model.blocks[k].named_parameters()}
+
+    model = EarlyExitNet(ModelConfig(exits=("V1",)))
+    shared_and_head, later = names(model, 0), names(model, 1)
+    # Loss 2 (final exit) leaves the shared layers (and the exit head) unchanged ...
+    assert _one_step(model, True, -1) == later
+    # ... and loss 1 (early exit) leaves the layers after the branch unchanged.
+    assert _one_step(model, True, 0) == shared_and_head
+    # The joint scheme lets the final loss reach the shared layers.
+    joint = _one_step(EarlyExitNet(ModelConfig(exits=("V1",))), False, -1)
+    assert any(n.startswith("blocks.0.segment") for n in joint)
+
+
+def test_resume_continues_exactly(tiny_data, tmp_path):
+    from gnuradio.amcee.checkpoint import load_checkpoint
+    from gnuradio.amcee.train import TrainConfig, train
+
+    straight = train(_config(tiny_data, tmp_path / "straight", epochs=2, scheme="joint"))
+    train(_config(tiny_data, tmp_path / "stopped", epochs=1, scheme="joint"))
+    _, state = load_checkpoint(str(tmp_path / "stopped" / "last.pt"))
+    assert state["epoch"] == 1 and "optimizer_state" in state and "rng" in state
+    resumed_config = TrainConfig(**{**state["train_config"], "epochs": 2})
+    resumed = train(resumed_config, resume=str(tmp_path / "stopped" / "last.pt"))
+    assert straight["epochs_run"] == resumed["epochs_run"] == 2
+
+    def epoch2(run):
+        return [json.loads(line) for line in open(tmp_path / run / "metrics.jsonl")][1]
+
+    a, b = epoch2("straight"), epoch2("stopped")
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "val_exit_shares", "lr"):
+        assert a[key] == b[key], key
+
+
+def test_bad_arguments_are_clear_errors(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="scheme"):
+        _config(tiny_data, tmp_path, scheme="greedy")
+    with pytest.raises(ValueError, match="exit_weights"):
+        _config(tiny_data, tmp_path, scheme="joint", exit_weights=(1.0, 1.0))
+    with pytest.raises(ValueError, match="unknown exit point"):
+        from gnuradio.amcee.train import train
+
+        train(_config(tiny_data, tmp_path, exits=("V9",)))
+
+
+def test_torchrun_two_processes(tiny_data, tmp_path):
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", os.path.join(ROOT, "apps", "amcee"),
+           "train", "--data", tiny_data, "--out", str(out), "--exits", "V0", "V1", "--scheme", "joint",
+           "--epochs", "2", "--batch-size", "100", "--lr", "3e-3", "--threads", "1", "--quiet"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.load(open(out / "config.json"))
+    assert config["world_size"] == 2
+    metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert [m["epoch"] for m in metrics] == [1, 2]  # written once: rank 0 only
+    assert all(len(m["val_acc"]) == 3 and len(m["train_acc"]) == 3 for m in metrics)
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["exits"] == ["V0", "V1", "final"] and os.path.isfile(summary["model"])
