@@ -268,18 +268,22 @@ class EarlyExitNet(nn.Module):
                     take = (e <= thresholds[k]) | (e >= give_up[k])
                 n_take = int(take.sum())
                 if n_take == rows.numel():  # everyone leaves: no gather needed
-                    probs[rows] = p
-                    exits[rows] = k
-                    entropy[rows] = e
+                    probs.index_copy_(0, rows, p)
+                    exits.index_fill_(0, rows, k)
+                    entropy.index_copy_(0, rows, e)
                     rows = rows[:0]
                 elif n_take > 0:
-                    leaving = rows[take]
-                    probs[leaving] = p[take]
-                    exits[leaving] = k
-                    entropy[leaving] = e[take]
-                    stay = ~take
-                    x = x[stay]
-                    rows = rows[stay]
+                    # index_select/index_copy_ with explicit indices: cheaper
+                    # than boolean-mask indexing, which finds the indices again
+                    # for every tensor it touches.
+                    out = torch.nonzero(take).squeeze(1)
+                    keep = torch.nonzero(~take).squeeze(1)
+                    leaving = rows.index_select(0, out)
+                    probs.index_copy_(0, leaving, p.index_select(0, out))
+                    exits.index_fill_(0, leaving, k)
+                    entropy.index_copy_(0, leaving, e.index_select(0, out))
+                    x = x.index_select(0, keep)
+                    rows = rows.index_select(0, keep)
             k += 1
         return probs, exits, entropy
 

@@ -27,13 +27,7 @@ def get_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(_module_name(name), __name__)
-        except ModuleNotFoundError as exc:
-            if exc.name != __name__ + _module_name(name):
-                raise
-            continue  # subcommand not part of this build
-        module.add_parser(sub)
+        importlib.import_module(_module_name(name), __name__).add_parser(sub)
     return parser
 
 
