@@ -34,7 +34,7 @@ def evaluate_run(run, ds, test_idx, repeats, max_loss):
     row = {"run": os.path.basename(run), "exits": "+".join(summary["exits"]), "scheme": summary["scheme"],
            "train_frames": summary["sizes"]["train"], "epochs": summary["epochs_run"],
            "train_minutes": summary["train_seconds"] / 60, "lr": config["train"]["lr"],
-           "schedule": config["train"]["schedule"]}
+           "schedule": config["train"]["schedule"], "init_from": config["train"].get("init_from")}
     labels, snrs = ds.labels[test_idx], ds.snrs[test_idx]
     frames = ds.frames[test_idx]
     if not summary.get("model"):  # backbone alone: no exported file, use the checkpoint
@@ -94,7 +94,9 @@ def markdown(rows, data, max_loss):
         "cal T | cal acc (>=10 dB) | cal loss | cal shares @20 dB | cal ceiling / speed-up @20 dB |",
         "|---" * 15 + "|"]
     for r in rows:
-        head = (f"| {r['run']} | {r['exits']} | {r['scheme']} | {r['train_frames']} x {r['epochs']} | "
+        start = (f" (fine-tune of {os.path.basename(os.path.dirname(r['init_from']))})"
+                 if r.get("init_from") else "")
+        head = (f"| {r['run']} | {r['exits']} | {r['scheme']} | {r['train_frames']} x {r['epochs']}{start} | "
                 f"{r['train_minutes']:.1f} | {pct(r['acc_backbone'])} ({pct(r['acc_backbone_high'])}) |")
         if "acc_T035" not in r:
             lines.append(head + " - |" * 9)
@@ -108,6 +110,12 @@ def markdown(rows, data, max_loss):
                       "/".join(pct(s) for s in r[f"shares20_{tag}"]),
                       f"{r[f'ceiling20_{tag}']:.2f}x / {r[f'speedup20_{tag}']:.2f}x"]
         lines.append(head + " " + " | ".join(cells) + " |")
+    lines += ["", "Notes: the study rows (`study-*`) train on a 20 % stratified subset for 4 epochs "
+              "(lr 3e-3, warm-up + cosine), except `study-backbone-paper` (the paper's constant lr 1e-4); "
+              "the full-data rows use the same fast schedule. Speed-ups were measured on a 2-core CPU "
+              "shared with other jobs: single values moved by about +-10-20 % between repeated runs, so "
+              "compare the ceilings for the effect of the exit shares. Details of the shipped model: "
+              "[default-model/README.md](default-model/README.md)."]
     return "\n".join(lines) + "\n"
 
 
@@ -118,7 +126,14 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="Markdown file (a .json twin is written beside it)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--max-loss", type=float, default=0.5)
+    p.add_argument("--from-json", action="store_true",
+                   help="only rewrite the Markdown from the .json twin of --out (no evaluation)")
     args = p.parse_args(argv)
+    if args.from_json:
+        rows = json.load(open(os.path.splitext(args.out)[0] + ".json"))
+        with open(args.out, "w") as f:
+            f.write(markdown(rows, args.data, args.max_loss))
+        return
     from gnuradio.amcee.datasets import load_dataset, split_indices
 
     ds = load_dataset(args.data)

@@ -52,6 +52,21 @@ def test_never_exceeds_the_accuracy_budget(trained, tmp_path, max_loss):
             assert 100 * (record["final_exit_accuracy"] - p["accuracy"]) > max_loss
 
 
+def test_give_up_search_keeps_the_budget(trained, tmp_path):
+    from gnuradio.amcee.calibrate import calibrate
+
+    data, model = trained
+    out = tmp_path / "g.pt"
+    record = calibrate(model, data, str(out), max_loss_pp=1.0, give_up=True)
+    assert record["give_up_searched"] and len(record["chosen"]["give_up"]) == 2
+    loss, engine = _val_accuracy_loss_pp(str(out), data)  # the engine applies thresholds and give-up
+    assert loss <= 1.0 + 1e-9
+    assert [None if g == float("inf") else g for g in engine.give_up] == record["chosen"]["give_up"]
+    # Searching give-up values too can only save at least as much compute.
+    plain = calibrate(model, data, str(tmp_path / "p.pt"), max_loss_pp=1.0, points=20)
+    assert record["chosen"]["compute_fraction"] <= plain["chosen"]["compute_fraction"] + 1e-12
+
+
 def test_target_compute(trained, tmp_path):
     from gnuradio.amcee.calibrate import calibrate
 

@@ -110,7 +110,26 @@ def test_resume_continues_exactly(tiny_data, tmp_path):
         assert a[key] == b[key], key
 
 
+def test_init_from_and_distillation(tiny_data, tmp_path):
+    import torch
+
+    from gnuradio.amcee.checkpoint import load_checkpoint
+    from gnuradio.amcee.train import train
+
+    train(_config(tiny_data, tmp_path / "base", scheme="joint"))
+    base, _ = load_checkpoint(str(tmp_path / "base" / "best.pt"))
+    # A vanishing learning rate: the fine-tuned weights must be the base's.
+    train(_config(tiny_data, tmp_path / "ft", scheme="joint", distill=1.0, lr=1e-12,
+                  init_from=str(tmp_path / "base" / "best.pt")))
+    tuned, state = load_checkpoint(str(tmp_path / "ft" / "last.pt"))
+    for (name, a), b in zip(base.named_parameters(), tuned.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert state["train_config"]["distill"] == 1.0
+
+
 def test_bad_arguments_are_clear_errors(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="distill"):
+        _config(tiny_data, tmp_path, scheme="paper", distill=1.0)
     with pytest.raises(ValueError, match="scheme"):
         _config(tiny_data, tmp_path, scheme="greedy")
     with pytest.raises(ValueError, match="exit_weights"):

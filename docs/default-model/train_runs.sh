@@ -1,8 +1,9 @@
 #!/bin/sh
 # The training runs behind the shipped default model and docs/early-exit-comparison.md.
 # They ran as two parallel queues of one thread each on a shared 2-core CPU:
-#   sh docs/default-model/train_runs.sh a   and   sh docs/default-model/train_runs.sh b
-# Usage: sh docs/default-model/train_runs.sh a|b [DATA] [RUNS_DIR]
+#   sh docs/default-model/train_runs.sh a   and   sh docs/default-model/train_runs.sh b,
+# then queue c (needs a's v0v1-joint) beside the end of queue a.
+# Usage: sh docs/default-model/train_runs.sh a|b|c [DATA] [RUNS_DIR]
 set -e
 QUEUE=$1
 DATA=${2:-data/synth_all.npz}
@@ -16,7 +17,7 @@ if [ "$QUEUE" = a ]; then
   $AMCEE train --data "$DATA" --out "$RUNS/v0v1-joint" --exits V0 V1 --scheme joint --epochs 10 $FAST
   # Full-data reference: the backbone alone.
   $AMCEE train --data "$DATA" --out "$RUNS/backbone" --exits none --epochs 5 $FAST
-else
+elif [ "$QUEUE" = b ]; then
   # Study on a 20 % stratified subset of the training split: V0..V3 x both schemes,
   # plus the backbone with the fast schedule and with the paper's (constant lr 1e-4).
   for v in V0 V1 V2 V3; do
@@ -28,4 +29,14 @@ else
   $AMCEE train --data "$DATA" --out "$RUNS/study-backbone-paper" --exits none $STUDY --threads 1 --quiet
   # Full-data reference: V1 as in the paper (paper scheme).
   $AMCEE train --data "$DATA" --out "$RUNS/v1-paper" --exits V1 --scheme paper --epochs 5 $FAST
+
+elif [ "$QUEUE" = c ]; then
+  # Fine-tuning of the shipped candidate with self-distillation of the early exits
+  # (run after queue b; started from queue a's v0v1-joint/best.pt).
+  $AMCEE train --data "$DATA" --out "$RUNS/v0v1-joint-distill" --exits V0 V1 --scheme joint --distill 1 \
+    --init-from "$RUNS/v0v1-joint/best.pt" --epochs 4 --lr 1e-3 --schedule cosine --warmup-epochs 0.2 \
+    --threads 1 --quiet
+else
+  echo "usage: $0 a|b|c [DATA] [RUNS_DIR]" >&2
+  exit 2
 fi

@@ -137,11 +137,19 @@ def section_per_frame_loop(ctx):
             "speedup": t["backbone_loop"] / t["loop"]}
 
 
+def section_block_vs_engine(ctx):
+    """The GNU Radio block against the bare engine (imports GNU Radio lazily)."""
+    from .bench_block import section_block_vs_engine as run
+
+    return run(ctx)
+
+
 #: Sections in output order: name -> function(ctx) -> JSON-able result.
 SECTIONS = {
     "batch_sizes": section_batch_sizes,
     "per_snr": section_per_snr,
     "per_frame_loop": section_per_frame_loop,
+    "block_vs_engine": section_block_vs_engine,
 }
 
 

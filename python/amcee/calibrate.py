@@ -10,7 +10,10 @@ the validation split of the paper split:
   that fraction of the backbone's.
 
 The search is a full grid over per-exit candidate thresholds for up to three
-early exits, coordinate descent beyond.  Candidates are entropy quantiles of
+early exits, coordinate descent beyond.  Optionally (``give_up``) it also
+searches per-exit give-up entropies (a frame that unsure leaves early: very
+noisy frames, where the deeper layers are not expected to do better), under
+the same accuracy budget.  Candidates are entropy quantiles of
 each exit, so the grid follows where the frames are.
 
 Temperature scaling (optional) fits one scalar T per exit on validation NLL.
@@ -28,6 +31,10 @@ import numpy as np
 from .exit_stats import entropy10, exit_shares, expected_macs, pick_by_exit, simulate_exits
 
 GRID_POINTS = {1: 400, 2: 60, 3: 24}
+#: Smaller threshold grids when give-up values are searched too (one grid per give-up combination).
+GIVE_UP_GRID_POINTS = {1: 100, 2: 20, 3: 8}
+#: Give-up candidates: these entropy quantiles of each exit (and "off").
+GIVE_UP_QUANTILES = (0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
 MAX_FULL_GRID_EXITS = 3
 
 
@@ -89,7 +96,9 @@ class Evaluator:
         shares = exit_shares(exits, self.num_exits)
         macs = expected_macs(shares, self.costs)
         accuracy = float(pick_by_exit(self.correct, exits).mean())
-        return {"thresholds": [float(t) for t in thresholds], "accuracy": accuracy,
+        give_up = [None if g is None or math.isinf(g) else float(g)
+                   for g in (self.give_up or [None] * len(thresholds))]
+        return {"thresholds": [float(t) for t in thresholds], "give_up": give_up, "accuracy": accuracy,
                 "accuracy_loss_pp": 100 * (self.final_accuracy - accuracy),
                 "exit_shares": shares.tolist(), "expected_macs": macs,
                 "compute_fraction": macs / self.backbone_macs,
@@ -105,6 +114,12 @@ class Evaluator:
         upper = np.where(values[pos] > qs, values[pos], qs + 1e-3)
         return np.unique(np.concatenate([[0.0], (qs + upper) / 2]))
 
+    def give_up_candidates(self, k):
+        """Off (inf), then high entropy quantiles of exit k: frames this unsure
+        leave early, where the deeper layers are not expected to help."""
+        qs = np.quantile(self.entropies[k].astype(np.float64), GIVE_UP_QUANTILES)
+        return [math.inf] + sorted(set(float(q) + 1e-6 for q in qs))
+
 
 def _better(a, b, objective):
     """Is point a preferred to b?  Ties broken by accuracy, then compute."""
@@ -117,8 +132,10 @@ def _better(a, b, objective):
     return ka > kb
 
 
-def search(ev, max_loss_pp=None, target_compute=None, points=None):
-    """(best point, all evaluated points) under the constraint."""
+def search(ev, max_loss_pp=None, target_compute=None, points=None, give_up=False):
+    """(best point, all evaluated points) under the constraint.  With
+    ``give_up`` the give-up entropies are searched too (a threshold grid per
+    give-up combination); otherwise the evaluator's give-up values stay."""
     if (max_loss_pp is None) == (target_compute is None):
         raise ValueError("give exactly one of max_loss_pp and target_compute")
     if max_loss_pp is not None and max_loss_pp < 0:
@@ -135,19 +152,23 @@ def search(ev, max_loss_pp=None, target_compute=None, points=None):
         return p["compute_fraction"] <= target_compute + 1e-12
 
     objective = "compute" if max_loss_pp is not None else "accuracy"
-    points = points or GRID_POINTS.get(n_early, 16)
+    points = points or (GIVE_UP_GRID_POINTS if give_up else GRID_POINTS).get(n_early, 16)
     grids = [ev.candidates(k, points) for k in range(n_early)]
+    give_up_sets = (itertools.product(*[ev.give_up_candidates(k) for k in range(n_early)])
+                    if give_up else [ev.give_up])
     evaluated = []
     best = None
-    if n_early <= MAX_FULL_GRID_EXITS:
-        combos = itertools.product(*grids)
-    else:
-        combos = _coordinate_descent(ev, grids, feasible, objective)
-    for combo in combos:
-        p = ev.point(combo)
-        evaluated.append(p)
-        if feasible(p) and _better(p, best, objective):
-            best = p
+    for give_up_values in give_up_sets:
+        ev.give_up = None if give_up_values is None else list(give_up_values)
+        if n_early <= MAX_FULL_GRID_EXITS:
+            combos = itertools.product(*grids)
+        else:
+            combos = _coordinate_descent(ev, grids, feasible, objective)
+        for combo in combos:
+            p = ev.point(combo)
+            evaluated.append(p)
+            if feasible(p) and _better(p, best, objective):
+                best = p
     if best is None:
         raise ValueError("no thresholds meet the constraint (target compute below what "
                          "sending every frame out of the first exit costs?)")
@@ -179,6 +200,14 @@ def pareto_front(points):
     return front
 
 
+def thin(points, limit):
+    """At most ``limit`` points spread evenly over the list, first and last kept."""
+    if len(points) <= limit:
+        return points
+    keep = np.unique(np.linspace(0, len(points) - 1, limit).round().astype(int))
+    return [points[i] for i in keep]
+
+
 # ------------------------------------------------------------ model files
 def scale_heads(module, temperatures):
     """Divide every head's last Linear layer (weight and bias) by its temperature."""
@@ -193,7 +222,7 @@ def scale_heads(module, temperatures):
 
 
 def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, temperature=False,
-              split="val", split_seed=0, max_batch=1024, points=None):
+              split="val", split_seed=0, max_batch=1024, points=None, give_up=False):
     """Choose thresholds (and temperatures) on ``split`` and write ``out_path``.
 
     Returns the calibration record (also stored in the model's metadata)."""
@@ -218,7 +247,8 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
     # The model's give-up values (if any) stay as they are and take part in the simulation.
     ev = Evaluator(all_probs, labels, engine.meta["exit_macs"], engine.meta["backbone_macs"],
                    give_up=list(engine.give_up))
-    best, evaluated = search(ev, max_loss_pp=max_loss_pp, target_compute=target_compute, points=points)
+    best, evaluated = search(ev, max_loss_pp=max_loss_pp, target_compute=target_compute, points=points,
+                             give_up=give_up)
     record = {
         "method": "grid" if engine.num_exits - 1 <= MAX_FULL_GRID_EXITS else "coordinate-descent",
         "constraint": ({"max_loss_pp": max_loss_pp} if max_loss_pp is not None
@@ -226,8 +256,9 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
         "data": os.path.abspath(data), "split": split, "split_seed": split_seed, "frames": int(len(labels)),
         "final_exit_accuracy": ev.final_accuracy, "chosen": best,
         "temperatures": temperatures, "previous_thresholds": list(engine.thresholds),
-        "frontier": [{k: p[k] for k in ("thresholds", "accuracy", "compute_fraction")}
-                     for p in pareto_front(evaluated)][:200],
+        "give_up_searched": bool(give_up),
+        "frontier": [{k: p[k] for k in ("thresholds", "give_up", "accuracy", "compute_fraction")}
+                     for p in thin(pareto_front(evaluated), 200)],
     }
     source = model_path
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
@@ -237,8 +268,8 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
         scale_heads(loaded.module, temperatures)
         loaded.module.save(out_path, _extra_files={METADATA_FILE: json.dumps(loaded.meta, indent=1)})
         source = out_path
-    meta = rewrite_metadata(source, {"thresholds": best["thresholds"], "calibration": record},
-                            out_path=out_path)
+    meta = rewrite_metadata(source, {"thresholds": best["thresholds"], "give_up": best["give_up"],
+                                     "calibration": record}, out_path=out_path)
     record["model"] = os.path.abspath(out_path)
     record["model_version"] = meta.get("model_version")
     return record

@@ -57,6 +57,8 @@ class TrainConfig:
     exits: Tuple[str, ...] = ("V1",)
     scheme: str = "paper"
     exit_weights: Optional[Tuple[float, ...]] = None  # joint scheme; default 1 per exit
+    distill: float = 0.0             # joint scheme: weight of KL(final || early exit) per early exit
+    init_from: Optional[str] = None  # start from this checkpoint's weights (fine-tuning)
     epochs: int = 50                 # the paper's code
     batch_size: int = 500            # the paper's code (global batch under DDP)
     lr: float = 1e-4                 # the paper's code (Adam)
@@ -96,6 +98,9 @@ class TrainConfig:
         for name in ("train_fraction", "val_fraction"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.distill < 0 or (self.distill and self.scheme != "joint"):
+            raise ValueError(f"distill must be >= 0 and needs the joint scheme, got {self.distill} "
+                             f"with scheme {self.scheme!r}")
         if self.patience < 0 or self.warmup_epochs < 0:
             raise ValueError("patience and warmup_epochs must be >= 0")
         if self.exit_weights is not None:
@@ -184,11 +189,20 @@ class TrainingForward(nn.Module):
         return outputs
 
 
-def scheme_loss(losses, config):
+def scheme_loss(losses, config, logits=None):
     """Scalar to step on.  Paper: plain sum (each block only sees its own loss,
-    see the module docstring).  Joint: the weighted sum."""
+    see the module docstring).  Joint: the weighted sum, plus optional
+    self-distillation: each early exit also matches the final exit's
+    (detached) distribution, so that its confidence says "the final exit
+    would agree", which is what thresholds calibrated against the final exit
+    reward."""
     weights = (1.0,) * len(losses) if config.scheme == "paper" else config.loss_weights()
-    return sum(w * l for w, l in zip(weights, losses))
+    total = sum(w * l for w, l in zip(weights, losses))
+    if config.distill and logits is not None and len(logits) > 1:
+        target = torch.softmax(logits[-1].detach(), dim=1)
+        for z in logits[:-1]:
+            total = total + config.distill * F.kl_div(F.log_softmax(z, dim=1), target, reduction="batchmean")
+    return total
 
 
 def make_optimizer(model, config):
@@ -310,7 +324,7 @@ def train_one_epoch(forward, optimizer, scheduler, data, sampler, config, d, dev
             y = y_all[idx].to(device, non_blocking=True)
             logits = forward(x)
             losses = [F.cross_entropy(z, y) for z in logits]
-            loss = scheme_loss(losses, config)
+            loss = scheme_loss(losses, config, logits)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -427,6 +441,12 @@ def _train(config, resume, d, device):
         train_seconds = float(state.get("train_seconds", 0.0))
         set_rng_state(state["rng"][d.rank] if isinstance(state["rng"], list) else state["rng"])
     else:
+        if config.init_from:
+            init, init_state = load_checkpoint(config.init_from, map_location="cpu")
+            if init.config.to_dict() != model_config.to_dict():
+                raise ValueError(f"--init-from {config.init_from} has model config {init.config.to_dict()}, "
+                                 f"this run needs {model_config.to_dict()}")
+            model.load_state_dict(init.state_dict())
         torch.manual_seed(config.seed + d.rank)  # dropout differs per rank, weights do not
 
     if d.is_main:

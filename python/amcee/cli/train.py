@@ -29,6 +29,12 @@ def get_args_parser(subparsers=None):
                         "segment); joint: BranchyNet weighted sum of all exit losses (default: paper)")
     p.add_argument("--exit-weights", type=float, nargs="+", default=None,
                    help="joint scheme: loss weight per exit, final exit last (default: 1 each)")
+    p.add_argument("--distill", type=float, default=0.0,
+                   help="joint scheme: weight of self-distillation, KL(final exit || early exit) per "
+                        "early exit (default: 0 = off)")
+    p.add_argument("--init-from", metavar="CHECKPOINT", default=None,
+                   help="start from a checkpoint's weights with a fresh optimiser and schedule "
+                        "(fine-tuning; the exits must match)")
     p.add_argument("--epochs", type=int, default=50, help="epochs (default: 50)")
     p.add_argument("--batch-size", type=int, default=500, help="global batch size (default: 500)")
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default: 1e-4)")
@@ -83,6 +89,7 @@ def config_from_args(args):
     return TrainConfig(
         data=args.data, out_dir=args.out, exits=exits, scheme=args.scheme,
         exit_weights=tuple(args.exit_weights) if args.exit_weights else None,
+        distill=args.distill, init_from=args.init_from,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         schedule=args.schedule, warmup_epochs=args.warmup_epochs, dropout=args.dropout,
         patience=args.patience, select=args.select, seed=args.seed, split_seed=args.split_seed,
