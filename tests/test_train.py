@@ -143,7 +143,8 @@ def test_bad_arguments_are_clear_errors(tiny_data, tmp_path):
 def test_torchrun_two_processes(tiny_data, tmp_path):
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     out = tmp_path / "ddp"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # Both ranks on this machine: gloo talks over loopback, whatever the hostname resolves to.
+    env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
     cmd = [torchrun, "--standalone", "--nproc_per_node", "2", os.path.join(ROOT, "apps", "amcee"),
            "train", "--data", tiny_data, "--out", str(out), "--exits", "V0", "V1", "--scheme", "joint",
            "--epochs", "2", "--batch-size", "100", "--lr", "3e-3", "--threads", "1", "--quiet"]
