@@ -1,6 +1,7 @@
 """amcee train: both schemes, the paper scheme's gradient isolation, exact resume, DDP."""
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -145,7 +146,11 @@ def test_torchrun_two_processes(tiny_data, tmp_path):
     out = tmp_path / "ddp"
     # Both ranks on this machine: gloo talks over loopback, whatever the hostname resolves to.
     env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", os.path.join(ROOT, "apps", "amcee"),
+    with socket.socket() as s:  # a free port for the static rendezvous on loopback
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [torchrun, "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(port), os.path.join(ROOT, "apps", "amcee"),
            "train", "--data", tiny_data, "--out", str(out), "--exits", "V0", "V1", "--scheme", "joint",
            "--epochs", "2", "--batch-size", "100", "--lr", "3e-3", "--threads", "1", "--quiet"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -136,17 +136,22 @@ def run_headless(fg, seconds=0.0, refresh=1.0, table=None):
     fg.start()
     waiter = threading.Thread(target=lambda: (fg.wait(), finished.set()), daemon=True)
     waiter.start()
+    shown = False
     try:
         while not finished.wait(timeout=refresh):
             elapsed = time.monotonic() - start
             if table is not None:
                 table.show(format_table(summarize(fg.sink.records(), fg.classes, fg.exit_names, elapsed)))
+                shown = True
             if seconds and elapsed >= seconds:
                 break
     finally:
         fg.stop()
         finished.wait()
-    return summarize(fg.sink.records(), fg.classes, fg.exit_names, time.monotonic() - start)
+    summary = summarize(fg.sink.records(), fg.classes, fg.exit_names, time.monotonic() - start)
+    if table is not None and not shown:  # a run shorter than one refresh still shows its table
+        table.show(format_table(summary))
+    return summary
 
 
 def run_gui(fg, seconds=0.0, refresh=1.0, table=None, screenshot=None, window=500):
