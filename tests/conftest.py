@@ -54,10 +54,10 @@ def export_tiny_model(path, exits=("V0", "V1"), seed=0, frame_len=128, threshold
     import numpy as np
     import torch
 
-    from gnuradio.amcee.engine import as_float_frames
+    from gnuradio.amcee.engine import as_float_frames, l1_normalize_frames
     from gnuradio.amcee.export import export_model
     from gnuradio.amcee.labels import RML22_CLASSES
-    from gnuradio.amcee.model import EarlyExitNet, ModelConfig, entropy10, l1_normalize
+    from gnuradio.amcee.model import EarlyExitNet, ModelConfig, entropy10
 
     torch.manual_seed(seed)
     model = EarlyExitNet(ModelConfig(exits=exits, frame_len=frame_len)).eval()
@@ -65,7 +65,7 @@ def export_tiny_model(path, exits=("V0", "V1"), seed=0, frame_len=128, threshold
         for block in model.blocks:
             block.head[-1].weight.mul_(30.0)
     if thresholds is None:
-        x = l1_normalize(torch.from_numpy(as_float_frames(make_frames(512, frame_len, seed + 1), frame_len)))
+        x = torch.from_numpy(l1_normalize_frames(as_float_frames(make_frames(512, frame_len, seed + 1), frame_len)))
         with torch.no_grad():
             ent = [entropy10(torch.softmax(z, 1)) for z in model.exit_logits(x)]
         # Exit k takes about a third of what reaches it; the threshold sits in

@@ -38,11 +38,6 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def default_model_path():
-    """The shipped model (the block's default), without importing GNU Radio."""
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "amcee_default.pt")
-
-
 @dataclass
 class BenchContext:
     engine: object                  # engine.EarlyExitEngine
@@ -154,12 +149,12 @@ SECTIONS = {
 
 
 def run_bench(model_path=None, data=None, split="test", frames=20000, repeats=5,
-              batch_sizes=DEFAULT_BATCH_SIZES, max_batch=1024, threads=0, device="cpu",
+              batch_sizes=DEFAULT_BATCH_SIZES, max_batch=None, threads=0, device="cpu",
               thresholds=None, loop_frames=300, sections=None, seed=0):
     """Run the chosen ``sections`` (default all) and return one JSON-able dict."""
     import torch
 
-    from .engine import EarlyExitEngine
+    from .engine import EarlyExitEngine, default_model_path
 
     model_path = model_path or default_model_path()
     unknown = [s for s in (sections or ()) if s not in SECTIONS]
@@ -186,7 +181,7 @@ def run_bench(model_path=None, data=None, split="test", frames=20000, repeats=5,
     report = {"model": os.path.abspath(model_path), "model_version": engine.meta.get("model_version"),
               "exit_names": list(engine.exit_names), "thresholds": list(engine.thresholds),
               "data": data, "frames": int(len(x)), "threads": torch.get_num_threads(),
-              "device": str(engine.device), "max_batch": int(max_batch), "repeats": int(repeats)}
+              "device": str(engine.device), "max_batch": engine.max_batch, "repeats": int(repeats)}
     for name in sections or SECTIONS:
         t0 = time.perf_counter()
         ctx.results[name] = SECTIONS[name](ctx)

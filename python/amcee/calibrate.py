@@ -222,7 +222,7 @@ def scale_heads(module, temperatures):
 
 
 def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, temperature=False,
-              split="val", split_seed=0, max_batch=1024, points=None, give_up=False):
+              split="val", split_seed=0, max_batch=None, points=None, give_up=False):
     """Choose thresholds (and temperatures) on ``split`` and write ``out_path``.
 
     Returns the calibration record (also stored in the model's metadata)."""

@@ -9,14 +9,13 @@ exit that decided it (``exit0`` .. ``exit{K-1}``) and on ``classification``.  Ve
 never reach the network: they pass through tagged ``invalid`` with exit -1 and
 are published on ``classification`` only.
 """
-import os
 import threading
 
 import numpy as np
 import pmt
 from gnuradio import gr
 
-from .engine import DEFAULT_BATCH, INVALID_EXIT, EarlyExitEngine
+from .engine import DEFAULT_BATCH, INVALID_EXIT, EarlyExitEngine, default_model_path
 from .labels import INVALID_LABEL
 
 TAG_KEY = pmt.intern("amc")
@@ -27,12 +26,6 @@ CLASSIFICATION_PORT = "classification"
 # input tag -> message field (frame_index lets fanned-out frames be matched up)
 TRUTH_KEYS = {"snr": "snr", "label": "true_label", "frame_index": "frame_index"}
 INPUT_FORMATS = ("complex", "rml")
-DEFAULT_MODEL_NAME = "amcee_default.pt"
-
-
-def default_model_path():
-    """The model shipped with the module (installed beside this file)."""
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", DEFAULT_MODEL_NAME)
 
 
 def exit_port(k):
@@ -49,8 +42,12 @@ class classifier(gr.sync_block):
         model_path = model_path or default_model_path()
         # Everything is checked before the block exists: a bad model file,
         # threshold or device is an error here, never in work().
+        # num_threads is applied in work()'s thread, not here: torch.set_num_threads
+        # in the constructing (main) thread would change it for the whole program.
+        if int(num_threads) < 0:
+            raise ValueError(f"num_threads must be >= 0 (0 = torch's default), got {num_threads}")
         self.engine = EarlyExitEngine(model_path, thresholds=threshold, device=device,
-                                      num_threads=num_threads, max_batch=max_batch, give_up=give_up)
+                                      max_batch=max_batch, give_up=give_up)
         if int(frame_len) != self.engine.frame_len:
             raise ValueError(f"frame_len {frame_len} does not match the model's frame length "
                              f"{self.engine.frame_len} ({model_path})")

@@ -26,7 +26,7 @@ class demo_flowgraph(gr.top_block):
 
     def __init__(self, model_path="", threshold=None, snrs=DEMO_SNRS, segment_frames=32,
                  frame_len=128, hop=128, variant="all", seed=1, max_frames=0,
-                 realtime=False, max_batch=256):
+                 realtime=False, max_batch=None):
         gr.top_block.__init__(self, "amcee demo")
         if hop < frame_len:
             raise ValueError(f"hop {hop} must be >= the frame length {frame_len} "

@@ -7,6 +7,7 @@ or float32 [N, 2, L] frames, sets aside frames that must not reach the network
 runs the exported model's batched early exit in chunks of ``max_batch`` and
 returns one row per input frame.
 """
+import os
 import threading
 from dataclasses import dataclass
 
@@ -19,6 +20,13 @@ INVALID_EXIT = -1
 #: Frames per network call.  Measured on 2 CPU cores: 128-512 keep the first
 #: layers' activations in cache; 1024 ran about half as fast per frame.
 DEFAULT_BATCH = 256
+#: The model shipped with the module, installed beside this file.
+DEFAULT_MODEL_NAME = "amcee_default.pt"
+
+
+def default_model_path():
+    """Path of the shipped default model (what an empty model path means)."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", DEFAULT_MODEL_NAME)
 
 
 @dataclass
@@ -76,6 +84,15 @@ def as_float_frames(frames, frame_len):
     return np.ascontiguousarray(frames, dtype=np.float32)
 
 
+def l1_normalize_frames(x):
+    """Each [2, L] frame divided by the sum of its complex sample magnitudes, as
+    RML22 is normalised.  The norm is taken in float64 so that already
+    normalised frames stay put; an all-zero frame is left as it is."""
+    norm = np.sqrt(x[:, 0].astype(np.float64) ** 2 + x[:, 1].astype(np.float64) ** 2).sum(axis=1)
+    norm[norm == 0] = 1.0
+    return (x / norm[:, None, None]).astype(np.float32)
+
+
 def valid_mask(frames):
     """Frames that may reach the network: all finite and not all zero."""
     flat = frames.reshape(len(frames), -1)
@@ -85,8 +102,9 @@ def valid_mask(frames):
 class EarlyExitEngine:
     """Loads an exported model and classifies batches of frames with it."""
 
-    def __init__(self, model_path, thresholds=None, device="cpu", num_threads=0, max_batch=DEFAULT_BATCH,
+    def __init__(self, model_path, thresholds=None, device="cpu", num_threads=0, max_batch=None,
                  give_up=None):
+        max_batch = DEFAULT_BATCH if max_batch is None else max_batch
         if int(max_batch) < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if int(num_threads) < 0:
@@ -153,11 +171,7 @@ class EarlyExitEngine:
     def _prepare(self, frames):
         x = as_float_frames(frames, self.frame_len)
         valid = valid_mask(x)
-        x = x[valid]
-        # L1 normalisation in float64 so that already-normalised frames stay put.
-        norm = np.sqrt(x[:, 0].astype(np.float64) ** 2 + x[:, 1].astype(np.float64) ** 2).sum(axis=1)
-        x = (x / norm[:, None, None]).astype(np.float32)
-        return x, valid
+        return l1_normalize_frames(x[valid]), valid
 
     def _batches(self, frames):
         """(valid mask, generator of (rows, normalised batch tensor)) over the valid frames."""

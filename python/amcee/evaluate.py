@@ -84,7 +84,7 @@ def time_per_snr(engine, frames, snrs, thresholds_sets, repeats):
 
 
 def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None,
-                   sweep=SWEEP_THRESHOLDS, repeats=5, max_batch=1024, threads=0, device="cpu",
+                   sweep=SWEEP_THRESHOLDS, repeats=5, max_batch=None, threads=0, device="cpu",
                    timing=True, progress=print):
     """Everything ``amcee eval`` reports, as (report dict, per-frame predictions dict)."""
     from .datasets import load_dataset, split_indices

@@ -178,16 +178,6 @@ def entropy10(p: Tensor) -> Tensor:
     return -torch.xlogy(p, p).sum(dim=1) / math.log(10.0)
 
 
-def l1_normalize(x: Tensor) -> Tensor:
-    """Divide each [2, L] frame by the sum of its complex sample magnitudes.
-
-    RML22 and RadioML 2016.10a frames are normalised this way (facts.md), so a
-    live stream must be too.  Zero frames must be filtered out before.
-    """
-    magnitude = torch.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2).sum(dim=1)
-    return x / magnitude[:, None, None]
-
-
 class EarlyExitNet(nn.Module):
     """Backbone with early-exit heads; ``forward`` is the batched early exit."""
 

@@ -47,7 +47,7 @@ class replay_flowgraph(gr.top_block):
     """Replays ``rows`` of a dataset through the classifier (see the module docstring)."""
 
     def __init__(self, path, ds, rows, model_path="", threshold=None, source="auto",
-                 layout=None, split="all", seed=0, trusted=False, max_batch=1024, workdir=None):
+                 layout=None, split="all", seed=0, trusted=False, max_batch=None, workdir=None):
         gr.top_block.__init__(self, "amcee replay")
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
@@ -88,7 +88,7 @@ class replay_flowgraph(gr.top_block):
 
 
 def replay(path, model_path="", threshold=None, split="all", seed=0, source="auto", layout=None,
-           max_frames=0, trusted=False, max_batch=1024):
+           max_frames=0, trusted=False, max_batch=None):
     """Replay a dataset file; returns (predictions dict, report dict)."""
     if source == "dataset" and max_frames:
         raise ValueError("--max-frames needs the file source (dataset_source replays the whole split)")

@@ -39,6 +39,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .datasets import load_dataset, paper_split
+from .engine import l1_normalize_frames  # the engine's own normalisation: train as we infer
 from .exit_stats import exit_shares, simulate_exits
 from .model import EarlyExitNet, ModelConfig
 
@@ -122,12 +123,6 @@ class TrainConfig:
 
 
 # --------------------------------------------------------------------- data
-def l1_normalize_np(frames):
-    """L1 normalisation exactly as the inference engine does it (float64 norm)."""
-    norm = np.sqrt(frames[:, 0].astype(np.float64) ** 2 + frames[:, 1].astype(np.float64) ** 2).sum(axis=1)
-    norm[norm == 0] = 1.0
-    return (frames / norm[:, None, None]).astype(np.float32)
-
 
 def stratified_subset(idx, labels, snrs, fraction, seed):
     """The same ``fraction`` of every (class, SNR) group of ``idx`` (sorted)."""
@@ -159,7 +154,7 @@ def load_splits(config):
     frames = ds.frames
     tensors = {}
     for name, idx in (("train", train_idx), ("val", val_idx)):
-        tensors[name] = (torch.from_numpy(l1_normalize_np(frames[idx])), torch.from_numpy(ds.labels[idx]))
+        tensors[name] = (torch.from_numpy(l1_normalize_frames(frames[idx])), torch.from_numpy(ds.labels[idx]))
     return Splits(classes=tuple(ds.classes), train=tensors["train"], val=tensors["val"],
                   val_snrs=ds.snrs[val_idx],
                   sizes={"train": len(train_idx), "val": len(val_idx), "test": len(test_idx),
@@ -561,7 +556,7 @@ def test_only(checkpoint, data, split="test", split_seed=None, device="cpu", thr
     seed = cfg.get("split_seed", 0) if split_seed is None else split_seed
     ds = load_dataset(data)
     idx = split_indices(ds, split, seed=seed)
-    tensors = (torch.from_numpy(l1_normalize_np(ds.frames[idx])), torch.from_numpy(ds.labels[idx]))
+    tensors = (torch.from_numpy(l1_normalize_frames(ds.frames[idx])), torch.from_numpy(ds.labels[idx]))
     config = TrainConfig(data=data, out_dir=".", exits=model.config.exits, threshold=threshold)
     model.to(torch.device(device))
     result = {key.replace("val_", "", 1): value for key, value in

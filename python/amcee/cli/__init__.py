@@ -19,6 +19,14 @@ def _module_name(subcommand):
     return "." + subcommand.replace("-", "_")
 
 
+def one_or_per_exit(values):
+    """A ``--threshold`` given with nargs='+': None, one float for every early
+    exit, or a list with one value per early exit (checked by the engine)."""
+    if values is None:
+        return None
+    return values[0] if len(values) == 1 else list(values)
+
+
 def get_parser():
     parser = argparse.ArgumentParser(
         prog="amcee",

@@ -15,7 +15,8 @@ def add_parser(subparsers):
                    help="frames sampled from --data (default: 20000)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64, 256, 1024, 4096],
                    help="batch sizes (default: 1 16 64 256 1024 4096)")
-    p.add_argument("--max-batch", type=int, default=1024, help="batch of the per-SNR section (default: 1024)")
+    p.add_argument("--max-batch", type=int, default=None,
+                   help="batch of the per-SNR section (default: the engine's, 256)")
     p.add_argument("--repeats", type=int, default=5, help="interleaved repeats (default: 5)")
     p.add_argument("--loop-frames", type=int, default=300, help="frames of the per-frame loop (default: 300)")
     p.add_argument("--threshold", type=float, nargs="+", default=None,
@@ -29,11 +30,10 @@ def add_parser(subparsers):
 
 
 def run(args):
+    from . import one_or_per_exit
     from ..bench import run_bench
 
-    thresholds = args.threshold
-    if thresholds and len(thresholds) == 1:
-        thresholds = thresholds[0]
+    thresholds = one_or_per_exit(args.threshold)
     report = run_bench(args.model, data=args.data, split=args.split, frames=args.frames,
                        repeats=args.repeats, batch_sizes=args.batch_sizes, max_batch=args.max_batch,
                        threads=args.threads, device=args.device, thresholds=thresholds,

@@ -44,6 +44,7 @@ def add_parser(subparsers):
 def run(args):
     import sys
 
+    from . import one_or_per_exit
     from ..demo import (LiveTable, demo_flowgraph, format_table, parse_snrs, run_gui,
                         run_headless)
 
@@ -57,8 +58,7 @@ def run(args):
         from gnuradio import gr
         gr.logging().set_default_level(gr.log_levels.warn)
     seconds = args.seconds or (0.0 if args.frames else 10.0)
-    threshold = None if args.threshold is None else (
-        args.threshold[0] if len(args.threshold) == 1 else args.threshold)
+    threshold = one_or_per_exit(args.threshold)
     fg = demo_flowgraph(model_path=args.model, threshold=threshold, snrs=parse_snrs(args.snr),
                         segment_frames=args.segment_frames, hop=args.hop, variant=args.channel,
                         seed=args.seed, max_frames=args.frames, realtime=args.realtime)

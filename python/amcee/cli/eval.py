@@ -21,7 +21,8 @@ def add_parser(subparsers):
     p.add_argument("--sweep", type=float, nargs="+", default=None,
                    help="thresholds of the sweep (default: 0..0.95 fine, plus 0.05, 0.35, 0.6)")
     p.add_argument("--repeats", type=int, default=5, help="timing repeats per SNR (default: 5)")
-    p.add_argument("--max-batch", type=int, default=1024, help="engine batch size (default: 1024)")
+    p.add_argument("--max-batch", type=int, default=None,
+                   help="engine batch size (default: the engine's, 256)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--no-timing", action="store_true", help="skip the timing measurements")
@@ -30,11 +31,10 @@ def add_parser(subparsers):
 
 
 def run(args):
+    from . import one_or_per_exit
     from ..evaluate import SWEEP_THRESHOLDS, evaluate_model, write_outputs
 
-    thresholds = args.threshold
-    if thresholds and len(thresholds) == 1:
-        thresholds = thresholds[0]
+    thresholds = one_or_per_exit(args.threshold)
     report, predictions = evaluate_model(
         args.model, args.data, split=args.split, split_seed=args.split_seed, thresholds=thresholds,
         sweep=args.sweep or SWEEP_THRESHOLDS, repeats=args.repeats, max_batch=args.max_batch,

@@ -17,13 +17,12 @@ def add_parser(subparsers):
 
 
 def run(args):
+    from . import one_or_per_exit
     from ..checkpoint import load_checkpoint
     from ..export import export_model
 
     model, state = load_checkpoint(args.checkpoint)
-    thresholds = args.threshold or state.get("thresholds") or 0.35
-    if isinstance(thresholds, list) and len(thresholds) == 1:
-        thresholds = thresholds[0]
+    thresholds = one_or_per_exit(args.threshold) or state.get("thresholds") or 0.35
     version = args.model_version or state.get("model_version") or "unversioned"
     meta = export_model(model, args.out, state["classes"], thresholds, version,
                         extra={"training": state.get("summary", {})})

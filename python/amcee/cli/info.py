@@ -10,7 +10,7 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from ..classifier import default_model_path
+    from ..engine import default_model_path
     from ..export import load_model
 
     loaded = load_model(args.model or default_model_path())

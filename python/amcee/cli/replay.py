@@ -29,7 +29,8 @@ def add_parser(subparsers):
                         "(default: the recording's, else complex)")
     p.add_argument("--max-frames", type=int, default=0,
                    help="replay only the first N frames of the split (file source)")
-    p.add_argument("--max-batch", type=int, default=1024, help="frames per network call")
+    p.add_argument("--max-batch", type=int, default=None,
+                   help="frames per network call (default: the engine's, 256)")
     p.add_argument("--trusted", action="store_true",
                    help="read a pickle with plain pickle, which can run code in the file; "
                         "only for files you trust")
@@ -43,6 +44,7 @@ def add_parser(subparsers):
 def run(args):
     import numpy as np
 
+    from . import one_or_per_exit
     from ..replay import format_report, replay
 
     if args.max_frames < 0:
@@ -50,8 +52,7 @@ def run(args):
     if args.json:  # GNU Radio logs to stdout: keep it for the JSON alone
         from gnuradio import gr
         gr.logging().set_default_level(gr.log_levels.warn)
-    threshold = None if args.threshold is None else (
-        args.threshold[0] if len(args.threshold) == 1 else args.threshold)
+    threshold = one_or_per_exit(args.threshold)
     predictions, report = replay(args.dataset, model_path=args.model, threshold=threshold,
                                  split=args.split, seed=args.seed, source=args.source,
                                  layout=args.layout, max_frames=args.max_frames,
