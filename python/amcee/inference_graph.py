@@ -33,39 +33,87 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .model import InputGain
+from .model import BACKBONE_LAYERS, InputGain
 
-#: Convolutions with at most this many inputs per output (Cin * 3) run as a GEMM.
-GEMM_MAX_INPUTS = 16
+def _fold_bn(conv: nn.Conv1d, bn: nn.BatchNorm1d, input_gain: float):
+    """(weight [Cout, Cin, 3], bias [Cout]) of conv followed by eval-mode bn."""
+    if conv.kernel_size != (3,) or conv.padding != (1,) or conv.stride != (1,):
+        raise ValueError("only the paper's Conv1d(k=3, padding=1) blocks can be folded")
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    weight = conv.weight.detach() * scale[:, None, None] * input_gain
+    bias = (conv.bias.detach() - bn.running_mean) * scale + bn.bias.detach()
+    return weight, bias
 
-class FoldedConvReLU(nn.Module):
-    """Conv1d(k=3, padding=1) with its BatchNorm folded in, then ReLU."""
 
-    def __init__(self, conv: nn.Conv1d, bn: nn.BatchNorm1d, input_gain: float = 1.0):
+class ConvReLU(nn.Module):
+    """Convolution (BatchNorm folded) + ReLU, optionally + MaxPool(2), on
+    [B, L, C] features, run as a channels-last Conv2d: oneDNN's native layout,
+    so neither input nor output is reordered, and pooling over L is an
+    elementwise max of whole C-vectors.  With ``from_frames`` the input is a
+    batch of frames [B, C, L] (the first convolution).  The fused pool takes
+    the max of even and odd positions before the ReLU (monotone, so the
+    order does not matter) and saves a pass over the largest activation."""
+
+    def __init__(self, weight: Tensor, bias: Tensor, pool: int = 1, from_frames: bool = False):
         super().__init__()
-        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-        weight = conv.weight.detach() * scale[:, None, None] * input_gain
-        bias = (conv.bias.detach() - bn.running_mean) * scale + bn.bias.detach()
-        if conv.kernel_size != (3,) or conv.padding != (1,) or conv.stride != (1,):
-            raise ValueError("only the paper's Conv1d(k=3, padding=1) blocks can be folded")
-        cout, cin, kernel = weight.shape
-        self.as_gemm = cin * kernel <= GEMM_MAX_INPUTS
-        self.register_buffer("weight", weight.contiguous())
-        # [Cout, Cin*3], column c*3 + k: the order of the unfolded windows below.
-        self.register_buffer("weight_gemm", weight.reshape(cout, cin * kernel).contiguous())
+        if pool not in (1, 2):
+            raise ValueError(f"a convolution fuses MaxPool(2) only, not MaxPool({pool})")
+        self.register_buffer("weight", weight.unsqueeze(2).contiguous(memory_format=torch.channels_last))
         self.register_buffer("bias", bias.contiguous())
+        self.pool = pool
+        self.from_frames = from_frames
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.as_gemm:
-            batch, channels, length = x.shape
-            windows = F.pad(x, (1, 1)).unfold(2, 3, 1)                       # [B, Cin, L, 3]
-            windows = windows.permute(0, 1, 3, 2).reshape(batch, channels * 3, length)
-            cout = self.weight_gemm.size(0)
-            y = torch.baddbmm(self.bias[None, :, None].expand(batch, cout, length),
-                              self.weight_gemm.expand(batch, cout, channels * 3), windows)
-        else:
-            y = F.conv1d(x, self.weight, self.bias, padding=1)
+        if self.from_frames:
+            x = x.transpose(1, 2).contiguous()                            # [B, L, C]
+        batch, length, _ = x.shape
+        x4 = x.unsqueeze(1).permute(0, 3, 1, 2)                            # [B, C, 1, L], channels last
+        y = F.conv2d(x4, self.weight, self.bias, padding=(0, 1))
+        y = y.contiguous(memory_format=torch.channels_last)                # a no-op unless oneDNN chose otherwise
+        y = y.permute(0, 2, 3, 1).reshape(batch, length, -1)               # [B, L, Cout], a view
+        if self.pool == 2:
+            y = y.view(batch, length // 2, 2, -1)
+            y = torch.maximum(y[:, :, 0], y[:, :, 1])
         return torch.relu_(y)
+
+
+class MaxPoolNLC(nn.Module):
+    """MaxPool1d(k) over the length of [B, L, C] features."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, length, channels = x.shape
+        y = x.view(batch, length // self.k, self.k, channels)
+        out = y[:, :, 0]
+        for i in range(1, self.k):  # elementwise max of strided rows: vectorised over C
+            out = torch.maximum(out, y[:, :, i])
+        return out
+
+
+class HeadLinear(nn.Module):
+    """A head's single (collapsed) Linear layer, computed as W @ x^T: for
+    1024 inputs and 10 outputs this is about 1.6x faster here than
+    F.linear's x @ W^T (measured, 1 thread, batch 256).  Returns a transposed
+    view [B, out]."""
+
+    def __init__(self, weight: Tensor, bias: Tensor):
+        super().__init__()
+        self.register_buffer("weight", weight.contiguous())        # [out, in]
+        self.register_buffer("bias", bias.reshape(-1, 1).contiguous())  # [out, 1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.addmm(self.bias, self.weight, x.t()).t()
+
+
+class FlattenNLC(nn.Module):
+    """Flatten of [B, L, C] features; the next Linear's columns are permuted
+    at export so that it sees the paper's channel-major order."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(x.size(0), -1)
 
 
 def _is_conv_block(layer):
@@ -73,20 +121,54 @@ def _is_conv_block(layer):
             and isinstance(layer[1], nn.BatchNorm1d) and isinstance(layer[2], nn.ReLU))
 
 
-def _fold_sequential(seq: nn.Sequential) -> nn.Sequential:
+def _segment_to_nlc(seq: nn.Sequential, channels: int, from_frames: bool):
+    """Rewrite a backbone segment for [B, L, C] features, BatchNorm and the
+    input gain folded.  Returns (segment, channels at its end)."""
     layers = []
     gain = 1.0
-    for layer in seq:
+    seq = list(seq)
+    i = 0
+    while i < len(seq):
+        layer = seq[i]
         if isinstance(layer, InputGain):
             gain *= layer.gain  # folded into the next convolution's weights
         elif _is_conv_block(layer):
-            layers.append(FoldedConvReLU(layer[0], layer[1], gain))
-            gain = 1.0
+            weight, bias = _fold_bn(layer[0], layer[1], gain)
+            pool = 2 if i + 1 < len(seq) and _pool_size(seq[i + 1]) == 2 else 1
+            layers.append(ConvReLU(weight, bias, pool, from_frames))
+            i += pool - 1  # the fused pool
+            channels, gain, from_frames = weight.shape[0], 1.0, False
+        elif _pool_size(layer) and not from_frames:
+            layers.append(MaxPoolNLC(_pool_size(layer)))
         else:
-            if gain != 1.0:
-                layers.append(InputGain(gain))
-                gain = 1.0
-            layers.append(layer)
+            raise ValueError(f"cannot rewrite layer {layer} for inference")
+        i += 1
+    if gain != 1.0:
+        raise ValueError("an input gain must be followed by a convolution")
+    return nn.Sequential(*layers), channels
+
+
+def _head_to_nlc(head: nn.Sequential, channels: int) -> nn.Sequential:
+    """Rewrite a head (pool, flatten, Linear layers) for [B, L, C] features."""
+    layers = []
+    flattened = False
+    for layer in head:
+        if _pool_size(layer) and not flattened:
+            layers.append(MaxPoolNLC(_pool_size(layer)))
+        elif isinstance(layer, nn.Flatten) and not flattened:
+            layers.append(FlattenNLC())
+            flattened = True
+        elif isinstance(layer, nn.Linear) and flattened and not any(isinstance(m, HeadLinear) for m in layers):
+            # Columns in channel-major order (c * L + l) -> length-major (l * C + c).
+            out_features, in_features = layer.weight.shape
+            length = in_features // channels
+            weight = (layer.weight.detach().view(out_features, channels, length)
+                      .permute(0, 2, 1).reshape(out_features, in_features))
+            layers.append(HeadLinear(weight, layer.bias.detach()))
+        elif isinstance(layer, nn.Dropout) and flattened:
+            continue  # identity at inference
+        else:
+            raise ValueError(f"cannot rewrite head layer {layer} for inference")
     return nn.Sequential(*layers)
 
 
@@ -148,9 +230,10 @@ def for_inference(model):
         blocks = list(folded.blocks)
         for block, next_block in zip(blocks[:-1], blocks[1:]):
             _share_pool(block, next_block)
-        for block in blocks:
-            block.segment = _fold_sequential(block.segment)
-            block.head = _collapse_linear_chains(block.head)
+        channels = BACKBONE_LAYERS[0][2]  # I and Q
+        for i, block in enumerate(blocks):
+            block.segment, channels = _segment_to_nlc(block.segment, channels, from_frames=i == 0)
+            block.head = _head_to_nlc(_collapse_linear_chains(block.head), channels)
     for p in folded.parameters():
         p.requires_grad_(False)
     return folded
