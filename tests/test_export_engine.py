@@ -36,7 +36,7 @@ def test_exported_model_equals_eager_model(tmp_path):
     t, g = torch.tensor([0.9]), torch.tensor([math.inf])
     with torch.no_grad():
         eager = model(x, t, g)
-        scripted = loaded.module(x, t, g)  # BatchNorm folded, conv1 as a GEMM
+        scripted = loaded.module(x, t, g)  # the inference rewrite (inference_graph.py)
         eager_exits = model.exit_logits(x)
         scripted_exits = loaded.module.exit_logits(x)
     for a, b in zip(eager, scripted):

@@ -25,10 +25,12 @@ def section_block_vs_engine(ctx):
     frames = _complex_frames(ctx.frames[: min(len(ctx.frames), 20000)])
     n, frame_len = frames.shape
     engine = ctx.engine
+    import torch
+    threads = torch.get_num_threads()  # the engine's: both sides compute with as many threads
     tb = gr.top_block()
     src = blocks.vector_source_c(frames.ravel(), False, frame_len)
     clf = classifier(engine.model.path, threshold=list(engine.thresholds), give_up=list(engine.give_up),
-                     frame_len=frame_len, max_batch=engine.max_batch)
+                     frame_len=frame_len, max_batch=engine.max_batch, num_threads=threads)
     sink = blocks.null_sink(gr.sizeof_gr_complex * frame_len)
     tb.connect(src, clf, sink)
 
@@ -38,5 +40,5 @@ def section_block_vs_engine(ctx):
 
     t = time_interleaved({"block": run_block, "engine": lambda: engine.classify(frames)}, ctx.repeats)
     return {"frames": int(n), "block_fps": n / t["block"], "engine_fps": n / t["engine"],
-            "block_over_engine": t["engine"] / t["block"],
+            "block_over_engine": t["engine"] / t["block"], "torch_threads": threads,
             "block_exit_counts": clf.exit_counts()}

@@ -105,7 +105,8 @@ def export_model(model, path, classes, thresholds, model_version="unversioned", 
     """Script ``model`` (an EarlyExitNet) and write it with its metadata to ``path``.
 
     What is scripted is an inference copy (inference_graph.for_inference:
-    BatchNorm folded, conv1 as a GEMM); ``model`` itself is not changed.
+    BatchNorm folded, [B, L, C] layout, collapsed heads); ``model`` itself
+    is not changed.
     """
     from .inference_graph import for_inference
 

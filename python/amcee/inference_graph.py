@@ -1,26 +1,29 @@
 """Inference-only rewrite of a trained EarlyExitNet, applied at export.
 
-Profiling on this 2-core CPU showed that the MAC counts of facts.md do not
-match where the time goes: conv1 (2 input channels, 3 % of the MACs) took as
-long as conv2 (48 %), because oneDNN's convolution is inefficient for 2 input
-channels, and BatchNorm and ReLU each add a pass over the largest activation
-(64 x 128 floats per frame).  An exit right after conv1 (V0) then saved little.
-So, for inference only:
+On this 2-core CPU the time does not follow facts.md's multiply-accumulates:
+profiled at batch 256, conv1 (3 % of the MACs) took as long as a third of
+conv2 (48 %), the max-pools and the BatchNorm/ReLU passes over the largest
+activations (64 x 128 floats per frame) cost as much as conv4, and each exit
+head about 6 % of the backbone.  Frames leaving at V0/V1 saved far less time
+than MACs.  So, for inference only (each step exact in eval mode):
 
 * BatchNorm is folded into the convolution before it, and the model's
-  constant input gain into conv1 (exact in eval mode);
-* a convolution with few inputs per output (Cin * 3 <= 16, i.e. conv1) runs as
-  a batched GEMM over unfolded windows (baddbmm), about 5-7x faster here;
-* the paper's heads stack Linear layers with only Dropout between them (no
-  activation), so in eval mode each stack is one affine map: it is collapsed
-  into a single Linear (exit head 1024-64-32-10 -> 1024-10).  Profiled at
-  batch 256, a head took about 6 % of the backbone's time, most of it in the
-  1024-64 layer, so every exit a frame passes cost more than facts.md's MACs;
+  constant input gain into conv1;
+* features travel as [B, L, C] (length-major, channels innermost) and every
+  convolution runs as a channels-last Conv2d, oneDNN's native layout: no
+  reorder around each convolution, and conv1's 2 input channels run about
+  3x faster than as a Conv1d;
+* a MaxPool(2) right after a convolution is fused into it (max of even and
+  odd positions before the ReLU, both monotone), other pools are elementwise
+  maxima of whole C-vectors (vectorised, unlike MaxPool1d over the last axis);
 * where an exit head starts with MaxPool(k) (k even) and the next segment
-  starts with MaxPool(2) on the same features (V1: head pool 4, then the
-  backbone's pool after conv2), that MaxPool(2) moves to the end of the
-  segment and the head pools by k/2 (max of max is max): the head reads half
-  as much, and the rows that go on are gathered and cached pooled (half size).
+  with MaxPool(2) on the same features (V1: head pool 4, backbone pool after
+  conv2), that pool moves to the end of the segment and the head pools by
+  k/2: the head and the rows cached for the next segment are half the size;
+* the paper's heads stack Linear layers with only Dropout between them (no
+  activation), so each stack is one affine map: collapsed into one Linear
+  (exit head 1024-64-32-10 -> 1024-10), its columns permuted to the [L, C]
+  order, computed as W @ x^T.
 
 The rewritten network keeps the EarlyExitNet structure (blocks, segment,
 head) and methods, so the batched early exit is unchanged; its outputs equal
@@ -34,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .model import BACKBONE_LAYERS, InputGain
+
 
 def _fold_bn(conv: nn.Conv1d, bn: nn.BatchNorm1d, input_gain: float):
     """(weight [Cout, Cin, 3], bias [Cout]) of conv followed by eval-mode bn."""
@@ -86,9 +90,16 @@ class MaxPoolNLC(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         batch, length, channels = x.shape
-        y = x.view(batch, length // self.k, self.k, channels)
+        k = self.k
+        if k & (k - 1) == 0:  # a power of 2: max of contiguous halves of each window, vectorised
+            y = x.reshape(batch, length // k, k * channels)
+            while k > 1:
+                k = k // 2
+                y = torch.maximum(y[:, :, :k * channels], y[:, :, k * channels:])
+            return y
+        y = x.view(batch, length // k, k, channels)
         out = y[:, :, 0]
-        for i in range(1, self.k):  # elementwise max of strided rows: vectorised over C
+        for i in range(1, k):
             out = torch.maximum(out, y[:, :, i])
         return out
 
