@@ -87,6 +87,24 @@ def test_give_up_sends_unsure_frames_out_and_can_be_disabled(engine):
         engine.set_give_up([1.0])
 
 
+@pytest.mark.parametrize("leaving", [1, 2, 30])
+def test_few_rows_leaving_ride_along_with_the_same_results(engine, leaving):
+    """Below MIN_SHARE_TO_GATHER of a batch (64 rows) leaving the first exit, the
+    rows are not gathered but ride along; every frame's result stays the one
+    it gets alone, and frames that left are not answered again later."""
+    frames = make_frames(64, seed=11)
+    probs, _ = engine.all_exit_probs(frames)
+    e0 = -(probs[0] * np.log10(np.clip(probs[0], 1e-30, None))).sum(1)
+    order = np.sort(e0)
+    cut = float(order[leaving - 1] + order[leaving]) / 2
+    batched = engine.classify(frames, thresholds=[cut, 0.0])
+    assert (batched.exits == 0).sum() == leaving
+    single = [engine.classify(frames[i:i + 1], thresholds=[cut, 0.0]) for i in range(len(frames))]
+    np.testing.assert_array_equal(batched.exits, [s.exits[0] for s in single])
+    np.testing.assert_allclose(batched.probs, np.concatenate([s.probs for s in single]), atol=1e-5)
+    np.testing.assert_allclose(batched.probs[batched.exits == 0], probs[0][e0 <= cut], atol=1e-5)
+
+
 def test_complex_and_rml_layouts_agree(engine):
     frames = make_frames(50, seed=5)
     rml = np.stack([frames.real, frames.imag], axis=1).astype(np.float32)
