@@ -268,7 +268,12 @@ class EarlyExitNet(nn.Module):
                 else:
                     take = ((e <= thresholds[k]) | (e >= give_up[k])) & ~answered
                 n_take = int(take.sum())
-                if n_take > 0:
+                if n_take == rows.numel():  # every row in flight leaves: no gather needed
+                    probs.index_copy_(0, rows, p)
+                    exits.index_fill_(0, rows, k)
+                    entropy.index_copy_(0, rows, e)
+                    n_answered = n_take
+                elif n_take > 0:
                     # index_select/index_copy_ with explicit indices: cheaper
                     # than boolean-mask indexing, which finds the indices again
                     # for every tensor it touches.
