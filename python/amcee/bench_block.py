@@ -15,6 +15,7 @@ def _complex_frames(frames):
 
 
 def section_block_vs_engine(ctx):
+    import torch
     from gnuradio import blocks, gr
 
     from .classifier import classifier
@@ -25,20 +26,43 @@ def section_block_vs_engine(ctx):
     frames = _complex_frames(ctx.frames[: min(len(ctx.frames), 20000)])
     n, frame_len = frames.shape
     engine = ctx.engine
-    import torch
     threads = torch.get_num_threads()  # the engine's: both sides compute with as many threads
-    tb = gr.top_block()
-    src = blocks.vector_source_c(frames.ravel(), False, frame_len)
-    clf = classifier(engine.model.path, threshold=list(engine.thresholds), give_up=list(engine.give_up),
-                     frame_len=frame_len, max_batch=engine.max_batch, num_threads=threads)
-    sink = blocks.null_sink(gr.sizeof_gr_complex * frame_len)
-    tb.connect(src, clf, sink)
+
+    def flowgraph(min_batch):
+        tb = gr.top_block()
+        src = blocks.vector_source_c(frames.ravel(), False, frame_len)
+        clf = classifier(engine.model.path, threshold=list(engine.thresholds), give_up=list(engine.give_up),
+                         frame_len=frame_len, max_batch=engine.max_batch, num_threads=threads,
+                         min_batch=min_batch)
+        if min_batch > 1:
+            src.set_min_output_buffer(2 * min_batch)
+        tb.connect(src, clf, blocks.null_sink(gr.sizeof_gr_complex * frame_len))
+        return tb, src, clf
+
+    # As placed in a flowgraph (min_batch 1: work() gets what has arrived, a
+    # few dozen vectors), rerun after a rewind ...
+    tb, src, clf = flowgraph(1)
 
     def run_block():
         src.rewind()
         tb.run()
 
-    t = time_interleaved({"block": run_block, "engine": lambda: engine.classify(frames)}, ctx.repeats)
-    return {"frames": int(n), "block_fps": n / t["block"], "engine_fps": n / t["engine"],
-            "block_over_engine": t["engine"] / t["block"], "torch_threads": threads,
-            "block_exit_counts": clf.exit_counts()}
+    # ... and set up for file replay (min_batch = the engine's batch).  GNU
+    # Radio 3.10 cannot rerun a flowgraph whose block asks for a minimum
+    # number of items (its buffers come back at the default size), so every
+    # run gets a flowgraph of its own, built before the timing.
+    batched = [flowgraph(engine.max_batch) for _ in range(ctx.repeats + 1)]  # + the warm-up run
+    batched_counts = []
+
+    def run_batched():
+        tb_b, _, clf_b = batched.pop(0)
+        tb_b.run()
+        batched_counts.append(clf_b.exit_counts())
+
+    t = time_interleaved({"block": run_block, "block_batched": run_batched,
+                          "engine": lambda: engine.classify(frames)}, ctx.repeats)
+    return {"frames": int(n), "block_fps": n / t["block"], "block_batched_fps": n / t["block_batched"],
+            "engine_fps": n / t["engine"], "block_over_engine": t["engine"] / t["block"],
+            "block_batched_over_engine": t["engine"] / t["block_batched"],
+            "min_batch_batched": engine.max_batch, "torch_threads": threads,
+            "block_exit_counts": clf.exit_counts(), "block_batched_exit_counts": batched_counts[-1]}

@@ -8,6 +8,14 @@ replayed data as ``snr`` / ``true_label`` / ``frame_index``) on the port of the
 exit that decided it (``exit0`` .. ``exit{K-1}``) and on ``classification``.  Vectors with NaN/Inf or all zeros
 never reach the network: they pass through tagged ``invalid`` with exit -1 and
 are published on ``classification`` only.
+
+GNU Radio calls work() as soon as a few vectors are in (often 20-30 at a
+time), and the network runs far better on larger batches.  ``min_batch``
+makes the scheduler wait for that many vectors (throughput for file replay,
+at the cost of latency on a slow live stream; the block upstream needs a
+"min output buffer" of at least 2 x min_batch vectors, see the GRC docs).
+GNU Radio 3.10 cannot rerun such a flowgraph (its buffers come back at the
+default size): build a new one per run.
 """
 import threading
 
@@ -36,7 +44,8 @@ class classifier(gr.sync_block):
     """Early-exit AMC block; see the module docstring and the GRC documentation."""
 
     def __init__(self, model_path="", threshold=None, input_format="complex", frame_len=128,
-                 max_batch=DEFAULT_BATCH, device="cpu", num_threads=1, num_exits=0, give_up=None):
+                 max_batch=DEFAULT_BATCH, device="cpu", num_threads=1, num_exits=0, give_up=None,
+                 min_batch=1):
         if input_format not in INPUT_FORMATS:
             raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
         model_path = model_path or default_model_path()
@@ -46,6 +55,8 @@ class classifier(gr.sync_block):
         # in the constructing (main) thread would change it for the whole program.
         if int(num_threads) < 0:
             raise ValueError(f"num_threads must be >= 0 (0 = torch's default), got {num_threads}")
+        if int(min_batch) < 1:
+            raise ValueError(f"min_batch must be >= 1 vector, got {min_batch}")
         self.engine = EarlyExitEngine(model_path, thresholds=threshold, device=device,
                                       max_batch=max_batch, give_up=give_up)
         if int(frame_len) != self.engine.frame_len:
@@ -67,9 +78,18 @@ class classifier(gr.sync_block):
         else:
             sig = (np.float32, 2 * self.frame_len)
         gr.sync_block.__init__(self, name="amcee_classifier", in_sig=[sig], out_sig=[sig])
+        self.min_batch = int(min_batch)
+        if self.min_batch > 1:
+            # The scheduler then calls work() with at least min_batch vectors as a
+            # rule (fewer at the end of a stream, or where a buffer wraps).
+            self.set_min_noutput_items(self.min_batch)
+            self.set_min_output_buffer(2 * self.min_batch)
 
         self.model_path = model_path
         self._labels = [pmt.intern(c) for c in self.engine.classes]
+        # Small-integer PMTs made once: work() builds two dicts per vector.
+        self._class_pmts = [pmt.from_long(c) for c in range(len(self.engine.classes))]
+        self._exit_pmts = {k: pmt.from_long(k) for k in list(range(self.engine.num_exits)) + [INVALID_EXIT]}
         self._invalid_label = pmt.intern(INVALID_LABEL)
         self._ports = [pmt.intern(exit_port(k)) for k in range(self.engine.num_exits)]
         self._all_port = pmt.intern(CLASSIFICATION_PORT)
@@ -165,15 +185,19 @@ class classifier(gr.sync_block):
                 self._exit_counts[k] += int(counts[k])
             self._invalid_count += int(n - result.valid.sum())
 
+        # Plain Python lists: indexing numpy arrays element by element is slow.
+        exits, classes = result.exits.tolist(), classes.tolist()
+        confidence, entropy = confidence.tolist(), result.entropy.tolist()
         for i in range(n):
-            exit_k = int(result.exits[i])
+            exit_k = exits[i]
             valid = exit_k != INVALID_EXIT
             info = pmt.make_dict()
             info = pmt.dict_add(info, KEY_LABEL, self._labels[classes[i]] if valid else self._invalid_label)
-            info = pmt.dict_add(info, KEY_CLASS, pmt.from_long(int(classes[i])))
-            info = pmt.dict_add(info, KEY_CONFIDENCE, pmt.from_double(float(confidence[i])))
-            info = pmt.dict_add(info, KEY_ENTROPY, pmt.from_double(float(result.entropy[i])))
-            info = pmt.dict_add(info, KEY_EXIT, pmt.from_long(exit_k))
+            info = pmt.dict_add(info, KEY_CLASS, self._class_pmts[classes[i]] if valid
+                                else pmt.from_long(classes[i]))
+            info = pmt.dict_add(info, KEY_CONFIDENCE, pmt.from_double(confidence[i]))
+            info = pmt.dict_add(info, KEY_ENTROPY, pmt.from_double(entropy[i]))
+            info = pmt.dict_add(info, KEY_EXIT, self._exit_pmts[exit_k])
             self.add_item_tag(0, first + i, TAG_KEY, info)
 
             msg = pmt.dict_add(info, KEY_OFFSET, pmt.from_uint64(first + i))
