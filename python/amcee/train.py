@@ -395,7 +395,13 @@ def train(config, resume=None):
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        return _train(config, resume, d, device)
+        summary = _train(config, resume, d, device)
+        if d.enabled:
+            # All ranks leave together: a rank that tore down gloo while rank 0
+            # was still exporting aborted now and then ("terminate called
+            # without an active exception", 1 run in 5 here).
+            dist.barrier()
+        return summary
     finally:
         if d.enabled and dist.is_initialized():
             dist.destroy_process_group()
