@@ -9,6 +9,7 @@ import torch
 
 from conftest import export_tiny_model, make_frames
 from gnuradio.amcee.engine import EarlyExitEngine, resolve_device
+from gnuradio.amcee.exit_stats import entropy10
 from gnuradio.amcee.export import METADATA_FILE, ModelFileError, load_model, rewrite_metadata
 from gnuradio.amcee.labels import RML22_CLASSES
 
@@ -75,7 +76,7 @@ def test_threshold_at_or_above_log10_classes_exits_first(engine, threshold):
 def test_give_up_sends_unsure_frames_out_and_can_be_disabled(engine):
     frames = make_frames(200, seed=9)
     probs, _ = engine.all_exit_probs(frames)
-    e0 = -(probs[0] * np.log10(np.clip(probs[0], 1e-30, None))).sum(1)
+    e0 = entropy10(probs[0])
     cut = float(np.sort(e0)[100] + np.sort(e0)[101]) / 2  # between two frames' entropies
     result = engine.classify(frames, thresholds=0.0, give_up=[cut, None])
     np.testing.assert_array_equal(result.exits == 0, e0 >= cut)
@@ -94,7 +95,7 @@ def test_few_rows_leaving_ride_along_with_the_same_results(engine, leaving):
     it gets alone, and frames that left are not answered again later."""
     frames = make_frames(64, seed=11)
     probs, _ = engine.all_exit_probs(frames)
-    e0 = -(probs[0] * np.log10(np.clip(probs[0], 1e-30, None))).sum(1)
+    e0 = entropy10(probs[0])
     order = np.sort(e0)
     cut = float(order[leaving - 1] + order[leaving]) / 2
     batched = engine.classify(frames, thresholds=[cut, 0.0])

@@ -23,7 +23,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from .engine import DEFAULT_BATCH, INVALID_EXIT, EarlyExitEngine, default_model_path
+from .engine import DEFAULT_BATCH, INVALID_CLASS, INVALID_EXIT, EarlyExitEngine, default_model_path
 from .labels import INVALID_LABEL
 
 TAG_KEY = pmt.intern("amc")
@@ -88,8 +88,8 @@ class classifier(gr.sync_block):
         self.model_path = model_path
         self._labels = [pmt.intern(c) for c in self.engine.classes]
         # Small-integer PMTs made once: work() builds two dicts per vector.
-        self._class_pmts = [pmt.from_long(c) for c in range(len(self.engine.classes))]
-        self._exit_pmts = {k: pmt.from_long(k) for k in list(range(self.engine.num_exits)) + [INVALID_EXIT]}
+        self._class_pmts = {c: pmt.from_long(c) for c in [*range(len(self.engine.classes)), INVALID_CLASS]}
+        self._exit_pmts = {k: pmt.from_long(k) for k in [*range(self.engine.num_exits), INVALID_EXIT]}
         self._invalid_label = pmt.intern(INVALID_LABEL)
         self._ports = [pmt.intern(exit_port(k)) for k in range(self.engine.num_exits)]
         self._all_port = pmt.intern(CLASSIFICATION_PORT)
@@ -193,8 +193,7 @@ class classifier(gr.sync_block):
             valid = exit_k != INVALID_EXIT
             info = pmt.make_dict()
             info = pmt.dict_add(info, KEY_LABEL, self._labels[classes[i]] if valid else self._invalid_label)
-            info = pmt.dict_add(info, KEY_CLASS, self._class_pmts[classes[i]] if valid
-                                else pmt.from_long(classes[i]))
+            info = pmt.dict_add(info, KEY_CLASS, self._class_pmts[classes[i]])
             info = pmt.dict_add(info, KEY_CONFIDENCE, pmt.from_double(confidence[i]))
             info = pmt.dict_add(info, KEY_ENTROPY, pmt.from_double(entropy[i]))
             info = pmt.dict_add(info, KEY_EXIT, self._exit_pmts[exit_k])

@@ -17,6 +17,7 @@ import torch
 from .export import load_model, validate_give_up, validate_thresholds
 
 INVALID_EXIT = -1
+INVALID_CLASS = -1
 #: Frames per network call.  Measured on 2 CPU cores: 128-512 keep the first
 #: layers' activations in cache; 1024 ran about half as fast per frame.
 DEFAULT_BATCH = 256
@@ -41,7 +42,7 @@ class Classification:
     @property
     def classes(self):
         out = self.probs.argmax(axis=1)
-        out[~self.valid] = -1
+        out[~self.valid] = INVALID_CLASS
         return out
 
     @property

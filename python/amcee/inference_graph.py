@@ -160,7 +160,8 @@ def _segment_to_nlc(seq: nn.Sequential, channels: int, from_frames: bool):
 
 
 def _head_to_nlc(head: nn.Sequential, channels: int) -> nn.Sequential:
-    """Rewrite a head (pool, flatten, Linear layers) for [B, L, C] features."""
+    """Rewrite a head (pool, flatten, one Linear: see _collapse_linear_chains)
+    for [B, L, C] features."""
     layers = []
     flattened = False
     for layer in head:
@@ -176,8 +177,6 @@ def _head_to_nlc(head: nn.Sequential, channels: int) -> nn.Sequential:
             weight = (layer.weight.detach().view(out_features, channels, length)
                       .permute(0, 2, 1).reshape(out_features, in_features))
             layers.append(HeadLinear(weight, layer.bias.detach()))
-        elif isinstance(layer, nn.Dropout) and flattened:
-            continue  # identity at inference
         else:
             raise ValueError(f"cannot rewrite head layer {layer} for inference")
     return nn.Sequential(*layers)
