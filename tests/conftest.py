@@ -48,7 +48,7 @@ def make_frames(n, frame_len=128, seed=0):
     return (rng.standard_normal((n, frame_len)) + 1j * rng.standard_normal((n, frame_len))).astype(np.complex64)
 
 
-def export_tiny_model(path, exits=("V0", "V1"), seed=0, frame_len=128, thresholds=None):
+def export_tiny_model(path, exits=("V0", "V1"), seed=0, frame_len=128, thresholds=None, exit_head="paper"):
     """Export an untrained model whose default thresholds split random frames
     over all of its exits (so every port of the block sees traffic)."""
     import numpy as np
@@ -60,7 +60,7 @@ def export_tiny_model(path, exits=("V0", "V1"), seed=0, frame_len=128, threshold
     from gnuradio.amcee.model import EarlyExitNet, ModelConfig, entropy10
 
     torch.manual_seed(seed)
-    model = EarlyExitNet(ModelConfig(exits=exits, frame_len=frame_len)).eval()
+    model = EarlyExitNet(ModelConfig(exits=exits, frame_len=frame_len, exit_head=exit_head)).eval()
     with torch.no_grad():  # spread the logits so that entropies are well apart
         for block in model.blocks:
             block.head[-1].weight.mul_(30.0)

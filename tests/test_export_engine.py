@@ -30,11 +30,12 @@ def test_metadata_travels_inside_the_file(tiny_model_path):
     assert len(meta["thresholds"]) == 2 and meta["model_version"] == "test-untrained"
 
 
-def test_exported_model_equals_eager_model(tmp_path):
-    model = export_tiny_model(tmp_path / "m.pt", exits=("V1",), thresholds=[0.9])
+@pytest.mark.parametrize("exits, exit_head", [(("V1",), "paper"), (("V0", "V1", "V3"), "conv")])
+def test_exported_model_equals_eager_model(tmp_path, exits, exit_head):
+    model = export_tiny_model(tmp_path / "m.pt", exits=exits, thresholds=[0.9] * len(exits), exit_head=exit_head)
     loaded = load_model(tmp_path / "m.pt")
     x = torch.randn(16, 2, 128)
-    t, g = torch.tensor([0.9]), torch.tensor([math.inf])
+    t, g = torch.tensor([0.9] * len(exits)), torch.tensor([math.inf] * len(exits))
     with torch.no_grad():
         eager = model(x, t, g)
         scripted = loaded.module(x, t, g)  # the inference rewrite (inference_graph.py)

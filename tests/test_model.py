@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from gnuradio.amcee.model import (EarlyExitNet, ModelConfig, compute_ceiling, count_parameters,
-                                  entropy10, exit_costs, parameter_split)
+                                  entropy10, exit_costs, parameter_split, portable_state,
+                                  transfer_weights)
 
 # facts.md: params shared / exit head / rest of backbone.
 PAPER_TABLE = {
@@ -38,6 +39,37 @@ def test_exit_costs_match_facts():
     assert compute_ceiling([0.0, 1.0], costs, backbone) < 1.0  # head on the way costs
 
 
+def test_conv_head_is_cheaper_than_the_paper_head_at_v0():
+    paper = EarlyExitNet(ModelConfig(exits=("V0",)))
+    conv = EarlyExitNet(ModelConfig(exits=("V0",), exit_head="conv"))
+    # MaxPool(4) -> 64x16, Conv1d 64->16 (k=3) at 16 positions, stats 48 -> 64 -> 10.
+    head = 64 * 16 * 3 * 16 + 48 * 64 + 64 * 10
+    assert exit_costs(conv)[0][0] == 49_152 + head
+    assert head < exit_costs(paper)[0][0] - 49_152
+    assert exit_costs(conv)[1] == exit_costs(paper)[1]  # the backbone is the same
+    shared, _, rest = parameter_split(conv, 0)
+    assert (shared, rest) == PAPER_TABLE["V0"][::2]
+
+
+def test_transfer_weights_matches_layers_across_exit_lists():
+    torch.manual_seed(0)
+    source = EarlyExitNet(ModelConfig(exits=("V0", "V1")))
+    target = EarlyExitNet(ModelConfig(exits=("V0",), exit_head="conv"))
+    fresh = transfer_weights(source, target)
+    assert fresh and all(k.startswith("head.pool1.conv.") for k in fresh)
+    src, dst = portable_state(source), portable_state(target)
+    assert "conv4.0.weight" in dst and "head.final.1.weight" in dst
+    for key, value in dst.items():
+        if key not in fresh:
+            assert torch.equal(value, src[key]), key
+    # The backbone computes the same features: the final exits agree.
+    x = torch.randn(3, 2, 128)
+    source.eval(), target.eval()
+    assert torch.allclose(source.exit_logits(x)[-1], target.exit_logits(x)[-1], atol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        transfer_weights(source, EarlyExitNet(ModelConfig(exits=("V0",), num_classes=5)))
+
+
 def test_any_exit_list_builds_and_trains_every_head():
     model = EarlyExitNet(ModelConfig(exits=("V0", "V1", "conv4")))
     assert model.config.exit_names == ("V0", "V1", "conv4", "final")
@@ -45,6 +77,11 @@ def test_any_exit_list_builds_and_trains_every_head():
     assert [tuple(o.shape) for o in outputs] == [(4, 10)] * 4
     sum(o.sum() for o in outputs).backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_unknown_exit_head_is_refused():
+    with pytest.raises(ValueError, match="unknown exit head"):
+        ModelConfig(exits=("V0",), exit_head="transformer")
 
 
 @pytest.mark.parametrize("exits, message", [

@@ -128,6 +128,25 @@ def test_init_from_and_distillation(tiny_data, tmp_path):
     assert state["train_config"]["distill"] == 1.0
 
 
+def test_init_from_another_exit_list_and_head(tiny_data, tmp_path, capsys):
+    import torch
+
+    from gnuradio.amcee.checkpoint import load_checkpoint
+    from gnuradio.amcee.model import portable_state
+    from gnuradio.amcee.train import train
+
+    train(_config(tiny_data, tmp_path / "base", scheme="joint"))
+    train(_config(tiny_data, tmp_path / "conv", exits=("V0",), exit_head="conv", scheme="joint", lr=1e-12,
+                  init_from=str(tmp_path / "base" / "best.pt")))
+    assert "new (not in it): head.pool1.conv" in capsys.readouterr().out
+    base = portable_state(load_checkpoint(str(tmp_path / "base" / "best.pt"))[0])
+    tuned, state = load_checkpoint(str(tmp_path / "conv" / "last.pt"))
+    assert tuned.config.exit_head == "conv" and tuned.config.exits == ("V0",)
+    for key, value in portable_state(tuned).items():
+        if not key.startswith("head.pool1.") and key.endswith((".weight", ".bias")):  # BN statistics move
+            assert torch.allclose(value.float(), base[key].float(), atol=1e-6), key
+
+
 def test_bad_arguments_are_clear_errors(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="distill"):
         _config(tiny_data, tmp_path, scheme="paper", distill=1.0)

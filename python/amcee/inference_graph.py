@@ -23,7 +23,9 @@ than MACs.  So, for inference only (each step exact in eval mode):
 * the paper's heads stack Linear layers with only Dropout between them (no
   activation), so each stack is one affine map: collapsed into one Linear
   (exit head 1024-64-32-10 -> 1024-10), its columns permuted to the [L, C]
-  order, computed as W @ x^T.
+  order, computed as W @ x^T;
+* the conv exit head (model.conv_exit_head) keeps its layers: its pool,
+  convolution and statistics run on [B, L, C] features as above.
 
 The rewritten network keeps the EarlyExitNet structure (blocks, segment,
 head) and methods, so the batched early exit is unchanged; its outputs equal
@@ -36,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .model import BACKBONE_LAYERS, InputGain
+from .model import BACKBONE_LAYERS, InputGain, StatsPool
 
 
 def _fold_bn(conv: nn.Conv1d, bn: nn.BatchNorm1d, input_gain: float):
@@ -119,6 +121,13 @@ class HeadLinear(nn.Module):
         return torch.addmm(self.bias, self.weight, x.t()).t()
 
 
+class StatsPoolNLC(nn.Module):
+    """model.StatsPool on [B, L, C] features: statistics over the length."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([x.mean(1), x.amax(1), x.std(1, correction=0)], dim=1)
+
+
 class FlattenNLC(nn.Module):
     """Flatten of [B, L, C] features; the next Linear's columns are permuted
     at export so that it sees the paper's channel-major order."""
@@ -160,23 +169,38 @@ def _segment_to_nlc(seq: nn.Sequential, channels: int, from_frames: bool):
 
 
 def _head_to_nlc(head: nn.Sequential, channels: int) -> nn.Sequential:
-    """Rewrite a head (pool, flatten, one Linear: see _collapse_linear_chains)
-    for [B, L, C] features."""
+    """Rewrite a head for [B, L, C] features: the paper's (pool, flatten, one
+    Linear: see _collapse_linear_chains) or the conv head (pool, conv block,
+    per-channel statistics, Linear-ReLU-Linear)."""
     layers = []
-    flattened = False
+    flat = None  # None: still [B, L, C]; "nlc": flattened [B, L*C]; "stats": [B, 3C]
     for layer in head:
-        if _pool_size(layer) and not flattened:
+        if _pool_size(layer) and flat is None:
             layers.append(MaxPoolNLC(_pool_size(layer)))
-        elif isinstance(layer, nn.Flatten) and not flattened:
+        elif _is_conv_block(layer) and flat is None:
+            weight, bias = _fold_bn(layer[0], layer[1], 1.0)
+            layers.append(ConvReLU(weight, bias))
+            channels = weight.shape[0]
+        elif isinstance(layer, StatsPool) and flat is None:
+            layers.append(StatsPoolNLC())
+            flat = "stats"
+        elif isinstance(layer, nn.Flatten) and flat is None:
             layers.append(FlattenNLC())
-            flattened = True
-        elif isinstance(layer, nn.Linear) and flattened and not any(isinstance(m, HeadLinear) for m in layers):
+            flat = "nlc"
+        elif isinstance(layer, nn.Linear) and flat == "nlc":
             # Columns in channel-major order (c * L + l) -> length-major (l * C + c).
             out_features, in_features = layer.weight.shape
             length = in_features // channels
             weight = (layer.weight.detach().view(out_features, channels, length)
                       .permute(0, 2, 1).reshape(out_features, in_features))
             layers.append(HeadLinear(weight, layer.bias.detach()))
+            flat = "done"  # one Linear after a flatten: the paper's head ends here
+        elif isinstance(layer, nn.Linear) and flat == "stats":
+            layers.append(HeadLinear(layer.weight.detach(), layer.bias.detach()))
+        elif isinstance(layer, nn.ReLU) and flat == "stats":
+            layers.append(nn.ReLU())
+        elif isinstance(layer, nn.Dropout):
+            continue  # identity at inference
         else:
             raise ValueError(f"cannot rewrite head layer {layer} for inference")
     return nn.Sequential(*layers)

@@ -45,6 +45,14 @@ MIN_SHARE_TO_GATHER = 1.0 / 16
 #: Hidden sizes of an early-exit head and of the backbone's classifier.
 HEAD_HIDDEN = (64, 32)
 BACKBONE_HIDDEN = (256, 64)
+#: Exit head kinds: the paper's (pool to 1024 features, three Linear layers)
+#: or "conv", ours (see conv_exit_head).
+EXIT_HEADS = ("paper", "conv")
+#: The conv head: positions after its pooling, its convolution's channels,
+#: its hidden Linear width.
+CONV_HEAD_LENGTH = 16
+CONV_HEAD_CHANNELS = 16
+CONV_HEAD_HIDDEN = 64
 
 
 def resolve_exit(name):
@@ -66,9 +74,13 @@ class ModelConfig:
     num_classes: int = 10
     frame_len: int = 128
     dropout: float = 0.5
+    #: Kind of every early-exit head (EXIT_HEADS); the final exit is the paper's classifier.
+    exit_head: str = "paper"
 
     def __post_init__(self):
         self.exits = tuple(self.exits)
+        if self.exit_head not in EXIT_HEADS:
+            raise ValueError(f"unknown exit head {self.exit_head!r}; use one of {', '.join(EXIT_HEADS)}")
         layers = [resolve_exit(e) for e in self.exits]
         positions = [LAYER_NAMES.index(layer) for layer in layers]
         if positions != sorted(set(positions)):
@@ -159,10 +171,43 @@ def exit_head(channels, length, num_classes, dropout):
     return nn.Sequential(*layers)
 
 
+class StatsPool(nn.Module):
+    """Mean, maximum and standard deviation of each channel over the length:
+    [B, C, L] -> [B, 3C] (in that order)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([x.mean(2), x.amax(2), x.std(2, correction=0)], dim=1)
+
+
+def conv_exit_head(channels, length, num_classes, dropout):
+    """Our exit head: MaxPool to CONV_HEAD_LENGTH positions, one Conv1d(k=3) +
+    BatchNorm + ReLU to CONV_HEAD_CHANNELS, per-channel mean/max/std over the
+    positions, then Linear-ReLU-Linear.
+
+    Why: the paper's head is affine after a max-pool (its Linear layers have
+    no activation between them), so at V0 it sees conv1's 3-tap filters
+    only.  Trained on the frozen conv1 of a V0+V1 model, this head (53k MACs,
+    less than the paper head's 68k) raised V0's test accuracy from 48 % to
+    57 %, at 20 dB BPSK 75 -> 100 % and 8PSK 2 -> 57 %, and the 20 dB compute
+    ceiling at 0.4 pp loss from 1.5x to 2.0x (docs/default-model/README.md).
+    """
+    pool = max(1, length // CONV_HEAD_LENGTH)
+    if length % pool:
+        raise ValueError(f"cannot pool {channels}x{length} features evenly for a conv exit head")
+    layers = [nn.MaxPool1d(pool)] if pool > 1 else []
+    layers += [conv_block(channels, CONV_HEAD_CHANNELS), StatsPool(),
+               nn.Linear(3 * CONV_HEAD_CHANNELS, CONV_HEAD_HIDDEN), nn.ReLU(), nn.Dropout(dropout),
+               nn.Linear(CONV_HEAD_HIDDEN, num_classes)]
+    return nn.Sequential(*layers)
+
+
 def backbone_head(channels, length, num_classes, dropout):
     """The backbone's classifier: flatten, then 256-256-64-C (for 2x128 frames)."""
     features = channels * length
     return nn.Sequential(nn.Flatten(), *_mlp((features,) + BACKBONE_HIDDEN + (num_classes,), dropout))
+
+
+EXIT_HEAD_BUILDERS = {"paper": exit_head, "conv": conv_exit_head}
 
 
 class ExitBlock(nn.Module):
@@ -202,7 +247,7 @@ class EarlyExitNet(nn.Module):
             segment = nn.Sequential(*layers)
             channels, length = _shape_after(cut, config.frame_len)
             final = i == len(cuts) - 1
-            make_head = backbone_head if final else exit_head
+            make_head = backbone_head if final else EXIT_HEAD_BUILDERS[config.exit_head]
             blocks.append(ExitBlock(segment, make_head(channels, length, config.num_classes, config.dropout)))
             start = cut + 1
         self.blocks = nn.ModuleList(blocks)
@@ -295,6 +340,47 @@ class EarlyExitNet(nn.Module):
         return probs, exits, entropy
 
 
+def portable_state(model: EarlyExitNet):
+    """Weights keyed by backbone layer and exit rather than by block, e.g.
+    'conv2.0.weight', 'head.conv2.paper.1.weight', 'head.final.1.weight':
+    the same tensor has the same key whatever exits the model has."""
+    state = {}
+    cuts = [LAYER_NAMES.index(layer) for layer in model.config.exit_layers] + [len(LAYER_NAMES) - 1]
+    start = 0
+    for block, cut in zip(model.blocks, cuts):
+        layers = [m for m in block.segment if not isinstance(m, InputGain)]
+        for name, layer in zip(LAYER_NAMES[start:cut + 1], layers):
+            for key, value in layer.state_dict().items():
+                state[f"{name}.{key}"] = value
+        final = cut == len(LAYER_NAMES) - 1
+        head = "head.final" if final else f"head.{LAYER_NAMES[cut]}.{model.config.exit_head}"
+        for key, value in block.head.state_dict().items():
+            state[f"{head}.{key}"] = value
+        start = cut + 1
+    return state
+
+
+def transfer_weights(source: EarlyExitNet, target: EarlyExitNet):
+    """Copy every backbone layer and exit head ``target`` shares with ``source``
+    (fine-tuning a model with other exits from a trained one).  Returns the
+    sorted keys of target's portable state that were not in source."""
+    src = portable_state(source)
+    dst = portable_state(target)
+    fresh = []
+    with torch.no_grad():
+        for key, value in dst.items():
+            if key not in src:
+                fresh.append(key)
+            elif src[key].shape != value.shape:
+                raise ValueError(f"cannot transfer {key}: shape {tuple(src[key].shape)} "
+                                 f"in the source, {tuple(value.shape)} here (other classes or frame length?)")
+            else:
+                value.copy_(src[key])
+    if len(fresh) == len(dst):
+        raise ValueError("the source model shares no layer with this one")
+    return sorted(fresh)
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -318,8 +404,18 @@ def layer_macs(frame_len=128):
     return macs
 
 
-def _linear_macs(module: nn.Module):
-    return sum(m.in_features * m.out_features for m in module.modules() if isinstance(m, nn.Linear))
+def head_macs(head: nn.Sequential, length: int) -> int:
+    """Multiply-accumulates of a head's convolutions and Linear layers for one
+    frame whose features have ``length`` positions where the head starts."""
+    macs = 0
+    for layer in head.modules():
+        if isinstance(layer, nn.MaxPool1d):
+            length //= layer.kernel_size if isinstance(layer.kernel_size, int) else layer.kernel_size[0]
+        elif isinstance(layer, nn.Conv1d):
+            macs += layer.in_channels * layer.out_channels * layer.kernel_size[0] * length
+        elif isinstance(layer, nn.Linear):
+            macs += layer.in_features * layer.out_features
+    return macs
 
 
 def exit_costs(model: EarlyExitNet):
@@ -333,11 +429,11 @@ def exit_costs(model: EarlyExitNet):
     start = 0
     for block, cut in zip(model.blocks, cuts):
         spent += sum(per_layer[LAYER_NAMES[j]] for j in range(start, cut + 1))
-        head = _linear_macs(block.head)
+        head = head_macs(block.head, _shape_after(cut, model.config.frame_len)[1])
         costs.append(spent + head)
         spent += head
         start = cut + 1
-    backbone = sum(per_layer.values()) + _linear_macs(model.blocks[-1].head)
+    backbone = sum(per_layer.values()) + head_macs(model.blocks[-1].head, 1)
     return costs, backbone
 
 

@@ -41,7 +41,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .datasets import load_dataset, paper_split
 from .engine import l1_normalize_frames  # the engine's own normalisation: train as we infer
 from .exit_stats import exit_shares, simulate_exits
-from .model import EarlyExitNet, ModelConfig
+from .model import EarlyExitNet, ModelConfig, transfer_weights
 
 SCHEMES = ("paper", "joint")
 SCHEDULES = ("constant", "cosine")
@@ -56,6 +56,7 @@ class TrainConfig:
     data: str
     out_dir: str
     exits: Tuple[str, ...] = ("V1",)
+    exit_head: str = "paper"         # model.EXIT_HEADS
     scheme: str = "paper"
     exit_weights: Optional[Tuple[float, ...]] = None  # joint scheme; default 1 per exit
     distill: float = 0.0             # joint scheme: weight of KL(final || early exit) per early exit
@@ -411,7 +412,8 @@ def _train(config, resume, d, device):
     seed_everything(config.seed)  # the same initial weights on every rank
     splits = load_splits(config)
     model_config = ModelConfig(exits=config.exits, num_classes=len(splits.classes),
-                               frame_len=splits.sizes["frame_len"], dropout=config.dropout)
+                               frame_len=splits.sizes["frame_len"], dropout=config.dropout,
+                               exit_head=config.exit_head)
     model = EarlyExitNet(model_config).to(device)
     forward = TrainingForward(model, detach_between_blocks=config.scheme == "paper")
     if d.enabled:
@@ -443,11 +445,14 @@ def _train(config, resume, d, device):
         set_rng_state(state["rng"][d.rank] if isinstance(state["rng"], list) else state["rng"])
     else:
         if config.init_from:
-            init, init_state = load_checkpoint(config.init_from, map_location="cpu")
-            if init.config.to_dict() != model_config.to_dict():
-                raise ValueError(f"--init-from {config.init_from} has model config {init.config.to_dict()}, "
-                                 f"this run needs {model_config.to_dict()}")
-            model.load_state_dict(init.state_dict())
+            init, _ = load_checkpoint(config.init_from, map_location="cpu")
+            # Layers are matched by backbone position and exit, so another exit
+            # list or head kind can start from a trained backbone.
+            fresh = transfer_weights(init, model)
+            if fresh and d.is_main:
+                heads = sorted({".".join(k.split(".")[:3]) if k.startswith("head.") else k.split(".")[0]
+                                for k in fresh})
+                print(f"--init-from {config.init_from}: new (not in it): {', '.join(heads)}", flush=True)
         torch.manual_seed(config.seed + d.rank)  # dropout differs per rank, weights do not
 
     if d.is_main:

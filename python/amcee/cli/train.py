@@ -23,6 +23,10 @@ def get_args_parser(subparsers=None):
     p.add_argument("--exits", nargs="+", default=["V1"],
                    help="early exits in backbone order: paper versions V0..V3 or layer names; "
                         "'none' trains the backbone alone (default: V1, the paper's pick)")
+    p.add_argument("--exit-head", choices=("paper", "conv"), default="paper",
+                   help="early-exit head: paper (max-pool to 1024 features, three Linear layers) or "
+                        "conv (max-pool, one conv block, per-channel mean/max/std, two Linear layers "
+                        "with a ReLU; stronger at V0 for fewer MACs) (default: paper)")
     p.add_argument("--scheme", choices=("paper", "joint"), default="paper",
                    help="paper: Algorithm 1 (exit loss trains shared layers + head, final loss only "
                         "the layers after the branch; with several exits each loss trains its own "
@@ -34,7 +38,8 @@ def get_args_parser(subparsers=None):
                         "early exit (default: 0 = off)")
     p.add_argument("--init-from", metavar="CHECKPOINT", default=None,
                    help="start from a checkpoint's weights with a fresh optimiser and schedule "
-                        "(fine-tuning; the exits must match)")
+                        "(fine-tuning); layers are matched by backbone position and exit, so the "
+                        "exits or head kind may differ: new heads start from scratch")
     p.add_argument("--epochs", type=int, default=50, help="epochs (default: 50)")
     p.add_argument("--batch-size", type=int, default=500, help="global batch size (default: 500)")
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default: 1e-4)")
@@ -87,7 +92,7 @@ def config_from_args(args):
 
     exits = () if [e.lower() for e in args.exits] == ["none"] else tuple(args.exits)
     return TrainConfig(
-        data=args.data, out_dir=args.out, exits=exits, scheme=args.scheme,
+        data=args.data, out_dir=args.out, exits=exits, exit_head=args.exit_head, scheme=args.scheme,
         exit_weights=tuple(args.exit_weights) if args.exit_weights else None,
         distill=args.distill, init_from=args.init_from,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
