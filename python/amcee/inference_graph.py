@@ -83,6 +83,18 @@ class ConvReLU(nn.Module):
         return torch.relu_(y)
 
 
+def max_of_halves(x: Tensor, k: int) -> Tensor:
+    """Max over windows of k (a power of 2) consecutive positions of [B, L, C]
+    features, as [B, L/k, k*C] -> [B, L/k, C] maxima of contiguous halves:
+    vectorised elementwise maxima (torch.amax over the length took 3x longer)."""
+    batch, length, channels = x.shape
+    y = x.reshape(batch, length // k, k * channels)
+    while k > 1:
+        k = k // 2
+        y = torch.maximum(y[:, :, :k * channels], y[:, :, k * channels:])
+    return y
+
+
 class MaxPoolNLC(nn.Module):
     """MaxPool1d(k) over the length of [B, L, C] features."""
 
@@ -91,14 +103,10 @@ class MaxPoolNLC(nn.Module):
         self.k = k
 
     def forward(self, x: Tensor) -> Tensor:
-        batch, length, channels = x.shape
         k = self.k
-        if k & (k - 1) == 0:  # a power of 2: max of contiguous halves of each window, vectorised
-            y = x.reshape(batch, length // k, k * channels)
-            while k > 1:
-                k = k // 2
-                y = torch.maximum(y[:, :, :k * channels], y[:, :, k * channels:])
-            return y
+        if k & (k - 1) == 0:
+            return max_of_halves(x, k)
+        batch, length, channels = x.shape
         y = x.view(batch, length // k, k, channels)
         out = y[:, :, 0]
         for i in range(1, k):
@@ -122,10 +130,22 @@ class HeadLinear(nn.Module):
 
 
 class StatsPoolNLC(nn.Module):
-    """model.StatsPool on [B, L, C] features: statistics over the length."""
+    """model.StatsPool on [B, L, C] features: statistics over the length.
+    The standard deviation comes from E[x^2] - E[x]^2 (torch.std took 0.8 ms
+    here for a batch of 256 x 16 x 16, half the head's time; the features are
+    ReLU outputs of order 1, so the cancellation is harmless: tests compare
+    with the training graph to 1e-5), the maximum from max_of_halves when L
+    is a power of 2."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([x.mean(1), x.amax(1), x.std(1, correction=0)], dim=1)
+        batch, length, channels = x.shape
+        mean = x.mean(1)
+        var = (x * x).mean(1) - mean * mean
+        if length & (length - 1) == 0:
+            peak = max_of_halves(x, length).reshape(batch, channels)
+        else:
+            peak = x.amax(1)
+        return torch.cat([mean, peak, var.clamp_min(0.0).sqrt()], dim=1)
 
 
 class FlattenNLC(nn.Module):
