@@ -108,3 +108,64 @@ def test_cli_prints_the_chosen_point(trained, tmp_path):
     assert proc.returncode == 0, proc.stderr
     point = json.loads(proc.stdout)
     assert point["accuracy_loss_pp"] <= 1 and len(point["thresholds"]) == 2 and out.is_file()
+
+
+def _random_exits(n=3000, seed=0):
+    """Probabilities of 2 exits for frames at 3 SNRs: the early exit is sure
+    mostly at high SNR, and right when sure."""
+    rng = np.random.default_rng(seed)
+    snrs = rng.choice([-10.0, 0.0, 20.0], n)
+    labels = rng.integers(0, 4, n)
+    sharp = np.where(snrs > 0, 6.0, 0.5)[:, None]
+    probs = []
+    for noise in (1.5, 0.5):
+        logits = rng.normal(0, noise, (n, 4)) + sharp * np.eye(4)[labels]
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        probs.append(p / p.sum(1, keepdims=True))
+    return np.stack(probs).astype(np.float32), labels, snrs
+
+
+def test_favoured_snr_and_per_snr_floor():
+    from gnuradio.amcee.calibrate import Evaluator, search
+
+    probs, labels, snrs = _random_exits()
+    costs, backbone = [0.3, 1.05], 1.0
+    plain, _ = search(Evaluator(probs, labels, costs, backbone, snrs=snrs), max_loss_pp=2.0, give_up=True)
+    ev = Evaluator(probs, labels, costs, backbone, snrs=snrs, favour_snr=20)
+    favoured, points = search(ev, max_loss_pp=2.0, give_up=True, min_snr_ceiling=1.0)
+    assert favoured["accuracy_loss_pp"] <= 2.0 + 1e-9 and favoured["min_snr_ceiling"] >= 1.0
+    # Favouring 20 dB saves at least as much there as the all-SNR choice (when that one is feasible).
+    ev.give_up = plain["give_up"]
+    at_20 = ev.point(plain["thresholds"])
+    if at_20["min_snr_ceiling"] >= 1.0:
+        assert favoured["objective_compute"] <= at_20["objective_compute"] + 1e-12
+    # Every point's per-SNR ceiling, recomputed by hand on 40 of them; the
+    # chosen point saves the most at 20 dB among those meeting both bounds.
+    for p in points[::max(1, len(points) // 40)]:
+        ceilings = []
+        for s in np.unique(snrs):
+            m = snrs == s
+            ev_s = Evaluator(probs[:, m], labels[m], costs, backbone, give_up=p["give_up"])
+            ceilings.append(ev_s.point(p["thresholds"])["compute_ceiling"])
+        assert p["min_snr_ceiling"] == pytest.approx(min(ceilings))
+        if p["accuracy_loss_pp"] <= 2.0 + 1e-9 and min(ceilings) >= 1.0:
+            assert p["objective_compute"] >= favoured["objective_compute"] - 1e-12
+    with pytest.raises(ValueError, match="no frame at SNR >= 30"):
+        Evaluator(probs, labels, costs, backbone, snrs=snrs, favour_snr=30)
+    with pytest.raises(ValueError, match="min_snr_ceiling must be > 0"):
+        search(ev, max_loss_pp=2.0, min_snr_ceiling=0)
+    with pytest.raises(ValueError, match="per-SNR ceiling out of reach"):
+        search(ev, max_loss_pp=2.0, min_snr_ceiling=50.0)
+
+
+def test_calibrate_records_favour_and_floor(trained, tmp_path):
+    from gnuradio.amcee.calibrate import calibrate
+    from gnuradio.amcee.datasets import load_dataset
+
+    data, model = trained
+    top = float(load_dataset(data).snrs.max())
+    record = calibrate(model, data, str(tmp_path / "f.pt"), max_loss_pp=3.0, favour_snr=top, min_snr_ceiling=0.5)
+    assert record["favour_snr"] == top and record["min_snr_ceiling"] == 0.5
+    assert record["chosen"]["min_snr_ceiling"] >= 0.5 and record["chosen"]["accuracy_loss_pp"] <= 3.0
+    loss, _ = _val_accuracy_loss_pp(str(tmp_path / "f.pt"), data)
+    assert loss <= 3.0 + 1e-9

@@ -80,9 +80,14 @@ def apply_temperatures(all_probs, temperatures):
 
 # ----------------------------------------------------------- the search
 class Evaluator:
-    """Accuracy and expected compute of simulated early exit at given thresholds."""
+    """Accuracy and expected compute of simulated early exit at given thresholds.
 
-    def __init__(self, all_probs, labels, costs, backbone_macs, give_up=None):
+    With ``snrs`` every point also carries the lowest per-SNR compute ceiling
+    (``min_snr_ceiling``); with ``favour_snr`` its objective is the compute
+    of the frames at or above that SNR only (``objective_compute``), else of
+    all frames."""
+
+    def __init__(self, all_probs, labels, costs, backbone_macs, give_up=None, snrs=None, favour_snr=None):
         self.give_up = give_up
         self.correct = all_probs.argmax(2) == labels[None]          # [K, N]
         self.entropies = np.stack([entropy10(p) for p in all_probs])  # [K, N]
@@ -90,6 +95,17 @@ class Evaluator:
         self.backbone_macs = float(backbone_macs)
         self.final_accuracy = float(self.correct[-1].mean())
         self.num_exits = all_probs.shape[0]
+        self.snr_index = self.num_snrs = self.favoured = None
+        if snrs is not None:
+            _, self.snr_index = np.unique(np.asarray(snrs), return_inverse=True)
+            self.num_snrs = int(self.snr_index.max()) + 1
+        if favour_snr is not None:
+            if snrs is None:
+                raise ValueError("favour_snr needs the frames' SNRs")
+            self.favoured = np.asarray(snrs) >= favour_snr
+            if not self.favoured.any():
+                raise ValueError(f"no frame at SNR >= {favour_snr} dB to favour "
+                                 f"(highest: {float(np.max(snrs)):g} dB)")
 
     def point(self, thresholds):
         exits = simulate_exits(self.entropies, thresholds, self.give_up)
@@ -98,11 +114,22 @@ class Evaluator:
         accuracy = float(pick_by_exit(self.correct, exits).mean())
         give_up = [None if g is None or math.isinf(g) else float(g)
                    for g in (self.give_up or [None] * len(thresholds))]
+        objective = macs
+        if self.favoured is not None:
+            objective = expected_macs(exit_shares(exits[self.favoured], self.num_exits), self.costs)
+        min_snr_ceiling = None
+        if self.snr_index is not None:
+            counts = np.bincount(self.snr_index * self.num_exits + exits,
+                                 minlength=self.num_snrs * self.num_exits).reshape(self.num_snrs, -1)
+            per_snr_macs = counts @ self.costs / np.maximum(counts.sum(1), 1)
+            min_snr_ceiling = self.backbone_macs / float(per_snr_macs.max())
         return {"thresholds": [float(t) for t in thresholds], "give_up": give_up, "accuracy": accuracy,
                 "accuracy_loss_pp": 100 * (self.final_accuracy - accuracy),
                 "exit_shares": shares.tolist(), "expected_macs": macs,
                 "compute_fraction": macs / self.backbone_macs,
-                "compute_ceiling": self.backbone_macs / macs}
+                "compute_ceiling": self.backbone_macs / macs,
+                "objective_compute": objective / self.backbone_macs,
+                "min_snr_ceiling": min_snr_ceiling}
 
     def candidates(self, k, points):
         """0 (almost no frame exits), then entropy quantiles of exit k, each moved
@@ -125,17 +152,21 @@ def _better(a, b, objective):
     """Is point a preferred to b?  Ties broken by accuracy, then compute."""
     if b is None:
         return True
-    key = ("compute_fraction", "accuracy") if objective == "compute" else ("accuracy", "compute_fraction")
-    sign = {"compute_fraction": -1, "accuracy": 1}
+    key = (("objective_compute", "accuracy", "compute_fraction") if objective == "compute"
+           else ("accuracy", "compute_fraction"))
+    sign = {"objective_compute": -1, "compute_fraction": -1, "accuracy": 1}
     ka = tuple(sign[k] * a[k] for k in key)
     kb = tuple(sign[k] * b[k] for k in key)
     return ka > kb
 
 
-def search(ev, max_loss_pp=None, target_compute=None, points=None, give_up=False):
+def search(ev, max_loss_pp=None, target_compute=None, points=None, give_up=False, min_snr_ceiling=None):
     """(best point, all evaluated points) under the constraint.  With
     ``give_up`` the give-up entropies are searched too (a threshold grid per
-    give-up combination); otherwise the evaluator's give-up values stay."""
+    give-up combination); otherwise the evaluator's give-up values stay.
+    ``min_snr_ceiling`` (needs an evaluator with SNRs) also requires every
+    SNR's compute ceiling to be at least that (1.0: no SNR slower than the
+    backbone alone by compute)."""
     if (max_loss_pp is None) == (target_compute is None):
         raise ValueError("give exactly one of max_loss_pp and target_compute")
     if max_loss_pp is not None and max_loss_pp < 0:
@@ -146,7 +177,15 @@ def search(ev, max_loss_pp=None, target_compute=None, points=None, give_up=False
     if n_early < 1:
         raise ValueError("the model has no early exit: nothing to calibrate")
 
+    if min_snr_ceiling is not None:
+        if not min_snr_ceiling > 0:
+            raise ValueError(f"min_snr_ceiling must be > 0, got {min_snr_ceiling}")
+        if ev.snr_index is None:
+            raise ValueError("min_snr_ceiling needs the frames' SNRs")
+
     def feasible(p):
+        if min_snr_ceiling is not None and p["min_snr_ceiling"] < min_snr_ceiling - 1e-12:
+            return False
         if max_loss_pp is not None:
             return p["accuracy_loss_pp"] <= max_loss_pp + 1e-9
         return p["compute_fraction"] <= target_compute + 1e-12
@@ -170,8 +209,8 @@ def search(ev, max_loss_pp=None, target_compute=None, points=None, give_up=False
             if feasible(p) and _better(p, best, objective):
                 best = p
     if best is None:
-        raise ValueError("no thresholds meet the constraint (target compute below what "
-                         "sending every frame out of the first exit costs?)")
+        raise ValueError("no thresholds meet the constraint (target compute below what sending "
+                         "every frame out of the first exit costs, or a per-SNR ceiling out of reach?)")
     return best, evaluated
 
 
@@ -222,7 +261,8 @@ def scale_heads(module, temperatures):
 
 
 def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, temperature=False,
-              split="val", split_seed=0, max_batch=None, points=None, give_up=False):
+              split="val", split_seed=0, max_batch=None, points=None, give_up=False,
+              favour_snr=None, min_snr_ceiling=None):
     """Choose thresholds (and temperatures) on ``split`` and write ``out_path``.
 
     Returns the calibration record (also stored in the model's metadata)."""
@@ -246,13 +286,14 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
         all_probs = apply_temperatures(all_probs, temperatures)
     # The model's give-up values (if any) stay as they are and take part in the simulation.
     ev = Evaluator(all_probs, labels, engine.meta["exit_macs"], engine.meta["backbone_macs"],
-                   give_up=list(engine.give_up))
+                   give_up=list(engine.give_up), snrs=ds.snrs[idx][valid], favour_snr=favour_snr)
     best, evaluated = search(ev, max_loss_pp=max_loss_pp, target_compute=target_compute, points=points,
-                             give_up=give_up)
+                             give_up=give_up, min_snr_ceiling=min_snr_ceiling)
     record = {
         "method": "grid" if engine.num_exits - 1 <= MAX_FULL_GRID_EXITS else "coordinate-descent",
         "constraint": ({"max_loss_pp": max_loss_pp} if max_loss_pp is not None
                        else {"target_compute": target_compute}),
+        "favour_snr": favour_snr, "min_snr_ceiling": min_snr_ceiling,
         "data": os.path.abspath(data), "split": split, "split_seed": split_seed, "frames": int(len(labels)),
         "final_exit_accuracy": ev.final_accuracy, "chosen": best,
         "temperatures": temperatures, "previous_thresholds": list(engine.thresholds),

@@ -22,6 +22,13 @@ def add_parser(subparsers):
     p.add_argument("--give-up", action="store_true",
                    help="also search per-exit give-up entropies (frames that unsure leave early; "
                         "saves compute at low SNR) under the same accuracy budget")
+    p.add_argument("--favour-snr", type=float, default=None, metavar="DB",
+                   help="maximise the compute saving of the frames at SNR >= DB only (e.g. 20 for a "
+                        "strong live signal), under the same accuracy budget over all frames "
+                        "(default: of all frames)")
+    p.add_argument("--min-snr-ceiling", type=float, default=None, metavar="X",
+                   help="also require every SNR's compute ceiling to be >= X (1.0: no SNR slower than "
+                        "the backbone alone by compute) (default: no such bound)")
     p.add_argument("--split", default="val", choices=("val", "train", "test", "all"),
                    help="split to calibrate on (default: val)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the paper split (default: 0)")
@@ -38,8 +45,10 @@ def run(args):
     record = calibrate(args.model, args.data, args.out, max_loss_pp=args.max_loss,
                        target_compute=args.target_compute, temperature=args.temperature,
                        split=args.split, split_seed=args.split_seed, points=args.grid_points,
-                       give_up=args.give_up)
+                       give_up=args.give_up, favour_snr=args.favour_snr,
+                       min_snr_ceiling=args.min_snr_ceiling)
     print(json.dumps({"model": record["model"], "constraint": record["constraint"],
                       "temperatures": record["temperatures"],
+                      "favour_snr": record["favour_snr"], "min_snr_ceiling_bound": record["min_snr_ceiling"],
                       "final_exit_accuracy": record["final_exit_accuracy"], **record["chosen"]}))
     return 0
