@@ -2,8 +2,9 @@
 # The training runs behind the shipped default model and docs/early-exit-comparison.md.
 # They ran as two parallel queues of one thread each on a shared 2-core CPU:
 #   sh docs/default-model/train_runs.sh a   and   sh docs/default-model/train_runs.sh b,
-# then queue c (needs a's v0v1-joint) beside the end of queue a.
-# Usage: sh docs/default-model/train_runs.sh a|b|c [DATA] [RUNS_DIR]
+# then queue c (needs a's v0v1-joint) beside the end of queue a, then queue d
+# (the conv-head models; needs c's v0v1-joint-distill).
+# Usage: sh docs/default-model/train_runs.sh a|b|c|d [DATA] [RUNS_DIR]
 set -e
 QUEUE=$1
 DATA=${2:-data/synth_all.npz}
@@ -39,7 +40,21 @@ elif [ "$QUEUE" = c ]; then
   $AMCEE train --data "$DATA" --out "$RUNS/v0v1-joint-distill" --exits V0 V1 --scheme joint --distill 1 \
     --init-from "$RUNS/v0v1-joint/best.pt" --epochs 4 --lr 1e-3 --schedule cosine --warmup-epochs 0.2 \
     --threads 1 --quiet
+elif [ "$QUEUE" = d ]; then
+  # Conv exit heads (model.conv_exit_head), started from v0v1-joint-distill's backbone;
+  # the first two ran in parallel, then the last two in parallel.
+  FT="--scheme joint --distill 1 --schedule cosine --threads 1 --quiet"
+  $AMCEE train --data "$DATA" --out "$RUNS/v0conv-joint-distill" --exits V0 --exit-head conv $FT \
+    --init-from "$RUNS/v0v1-joint-distill/best.pt" --epochs 4 --lr 1e-3 --warmup-epochs 0.2
+  $AMCEE train --data "$DATA" --out "$RUNS/v0conv-w2-joint-distill" --exits V0 --exit-head conv $FT \
+    --exit-weights 2 1 --init-from "$RUNS/v0v1-joint-distill/best.pt" --epochs 4 --lr 1e-3 --warmup-epochs 0.2
+  $AMCEE train --data "$DATA" --out "$RUNS/v0v1conv-joint-distill" --exits V0 V1 --exit-head conv $FT \
+    --init-from "$RUNS/v0v1-joint-distill/best.pt" --epochs 4 --lr 1e-3 --warmup-epochs 0.2
+  $AMCEE train --data "$DATA" --out "$RUNS/v0v1conv-joint-distill-more" --exits V0 V1 --exit-head conv $FT \
+    --init-from "$RUNS/v0v1conv-joint-distill/best.pt" --epochs 4 --lr 5e-4 --warmup-epochs 0.1
+  $AMCEE train --data "$DATA" --out "$RUNS/v0v1conv-joint-distill-8ep" --exits V0 V1 --exit-head conv $FT \
+    --init-from "$RUNS/v0v1-joint-distill/best.pt" --epochs 8 --lr 1e-3 --warmup-epochs 0.2
 else
-  echo "usage: $0 a|b|c [DATA] [RUNS_DIR]" >&2
+  echo "usage: $0 a|b|c|d [DATA] [RUNS_DIR]" >&2
   exit 2
 fi

@@ -36,6 +36,8 @@ GIVE_UP_GRID_POINTS = {1: 100, 2: 20, 3: 8}
 #: Give-up candidates: these entropy quantiles of each exit (and "off").
 GIVE_UP_QUANTILES = (0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
 MAX_FULL_GRID_EXITS = 3
+#: Thresholds per exit in the refinement after a joint grid.
+REFINE_POINTS = 400
 
 
 # ----------------------------------------------------------- temperatures
@@ -211,7 +213,31 @@ def search(ev, max_loss_pp=None, target_compute=None, points=None, give_up=False
     if best is None:
         raise ValueError("no thresholds meet the constraint (target compute below what sending "
                          "every frame out of the first exit costs, or a per-SNR ceiling out of reach?)")
+    if give_up or n_early > 1:
+        best = _refine(ev, best, feasible, objective, evaluated)
     return best, evaluated
+
+
+def _refine(ev, best, feasible, objective, evaluated, rounds=3):
+    """Coordinate descent from the grid's best point over REFINE_POINTS
+    thresholds per exit, give-up values fixed: the joint grid is coarse when
+    several exits (or give-up values) are searched at once."""
+    ev.give_up = [math.inf if g is None else g for g in best["give_up"]]
+    grids = [ev.candidates(k, REFINE_POINTS) for k in range(ev.num_exits - 1)]
+    current = list(best["thresholds"])
+    for _ in range(rounds):
+        improved = False
+        for k, grid in enumerate(grids):
+            for t in grid:
+                trial = list(current)
+                trial[k] = float(t)
+                p = ev.point(trial)
+                evaluated.append(p)
+                if feasible(p) and _better(p, best, objective):
+                    best, current, improved = p, trial, True
+        if not improved:
+            break
+    return best
 
 
 def _coordinate_descent(ev, grids, feasible, objective, rounds=3):
