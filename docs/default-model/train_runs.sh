@@ -42,7 +42,7 @@ elif [ "$QUEUE" = c ]; then
     --threads 1 --quiet
 elif [ "$QUEUE" = d ]; then
   # Conv exit heads (model.conv_exit_head), started from v0v1-joint-distill's backbone;
-  # the first two ran in parallel, then the last two in parallel.
+  # the first two ran in parallel, the third alone, the last two in parallel.
   FT="--scheme joint --distill 1 --schedule cosine --threads 1 --quiet"
   $AMCEE train --data "$DATA" --out "$RUNS/v0conv-joint-distill" --exits V0 --exit-head conv $FT \
     --init-from "$RUNS/v0v1-joint-distill/best.pt" --epochs 4 --lr 1e-3 --warmup-epochs 0.2

@@ -188,8 +188,9 @@ def conv_exit_head(channels, length, num_classes, dropout):
     no activation between them), so at V0 it sees conv1's 3-tap filters
     only.  Trained on the frozen conv1 of a V0+V1 model, this head (53k MACs,
     less than the paper head's 68k) raised V0's test accuracy from 48 % to
-    57 %, at 20 dB BPSK 75 -> 100 % and 8PSK 2 -> 57 %, and the 20 dB compute
-    ceiling at 0.4 pp loss from 1.5x to 2.0x (docs/default-model/README.md).
+    56 %, at 20 dB BPSK 75 -> 100 % and 8PSK 2 -> 56 %, and the 20 dB compute
+    ceiling at 0.4 pp loss from 1.55x to 2.04x (docs/exit_head_study.py,
+    docs/default-model/README.md).
     """
     pool = max(1, length // CONV_HEAD_LENGTH)
     if length % pool:
