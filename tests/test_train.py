@@ -152,6 +152,8 @@ def test_bad_arguments_are_clear_errors(tiny_data, tmp_path):
         _config(tiny_data, tmp_path, scheme="paper", distill=1.0)
     with pytest.raises(ValueError, match="scheme"):
         _config(tiny_data, tmp_path, scheme="greedy")
+    with pytest.raises(ValueError, match="unknown exit head"):
+        _config(tiny_data, tmp_path, exit_head="attention")
     with pytest.raises(ValueError, match="exit_weights"):
         _config(tiny_data, tmp_path, scheme="joint", exit_weights=(1.0, 1.0))
     with pytest.raises(ValueError, match="unknown exit point"):

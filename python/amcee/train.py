@@ -41,7 +41,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .datasets import load_dataset, paper_split
 from .engine import l1_normalize_frames  # the engine's own normalisation: train as we infer
 from .exit_stats import exit_shares, simulate_exits
-from .model import EarlyExitNet, ModelConfig, transfer_weights
+from .model import EXIT_HEADS, EarlyExitNet, ModelConfig, transfer_weights
 
 SCHEMES = ("paper", "joint")
 SCHEDULES = ("constant", "cosine")
@@ -90,6 +90,8 @@ class TrainConfig:
             raise ValueError(f"unknown scheme {self.scheme!r}; use one of {', '.join(SCHEMES)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
+        if self.exit_head not in EXIT_HEADS:
+            raise ValueError(f"unknown exit head {self.exit_head!r}; use one of {', '.join(EXIT_HEADS)}")
         if self.select not in SELECT_METRICS:
             raise ValueError(f"unknown --select {self.select!r}; use one of {', '.join(SELECT_METRICS)}")
         for name in ("epochs", "batch_size"):
