@@ -14,7 +14,7 @@ FAST="--lr 3e-3 --schedule cosine --warmup-epochs 0.3 --threads 1 --quiet"
 STUDY="--train-fraction 0.2 --val-fraction 0.25 --epochs 4"
 
 if [ "$QUEUE" = a ]; then
-  # The shipped candidate: exits V0 + V1 (+ final), joint scheme, full data.
+  # The backbone of the shipped model: exits V0 + V1 (+ final) with the paper's heads, joint scheme, full data.
   $AMCEE train --data "$DATA" --out "$RUNS/v0v1-joint" --exits V0 V1 --scheme joint --epochs 10 $FAST
   # Full-data reference: the backbone alone.
   $AMCEE train --data "$DATA" --out "$RUNS/backbone" --exits none --epochs 5 $FAST
@@ -35,7 +35,7 @@ elif [ "$QUEUE" = b ]; then
   $AMCEE train --data "$DATA" --out "$RUNS/v1-paper" --exits V1 --scheme paper --epochs 5 $FAST
 
 elif [ "$QUEUE" = c ]; then
-  # Fine-tuning of the shipped candidate with self-distillation of the early exits
+  # Fine-tuning with self-distillation of the early exits
   # (run after queue b; started from queue a's v0v1-joint/best.pt).
   $AMCEE train --data "$DATA" --out "$RUNS/v0v1-joint-distill" --exits V0 V1 --scheme joint --distill 1 \
     --init-from "$RUNS/v0v1-joint/best.pt" --epochs 4 --lr 1e-3 --schedule cosine --warmup-epochs 0.2 \
