@@ -23,14 +23,13 @@ from gnuradio.amcee.calibrate import Evaluator, apply_temperatures, fit_temperat
 from gnuradio.amcee.checkpoint import load_checkpoint
 from gnuradio.amcee.datasets import load_dataset, paper_split
 from gnuradio.amcee.engine import l1_normalize_frames
-from gnuradio.amcee.model import StatsPool, conv_block, exit_costs, head_macs
+from gnuradio.amcee.model import StatsPool, conv_exit_head, exit_costs, head_macs
 
 
 def candidate_heads(classes):
     """name -> head on [B, 64, 64] features (conv1 + pool)."""
-    def conv_head(pool, channels):
-        return nn.Sequential(nn.MaxPool1d(pool), conv_block(64, channels), StatsPool(),
-                             nn.Linear(3 * channels, 64), nn.ReLU(), nn.Linear(64, classes))
+    def conv_head(pool, channels):  # model.conv_exit_head in other sizes, no dropout
+        return conv_exit_head(64, 64, classes, 0.0, conv_channels=channels, positions=64 // pool)
     return {
         # per-channel statistics of conv1's features, MLP with a ReLU
         "stats": nn.Sequential(StatsPool(), nn.Linear(192, 128), nn.ReLU(), nn.Linear(128, classes)),

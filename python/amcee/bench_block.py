@@ -18,7 +18,7 @@ def section_block_vs_engine(ctx):
     import torch
     from gnuradio import blocks, gr
 
-    from .classifier import classifier
+    from .classifier import classifier, upstream_buffer
 
     # The block logs its model at info level on the console, which would break
     # the JSON this command prints on stdout.
@@ -35,7 +35,7 @@ def section_block_vs_engine(ctx):
                          frame_len=frame_len, max_batch=engine.max_batch, num_threads=threads,
                          min_batch=min_batch)
         if min_batch > 1:
-            src.set_min_output_buffer(2 * min_batch)
+            src.set_min_output_buffer(upstream_buffer(min_batch))
         tb.connect(src, clf, blocks.null_sink(gr.sizeof_gr_complex * frame_len))
         return tb, src, clf
 

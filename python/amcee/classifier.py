@@ -40,6 +40,13 @@ def exit_port(k):
     return f"exit{k}"
 
 
+def upstream_buffer(min_batch):
+    """The min output buffer (in vectors) the block feeding a classifier with
+    ``min_batch`` > 1 needs, and the classifier's own: two batches, so that
+    one can fill while the other is classified."""
+    return 2 * int(min_batch)
+
+
 class classifier(gr.sync_block):
     """Early-exit AMC block; see the module docstring and the GRC documentation."""
 
@@ -83,7 +90,7 @@ class classifier(gr.sync_block):
             # The scheduler then calls work() with at least min_batch vectors as a
             # rule (fewer at the end of a stream, or where a buffer wraps).
             self.set_min_noutput_items(self.min_batch)
-            self.set_min_output_buffer(2 * self.min_batch)
+            self.set_min_output_buffer(upstream_buffer(self.min_batch))
 
         self.model_path = model_path
         self._labels = [pmt.intern(c) for c in self.engine.classes]

@@ -104,6 +104,11 @@ class ModelConfig:
     def num_exits(self):
         return len(self.exits) + 1
 
+    @property
+    def cuts(self):
+        """Index in BACKBONE_LAYERS of the last layer of each block, the final one included."""
+        return tuple(LAYER_NAMES.index(layer) for layer in self.exit_layers) + (len(LAYER_NAMES) - 1,)
+
     def to_dict(self):
         return asdict(self)
 
@@ -179,10 +184,11 @@ class StatsPool(nn.Module):
         return torch.cat([x.mean(2), x.amax(2), x.std(2, correction=0)], dim=1)
 
 
-def conv_exit_head(channels, length, num_classes, dropout):
-    """Our exit head: MaxPool to CONV_HEAD_LENGTH positions, one Conv1d(k=3) +
-    BatchNorm + ReLU to CONV_HEAD_CHANNELS, per-channel mean/max/std over the
-    positions, then Linear-ReLU-Linear.
+def conv_exit_head(channels, length, num_classes, dropout, conv_channels=CONV_HEAD_CHANNELS,
+                   positions=CONV_HEAD_LENGTH):
+    """Our exit head: MaxPool to ``positions`` positions, one Conv1d(k=3) +
+    BatchNorm + ReLU to ``conv_channels``, per-channel mean/max/std over the
+    positions, then Linear-ReLU-Linear (other sizes: docs/exit_head_study.py).
 
     Why: the paper's head is affine after a max-pool (its Linear layers have
     no activation between them), so at V0 it sees conv1's 3-tap filters
@@ -192,12 +198,12 @@ def conv_exit_head(channels, length, num_classes, dropout):
     ceiling at 0.4 pp loss from 1.55x to 2.04x (docs/exit_head_study.py,
     docs/default-model/README.md).
     """
-    pool = max(1, length // CONV_HEAD_LENGTH)
+    pool = max(1, length // positions)
     if length % pool:
         raise ValueError(f"cannot pool {channels}x{length} features evenly for a conv exit head")
     layers = [nn.MaxPool1d(pool)] if pool > 1 else []
-    layers += [conv_block(channels, CONV_HEAD_CHANNELS), StatsPool(),
-               nn.Linear(3 * CONV_HEAD_CHANNELS, CONV_HEAD_HIDDEN), nn.ReLU(), nn.Dropout(dropout),
+    layers += [conv_block(channels, conv_channels), StatsPool(),
+               nn.Linear(3 * conv_channels, CONV_HEAD_HIDDEN), nn.ReLU(), nn.Dropout(dropout),
                nn.Linear(CONV_HEAD_HIDDEN, num_classes)]
     return nn.Sequential(*layers)
 
@@ -246,9 +252,9 @@ class EarlyExitNet(nn.Module):
         self.num_classes = config.num_classes
         self.num_exits = config.num_exits
         self.min_share_to_gather = MIN_SHARE_TO_GATHER
-        cuts = [LAYER_NAMES.index(layer) for layer in config.exit_layers] + [len(LAYER_NAMES) - 1]
         blocks = []
         start = 0
+        cuts = config.cuts
         for i, cut in enumerate(cuts):
             layers = [self._make_layer(j) for j in range(start, cut + 1)]
             if i == 0:
@@ -354,9 +360,8 @@ def portable_state(model: EarlyExitNet):
     'conv2.0.weight', 'head.conv2.paper.1.weight', 'head.final.1.weight':
     the same tensor has the same key whatever exits the model has."""
     state = {}
-    cuts = [LAYER_NAMES.index(layer) for layer in model.config.exit_layers] + [len(LAYER_NAMES) - 1]
     start = 0
-    for block, cut in zip(model.blocks, cuts):
+    for block, cut in zip(model.blocks, model.config.cuts):
         layers = [m for m in block.segment if not isinstance(m, InputGain)]
         for name, layer in zip(LAYER_NAMES[start:cut + 1], layers):
             for key, value in layer.state_dict().items():
@@ -434,9 +439,8 @@ def exit_costs(model: EarlyExitNet):
     per_layer = layer_macs(model.config.frame_len)
     costs = []
     spent = 0
-    cuts = [LAYER_NAMES.index(layer) for layer in model.config.exit_layers] + [len(LAYER_NAMES) - 1]
     start = 0
-    for block, cut in zip(model.blocks, cuts):
+    for block, cut in zip(model.blocks, model.config.cuts):
         spent += sum(per_layer[LAYER_NAMES[j]] for j in range(start, cut + 1))
         head = head_macs(block.head, _shape_after(cut, model.config.frame_len)[1])
         costs.append(spent + head)

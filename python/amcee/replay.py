@@ -21,7 +21,7 @@ import numpy as np
 from gnuradio import blocks, gr
 
 from .classification_sink import classification_sink
-from .classifier import CLASSIFICATION_PORT, classifier
+from .classifier import CLASSIFICATION_PORT, classifier, upstream_buffer
 from .dataset_source import dataset_source
 from .datasets import DatasetError, load_dataset, split_indices
 from .engine import DEFAULT_BATCH
@@ -80,7 +80,7 @@ class replay_flowgraph(gr.top_block):
         # A recording is not a live stream: no latency to keep low, so the
         # block waits for full batches (and the source buffers twice that).
         batch = max_batch or DEFAULT_BATCH
-        self.source.set_min_output_buffer(2 * batch)
+        self.source.set_min_output_buffer(upstream_buffer(batch))
         self.classifier = classifier(model_path=model_path, threshold=threshold,
                                      input_format=layout, frame_len=L, max_batch=max_batch,
                                      min_batch=batch)
