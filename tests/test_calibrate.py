@@ -21,13 +21,15 @@ def trained(tmp_path_factory):
 
 
 def _val_accuracy_loss_pp(model_path, data):
-    """Loss of the engine's early exit against the final exit on the validation split."""
+    """Loss of the engine's early exit against the final exit on the validation
+    split, at the written thresholds (exit gating off: its shares are timed,
+    and it only sends frames on to later exits)."""
     from gnuradio.amcee.datasets import load_dataset, split_indices
     from gnuradio.amcee.engine import EarlyExitEngine
 
     ds = load_dataset(data)
     idx = split_indices(ds, "val")
-    engine = EarlyExitEngine(model_path)
+    engine = EarlyExitEngine(model_path, min_exit_share=0.0)
     ee = engine.classify(ds.frames[idx]).classes
     final = engine.all_exit_probs(ds.frames[idx])[0][-1].argmax(1)
     labels = ds.labels[idx]
@@ -169,3 +171,30 @@ def test_calibrate_records_favour_and_floor(trained, tmp_path):
     assert record["chosen"]["min_snr_ceiling"] >= 0.5 and record["chosen"]["accuracy_loss_pp"] <= 3.0
     loss, _ = _val_accuracy_loss_pp(str(tmp_path / "f.pt"), data)
     assert loss <= 3.0 + 1e-9
+
+
+@pytest.mark.parametrize("given, expected", [("off", [0.0, 0.0]), ([0.05, 0.3], [0.05, 0.3])])
+def test_exit_gating_written_into_the_model(trained, tmp_path, given, expected):
+    from gnuradio.amcee.calibrate import calibrate
+    from gnuradio.amcee.engine import EarlyExitEngine
+
+    data, model = trained
+    out = tmp_path / "gate.pt"
+    record = calibrate(model, data, str(out), max_loss_pp=1.0, points=10, min_exit_share=given)
+    assert record["exit_gating"] == {"source": "given", "min_exit_share": expected}
+    assert EarlyExitEngine(str(out)).min_exit_share == tuple(expected)
+
+
+def test_exit_gating_measured_by_default(trained, tmp_path):
+    from gnuradio.amcee.calibrate import calibrate
+    from gnuradio.amcee.exit_gating import break_even_shares
+
+    data, model = trained
+    record = calibrate(model, data, str(tmp_path / "auto.pt"), max_loss_pp=1.0, points=10)
+    gating = record["exit_gating"]
+    assert gating["source"].startswith("measured") and gating["threads"] == 1
+    assert gating["min_exit_share"] == break_even_shares(gating["segment_seconds"], gating["head_seconds"])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        calibrate(model, data, str(tmp_path / "bad.pt"), min_exit_share=[0.1, 1.5])
+    with pytest.raises(ValueError, match="'auto', 'off'"):
+        calibrate(model, data, str(tmp_path / "bad.pt"), min_exit_share="sometimes")

@@ -8,7 +8,9 @@ from gnuradio import blocks, gr
 
 from conftest import make_frames
 from gnuradio import amcee
+from gnuradio.amcee.classifier import upstream_buffer
 from gnuradio.amcee.engine import EarlyExitEngine
+from gnuradio.amcee.model import PROBE_ROWS
 
 
 def run_flowgraph(clf, frames, layout="complex", tags=(), source_buffer=0):
@@ -200,6 +202,26 @@ def test_give_up_parameter_and_callback(tiny_model_path):
     assert clf.get_give_up() == (float("inf"), float("inf"))
     with pytest.raises(ValueError, match="give-up"):
         clf.set_give_up(-1.0)
+
+
+def test_exit_gating_parameter_and_callback(tiny_model_path):
+    frames = make_frames(256, seed=17)
+    ungated = EarlyExitEngine(tiny_model_path).classify(frames).exits
+    assert (ungated < 2).sum() > 100
+    # A share of 1: an early exit's head runs beyond its 32 probed vectors only
+    # if all of them leave; with this model's thresholds they never all do.
+    # One work() call with the 256 vectors: at most 32 leave each early exit.
+    clf = amcee.classifier(tiny_model_path, min_exit_share=1.0, min_batch=256)
+    assert clf.get_min_exit_share() == (1.0, 1.0)
+    sink, _ = run_flowgraph(clf, frames, source_buffer=upstream_buffer(256))
+    exits = np.array([t.value["exit"] for t in amc_tags(sink)])
+    assert len(exits) == len(frames)
+    assert 0 < (exits == 0).sum() <= PROBE_ROWS and (exits == 1).sum() <= PROBE_ROWS
+    clf.set_min_exit_share(None)  # back to the model's default (off for this model)
+    assert clf.get_min_exit_share() == (0.0, 0.0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        clf.set_min_exit_share(2.0)
+    assert clf.get_min_exit_share() == (0.0, 0.0)
 
 
 def test_bad_threshold_at_the_setter_keeps_the_old_one(tiny_model_path):

@@ -32,6 +32,7 @@ def section_block_vs_engine(ctx):
         tb = gr.top_block()
         src = blocks.vector_source_c(frames.ravel(), False, frame_len)
         clf = classifier(engine.model.path, threshold=list(engine.thresholds), give_up=list(engine.give_up),
+                         min_exit_share=list(engine.min_exit_share),
                          frame_len=frame_len, max_batch=engine.max_batch, num_threads=threads,
                          min_batch=min_batch)
         if min_batch > 1:

@@ -28,6 +28,7 @@ import os
 
 import numpy as np
 
+from .exit_gating import measured_min_exit_share
 from .exit_stats import entropy10, exit_shares, expected_macs, pick_by_exit, simulate_exits
 
 GRID_POINTS = {1: 400, 2: 60, 3: 24}
@@ -288,17 +289,27 @@ def scale_heads(module, temperatures):
 
 def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, temperature=False,
               split="val", split_seed=0, max_batch=None, points=None, give_up=False,
-              favour_snr=None, min_snr_ceiling=None):
+              favour_snr=None, min_snr_ceiling=None, min_exit_share="auto"):
     """Choose thresholds (and temperatures) on ``split`` and write ``out_path``.
+
+    ``min_exit_share``: the exit gating written into the file: "auto" (the
+    break-even shares measured on this machine, exit_gating), "off" or values
+    (export.validate_min_exit_share).
 
     Returns the calibration record (also stored in the model's metadata)."""
     from .datasets import load_dataset, split_indices
     from .engine import EarlyExitEngine
-    from .export import METADATA_FILE, rewrite_metadata
+    from .export import METADATA_FILE, rewrite_metadata, validate_min_exit_share
 
     if target_compute is not None:
         max_loss_pp = None
     engine = EarlyExitEngine(model_path, max_batch=max_batch)
+    if isinstance(min_exit_share, str) and min_exit_share not in ("auto", "off"):
+        raise ValueError(f"min_exit_share must be 'auto', 'off' or numbers, got {min_exit_share!r}")
+    if min_exit_share == "off":
+        min_exit_share = 0.0
+    if min_exit_share != "auto":  # checked before the long part
+        min_exit_share = engine._gating_values(min_exit_share)
     ds = load_dataset(data)
     if tuple(ds.classes) != tuple(engine.classes):
         raise ValueError(f"dataset classes {ds.classes} differ from the model's {engine.classes}")
@@ -315,6 +326,12 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
                    give_up=list(engine.give_up), snrs=ds.snrs[idx][valid], favour_snr=favour_snr)
     best, evaluated = search(ev, max_loss_pp=max_loss_pp, target_compute=target_compute, points=points,
                              give_up=give_up, min_snr_ceiling=min_snr_ceiling)
+    gating = {"source": "given"}
+    if min_exit_share == "auto":
+        gating_frames = ds.frames[idx][valid]
+        min_exit_share, gating = measured_min_exit_share(engine, gating_frames)
+        gating["source"] = "measured (exit_gating.break_even_shares)"
+    gating["min_exit_share"] = list(validate_min_exit_share(min_exit_share, engine.num_exits))
     record = {
         "method": "grid" if engine.num_exits - 1 <= MAX_FULL_GRID_EXITS else "coordinate-descent",
         "constraint": ({"max_loss_pp": max_loss_pp} if max_loss_pp is not None
@@ -323,7 +340,7 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
         "data": os.path.abspath(data), "split": split, "split_seed": split_seed, "frames": int(len(labels)),
         "final_exit_accuracy": ev.final_accuracy, "chosen": best,
         "temperatures": temperatures, "previous_thresholds": list(engine.thresholds),
-        "give_up_searched": bool(give_up),
+        "give_up_searched": bool(give_up), "exit_gating": gating,
         "frontier": [{k: p[k] for k in ("thresholds", "give_up", "accuracy", "compute_fraction")}
                      for p in thin(pareto_front(evaluated), 200)],
     }
@@ -336,6 +353,7 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
         loaded.module.save(out_path, _extra_files={METADATA_FILE: json.dumps(loaded.meta, indent=1)})
         source = out_path
     meta = rewrite_metadata(source, {"thresholds": best["thresholds"], "give_up": best["give_up"],
+                                     "min_exit_share": gating["min_exit_share"],
                                      "calibration": record}, out_path=out_path)
     record["model"] = os.path.abspath(out_path)
     record["model_version"] = meta.get("model_version")

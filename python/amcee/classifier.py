@@ -52,7 +52,7 @@ class classifier(gr.sync_block):
 
     def __init__(self, model_path="", threshold=None, input_format="complex", frame_len=128,
                  max_batch=DEFAULT_BATCH, device="cpu", num_threads=1, num_exits=0, give_up=None,
-                 min_batch=1):
+                 min_batch=1, min_exit_share=None):
         if input_format not in INPUT_FORMATS:
             raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
         model_path = model_path or default_model_path()
@@ -65,7 +65,7 @@ class classifier(gr.sync_block):
         if int(min_batch) < 1:
             raise ValueError(f"min_batch must be >= 1 vector, got {min_batch}")
         self.engine = EarlyExitEngine(model_path, thresholds=threshold, device=device,
-                                      max_batch=max_batch, give_up=give_up)
+                                      max_batch=max_batch, give_up=give_up, min_exit_share=min_exit_share)
         if int(frame_len) != self.engine.frame_len:
             raise ValueError(f"frame_len {frame_len} does not match the model's frame length "
                              f"{self.engine.frame_len} ({model_path})")
@@ -108,7 +108,8 @@ class classifier(gr.sync_block):
         self._invalid_count = 0
         self.logger = gr.logger("amcee.classifier")
         self.logger.info(f"model {model_path}: exits {self.engine.exit_names}, thresholds "
-                         f"{self.engine.thresholds}, give-up {self.engine.give_up}, device {self.engine.device}")
+                         f"{self.engine.thresholds}, give-up {self.engine.give_up}, "
+                         f"exit gating {self.engine.min_exit_share}, device {self.engine.device}")
 
     # -- runtime parameters (GRC callbacks) -------------------------------------
     def set_threshold(self, threshold):
@@ -128,6 +129,15 @@ class classifier(gr.sync_block):
 
     def get_give_up(self):
         return self.engine.give_up
+
+    def set_min_exit_share(self, min_exit_share):
+        """Exit gating per early exit (None = the model's default; 0 = off)."""
+        if min_exit_share is None:
+            min_exit_share = self.engine.model.default_min_exit_share
+        self.engine.set_min_exit_share(min_exit_share)
+
+    def get_min_exit_share(self):
+        return self.engine.min_exit_share
 
     # -- counters -----------------------------------------------------------------
     def exit_counts(self):

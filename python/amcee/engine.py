@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .export import load_model, validate_give_up, validate_thresholds
+from .export import load_model, validate_give_up, validate_min_exit_share, validate_thresholds
 
 INVALID_EXIT = -1
 INVALID_CLASS = -1
@@ -104,7 +104,7 @@ class EarlyExitEngine:
     """Loads an exported model and classifies batches of frames with it."""
 
     def __init__(self, model_path, thresholds=None, device="cpu", num_threads=0, max_batch=None,
-                 give_up=None):
+                 give_up=None, min_exit_share=None):
         max_batch = DEFAULT_BATCH if max_batch is None else max_batch
         if int(max_batch) < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -117,9 +117,11 @@ class EarlyExitEngine:
         self.max_batch = int(max_batch)
         self._lock = threading.Lock()
         self._thresholds = self._give_up = None
-        self._threshold_values = self._give_up_values = ()
+        self._threshold_values = self._give_up_values = self._min_exit_share_values = ()
+        self._min_exit_share = None
         self.set_thresholds(self.model.default_thresholds if thresholds is None else thresholds)
         self.set_give_up(self.model.default_give_up if give_up is None else give_up)
+        self.set_min_exit_share(self.model.default_min_exit_share if min_exit_share is None else min_exit_share)
 
     # -- model facts ----------------------------------------------------------
     @property
@@ -168,6 +170,26 @@ class EarlyExitEngine:
             self._give_up_values = g
         return g
 
+    @property
+    def min_exit_share(self):
+        return self._min_exit_share_values
+
+    def set_min_exit_share(self, value):
+        """Exit gating per early exit (0 = off), see export.validate_min_exit_share."""
+        m = self._gating_values(value)
+        tensor = torch.tensor(m, dtype=torch.float32, device=self.device) if any(m) else None
+        with self._lock:
+            self._min_exit_share = tensor
+            self._min_exit_share_values = m
+        return m
+
+    def _gating_values(self, value):
+        m = validate_min_exit_share(value, self.num_exits)
+        if any(m) and not self.model.supports_exit_gating:
+            raise ValueError(f"{self.model.path} was exported before exit gating existed: "
+                             "min_exit_share must be 0 (export the model again to use it)")
+        return m
+
     # -- inference --------------------------------------------------------------
     def _prepare(self, frames):
         x = as_float_frames(frames, self.frame_len)
@@ -185,17 +207,20 @@ class EarlyExitEngine:
                 yield idx[start:start + self.max_batch], batch
         return valid, generate()
 
-    def classify(self, frames, thresholds=None, give_up=None):
+    def classify(self, frames, thresholds=None, give_up=None, min_exit_share=None):
         """Early-exit classification of every frame.
 
-        ``thresholds`` / ``give_up`` override the engine's current values for
-        this call only (e.g. a threshold sweep)."""
+        ``thresholds`` / ``give_up`` / ``min_exit_share`` override the
+        engine's current values for this call only (e.g. a threshold sweep)."""
         with self._lock:
-            t, g = self._thresholds, self._give_up
+            t, g, m = self._thresholds, self._give_up, self._min_exit_share
         if thresholds is not None:
             t = torch.tensor(validate_thresholds(thresholds, self.num_exits), device=self.device)
         if give_up is not None:
             g = torch.tensor(validate_give_up(give_up, self.num_exits), device=self.device)
+        if min_exit_share is not None:
+            values = self._gating_values(min_exit_share)
+            m = torch.tensor(values, dtype=torch.float32, device=self.device) if any(values) else None
         valid, batches = self._batches(frames)
         n, c = len(valid), len(self.classes)
         probs = np.zeros((n, c), dtype=np.float32)
@@ -203,7 +228,9 @@ class EarlyExitEngine:
         entropy = np.full(n, np.nan, dtype=np.float32)
         with torch.inference_mode():
             for rows, batch in batches:
-                p, e, h = self.model.module(batch, t, g)
+                # Without gating the call has three arguments, so that files
+                # exported before exit gating existed still run.
+                p, e, h = self.model.module(batch, t, g) if m is None else self.model.module(batch, t, g, m)
                 probs[rows] = p.cpu().numpy()
                 exits[rows] = e.cpu().numpy()
                 entropy[rows] = h.cpu().numpy()

@@ -1,8 +1,10 @@
 """Evaluation of an exported early-exit model on a dataset split (``amcee eval``).
 
 Early-exit predictions come from :meth:`EarlyExitEngine.classify`, the code the
-GNU Radio block and ``amcee replay`` run, so ``predictions.npz`` can be compared
-with a replay frame for frame.  Threshold sweeps are simulated from every
+GNU Radio block and ``amcee replay`` run, on one SNR subset at a time (a stream
+at one SNR).  Without exit gating ``predictions.npz`` equals a replay frame for
+frame; with it, a frame's exit may also depend on the frames batched with it.
+Threshold sweeps are simulated from every
 exit's probabilities (``all_exit_probs``) with the same exit rule.  Timing runs
 the batched engine and the backbone alone on each SNR subset in the same
 process, interleaved, and reports medians; the compute ceiling per SNR is the
@@ -68,6 +70,25 @@ def per_snr_table(labels, snrs, ee_pred, exits, bb_pred, k):
     return rows
 
 
+def classify_per_snr(engine, frames, snrs):
+    """engine.classify on each SNR subset in turn, results in frame order.
+
+    These are the calls time_per_snr times, so exit shares, accuracy and time
+    per SNR come from the same decisions: with exit gating a batch's decisions
+    depend on the frames batched with it (a stream at one SNR, as live)."""
+    from .engine import Classification
+
+    parts = [(m, engine.classify(frames[m])) for m in (snrs == snr for snr in np.unique(snrs))]
+    first = parts[0][1]
+    out = Classification(probs=np.zeros((len(frames),) + first.probs.shape[1:], dtype=np.float32),
+                         exits=np.zeros(len(frames), dtype=np.int64),
+                         entropy=np.zeros(len(frames), dtype=np.float32),
+                         valid=np.zeros(len(frames), dtype=bool))
+    for m, part in parts:
+        out.probs[m], out.exits[m], out.entropy[m], out.valid[m] = part.probs, part.exits, part.entropy, part.valid
+    return out
+
+
 def time_per_snr(engine, frames, snrs, thresholds_sets, repeats):
     """Median seconds per frame of the engine (per threshold set) and of the
     backbone alone on each SNR subset, all interleaved in one loop."""
@@ -103,7 +124,7 @@ def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None
 
     progress(f"eval: {len(idx)} {split} frames, exits {engine.exit_names}, thresholds {engine.thresholds}")
     t0 = time.perf_counter()
-    result = engine.classify(frames)  # the engine's own decisions: what the block would do
+    result = classify_per_snr(engine, frames, snrs)  # the engine's own decisions: what the block would do
     bb_probs, _ = engine.backbone_probs(frames)
     all_probs, valid = engine.all_exit_probs(frames)
     if not valid.all():
@@ -118,7 +139,8 @@ def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None
         "data": os.path.abspath(data), "split": split, "split_seed": split_seed, "frames": int(len(idx)),
         "classes": list(engine.classes), "exit_names": list(engine.exit_names),
         "thresholds": list(engine.thresholds),
-        "give_up": [None if g == float("inf") else g for g in give_up], "exit_macs": costs, "backbone_macs": backbone_macs,
+        "give_up": [None if g == float("inf") else g for g in give_up],
+        "min_exit_share": list(engine.min_exit_share), "exit_macs": costs, "backbone_macs": backbone_macs,
         "calibration": meta.get("calibration"),
         "simulation_agreement": float((sim_exits == exits).mean()),
     }

@@ -59,6 +59,17 @@ class LoadedModel:
     def default_give_up(self):
         return validate_give_up(self.meta["give_up"], self.num_exits)
 
+    @property
+    def default_min_exit_share(self):
+        """Exit gating of the file (0 = off); files without the field have it off."""
+        return validate_min_exit_share(self.meta.get("min_exit_share"), self.num_exits)
+
+    @property
+    def supports_exit_gating(self):
+        """Whether the file's forward takes min_exit_share (files exported
+        before exit gating existed take three arguments)."""
+        return len(self.module.forward.schema.arguments) >= 5  # self, x, thresholds, give_up, min_share
+
 
 def _script(model):
     with warnings.catch_warnings():
@@ -68,7 +79,8 @@ def _script(model):
         return torch.jit.script(model)
 
 
-def build_metadata(model, classes, thresholds, model_version="unversioned", extra=None, give_up=None):
+def build_metadata(model, classes, thresholds, model_version="unversioned", extra=None, give_up=None,
+                   min_exit_share=None):
     from .model import exit_costs  # training-side helper, not needed at load time
 
     config = model.config
@@ -77,6 +89,7 @@ def build_metadata(model, classes, thresholds, model_version="unversioned", extr
         raise ValueError(f"{len(classes)} class labels for a model with {config.num_classes} outputs")
     thresholds = validate_thresholds(thresholds, config.num_exits)
     give_up = validate_give_up(give_up, config.num_exits)
+    min_exit_share = validate_min_exit_share(min_exit_share, config.num_exits)
     costs, backbone_macs = exit_costs(model)
     meta = {
         "format": FORMAT,
@@ -90,6 +103,7 @@ def build_metadata(model, classes, thresholds, model_version="unversioned", extr
         "exit_names": list(config.exit_names),
         "thresholds": list(thresholds),
         "give_up": give_up_to_json(give_up),
+        "min_exit_share": list(min_exit_share),
         "entropy_base": 10,
         "exit_macs": costs,
         "backbone_macs": backbone_macs,
@@ -124,6 +138,9 @@ def rewrite_metadata(path, updates, out_path=None):
     meta.update(updates)
     meta["thresholds"] = list(validate_thresholds(meta["thresholds"], loaded.num_exits))
     meta["give_up"] = give_up_to_json(validate_give_up(meta.get("give_up"), loaded.num_exits))
+    meta["min_exit_share"] = list(validate_min_exit_share(meta.get("min_exit_share"), loaded.num_exits))
+    if any(meta["min_exit_share"]) and not loaded.supports_exit_gating:
+        raise ValueError(f"{path} was exported before exit gating existed; export it again to use min_exit_share")
     loaded.module.save(out_path or path, _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
     return meta
 
@@ -173,6 +190,28 @@ def validate_give_up(value, num_exits):
     for i, g in enumerate(values):
         if math.isnan(g) or g < 0:
             raise ValueError(f"give-up threshold of exit {i} must be >= 0 or None (disabled), got {g}")
+    return tuple(values)
+
+
+def validate_min_exit_share(value, num_exits):
+    """Exit gating per early exit (model.EarlyExitNet.forward): the share of
+    a batch's probed rows that must leave an exit for its head to run on the
+    rest of the batch.  None = 0 = off (the head always runs); one number or
+    one per early exit, each in [0, 1]."""
+    n = num_exits - 1
+    if value is None:
+        return (0.0,) * n
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value] * n
+    try:
+        values = [0.0 if v is None else float(v) for v in value]
+    except (TypeError, ValueError):
+        raise ValueError(f"min_exit_share must be None, a number or a list of {n} numbers, got {value!r}") from None
+    if len(values) != n:
+        raise ValueError(f"min_exit_share list has {len(values)} values but the model has {n} early exit(s)")
+    for i, v in enumerate(values):
+        if not 0.0 <= v <= 1.0:  # also refuses NaN
+            raise ValueError(f"min_exit_share of exit {i} must be in [0, 1] (0 = the head always runs), got {v}")
     return tuple(values)
 
 

@@ -13,7 +13,7 @@ batch) and inference (``forward``: batched early exit, TorchScript-able).
 """
 import math
 from dataclasses import asdict, dataclass, field
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +42,11 @@ HEAD_FEATURES = 1024
 #: along and are ignored.  Measured on this CPU: copying a row's cached
 #: features costs about 1/16 of running it through the next segment.
 MIN_SHARE_TO_GATHER = 1.0 / 16
+#: Exit gating: when a batch has at least 2 x PROBE_ROWS rows in flight at an
+#: early exit with a minimum share set, its head first runs on the first
+#: PROBE_ROWS of them only, and runs on the rest only if at least that share
+#: of the probed rows leaves (see EarlyExitNet.forward).
+PROBE_ROWS = 32
 #: Hidden sizes of an early-exit head and of the backbone's classifier.
 HEAD_HIDDEN = (64, 32)
 BACKBONE_HIDDEN = (256, 64)
@@ -252,6 +257,7 @@ class EarlyExitNet(nn.Module):
         self.num_classes = config.num_classes
         self.num_exits = config.num_exits
         self.min_share_to_gather = MIN_SHARE_TO_GATHER
+        self.probe_rows = PROBE_ROWS
         blocks = []
         start = 0
         cuts = config.cuts
@@ -295,7 +301,8 @@ class EarlyExitNet(nn.Module):
             k += 1
         return class_probabilities(x)
 
-    def forward(self, x: Tensor, thresholds: Tensor, give_up: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor, thresholds: Tensor, give_up: Tensor,
+                min_share: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
         """Batched early exit.
 
         x: [B, 2, L] normalised frames; thresholds, give_up: [K-1] entropy
@@ -307,6 +314,16 @@ class EarlyExitNet(nn.Module):
         it), or at the final exit.  The rows that go on are gathered once
         MIN_SHARE_TO_GATHER of those in flight has left (below that, the few
         answered rows ride along and their later outputs are ignored).
+
+        min_share: optional [K-1] exit gating.  An exit head costs time for
+        every row it sees and saves time only for the rows that leave; when
+        few leave (a stream at low SNR) it is a loss.  With min_share[k] > 0
+        and at least 2 x probe_rows rows in flight, head k first runs on the
+        first probe_rows rows; only if at least min_share[k] of those leave
+        does it run on the others too.  Otherwise the probed rows that
+        qualified leave and every other row goes on to the next exit without
+        its entropy being looked at here.
+
         Returns per row the class probabilities [B, C], the exit index [B]
         and the entropy [B].
         """
@@ -318,17 +335,38 @@ class EarlyExitNet(nn.Module):
         answered = torch.zeros(batch, dtype=torch.bool, device=x.device)  # rows of x that already left
         n_answered = 0
         k = 0
+        last = self.num_exits - 1
+        probe = self.probe_rows
+        gate = torch.zeros(last, device=x.device) if min_share is None else min_share
         for block in self.blocks:
             if rows.numel() > n_answered:
-                x, logits = block(x)
-                p = class_probabilities(logits)
-                e = entropy10(p)
-                if k == self.num_exits - 1:
-                    take = ~answered
+                x = block.segment(x)
+                n_flight = rows.numel()
+                gated = False
+                if k < last and n_flight >= 2 * probe:
+                    gated = float(gate[k]) > 0.0
+                if gated:
+                    p = class_probabilities(block.head(x[:probe]))
+                    e = entropy10(p)
+                    take = ((e <= thresholds[k]) | (e >= give_up[k])) & ~answered[:probe]
+                    live = probe - int(answered[:probe].sum())
+                    if int(take.sum()) >= float(gate[k]) * live:
+                        rest = class_probabilities(block.head(x[probe:]))
+                        p = torch.cat([p, rest])
+                        e = torch.cat([e, entropy10(rest)])
+                        take = ((e <= thresholds[k]) | (e >= give_up[k])) & ~answered
+                    else:  # not worth it for this batch: only probed rows may leave
+                        take = torch.cat([take, torch.zeros(n_flight - probe, dtype=torch.bool,
+                                                            device=x.device)])
                 else:
-                    take = ((e <= thresholds[k]) | (e >= give_up[k])) & ~answered
+                    p = class_probabilities(block.head(x))
+                    e = entropy10(p)
+                    if k == last:
+                        take = ~answered
+                    else:
+                        take = ((e <= thresholds[k]) | (e >= give_up[k])) & ~answered
                 n_take = int(take.sum())
-                if n_take == rows.numel():  # every row in flight leaves: no gather needed
+                if n_take == n_flight:  # every row in flight leaves: no gather needed
                     probs.index_copy_(0, rows, p)
                     exits.index_fill_(0, rows, k)
                     entropy.index_copy_(0, rows, e)
@@ -336,7 +374,8 @@ class EarlyExitNet(nn.Module):
                 elif n_take > 0:
                     # index_select/index_copy_ with explicit indices: cheaper
                     # than boolean-mask indexing, which finds the indices again
-                    # for every tensor it touches.
+                    # for every tensor it touches.  (With a skipped head, p and
+                    # e hold the probed rows only, and only they can leave.)
                     out = torch.nonzero(take).squeeze(1)
                     leaving = rows.index_select(0, out)
                     probs.index_copy_(0, leaving, p.index_select(0, out))
@@ -344,8 +383,8 @@ class EarlyExitNet(nn.Module):
                     entropy.index_copy_(0, leaving, e.index_select(0, out))
                     answered = answered | take
                     n_answered += n_take
-                if n_answered > 0 and n_answered < rows.numel() and \
-                        n_answered >= self.min_share_to_gather * rows.numel():
+                if n_answered > 0 and n_answered < n_flight and \
+                        n_answered >= self.min_share_to_gather * n_flight:
                     keep = torch.nonzero(~answered).squeeze(1)
                     x = x.index_select(0, keep)
                     rows = rows.index_select(0, keep)

@@ -29,6 +29,11 @@ def add_parser(subparsers):
     p.add_argument("--min-snr-ceiling", type=float, default=None, metavar="X",
                    help="also require every SNR's compute ceiling to be >= X (1.0: no SNR slower than "
                         "the backbone alone by compute) (default: no such bound)")
+    p.add_argument("--min-exit-share", default="auto", metavar="auto|off|X[,Y...]",
+                   help="exit gating written into the model: an early exit's head runs on the rest of a "
+                        "batch only if at least this share of its first rows leave there. 'auto' = "
+                        "the break-even shares measured on this machine (head time / time a leaving "
+                        "frame saves, 1 thread), 'off', or one share per early exit (default: auto)")
     p.add_argument("--split", default="val", choices=("val", "train", "test", "all"),
                    help="split to calibrate on (default: val)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the paper split (default: 0)")
@@ -46,9 +51,20 @@ def run(args):
                        target_compute=args.target_compute, temperature=args.temperature,
                        split=args.split, split_seed=args.split_seed, points=args.grid_points,
                        give_up=args.give_up, favour_snr=args.favour_snr,
-                       min_snr_ceiling=args.min_snr_ceiling)
+                       min_snr_ceiling=args.min_snr_ceiling,
+                       min_exit_share=_parse_min_exit_share(args.min_exit_share))
     print(json.dumps({"model": record["model"], "constraint": record["constraint"],
                       "temperatures": record["temperatures"],
                       "favour_snr": record["favour_snr"], "min_snr_ceiling_bound": record["min_snr_ceiling"],
-                      "final_exit_accuracy": record["final_exit_accuracy"], **record["chosen"]}))
+                      "final_exit_accuracy": record["final_exit_accuracy"],
+                      "min_exit_share": record["exit_gating"]["min_exit_share"], **record["chosen"]}))
     return 0
+
+
+def _parse_min_exit_share(text):
+    if text in ("auto", "off"):
+        return text
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--min-exit-share must be auto, off or comma-separated numbers, got {text!r}") from None

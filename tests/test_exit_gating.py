@@ -1,0 +1,120 @@
+"""Exit gating: an early exit's head runs on the rest of a batch only if
+enough of its probed rows leave (model.EarlyExitNet.forward, exit_gating.py)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import export_tiny_model, make_frames
+from gnuradio.amcee.engine import EarlyExitEngine
+from gnuradio.amcee.exit_gating import break_even_shares, measure_block_times, measured_min_exit_share
+from gnuradio.amcee.exit_stats import entropy10
+from gnuradio.amcee.export import load_model, rewrite_metadata
+from gnuradio.amcee.model import PROBE_ROWS
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_path):
+    return EarlyExitEngine(tiny_model_path, max_batch=256)
+
+
+def _half_leaving_first_exit(engine, frames):
+    """Threshold at which about half of ``frames`` leave exit 0, and their exit-0 entropies."""
+    probs, _ = engine.all_exit_probs(frames)
+    e0 = entropy10(probs[0])
+    order = np.sort(e0)
+    half = len(order) // 2
+    return float(order[half - 1] + order[half]) / 2, e0, probs
+
+
+def test_gating_is_off_by_default_and_zero_is_off(engine):
+    assert engine.min_exit_share == (0.0, 0.0)
+    frames = make_frames(200, seed=21)
+    a, b = engine.classify(frames), engine.classify(frames, min_exit_share=0.0)
+    np.testing.assert_array_equal(a.exits, b.exits)
+    np.testing.assert_allclose(a.probs, b.probs, atol=1e-6)
+
+
+def test_a_head_not_worth_running_sees_only_the_probed_rows(engine):
+    frames = make_frames(200, seed=22)
+    cut, e0, _ = _half_leaving_first_exit(engine, frames)
+    backbone, _ = engine.backbone_probs(frames)
+    # About half of the probed rows leave exit 0: a share of 1 is not met.
+    gated = engine.classify(frames, thresholds=[cut, 0.0], min_exit_share=[1.0, 0.0])
+    probed = np.arange(len(frames)) < PROBE_ROWS
+    np.testing.assert_array_equal(gated.exits[probed] == 0, e0[probed] <= cut)
+    assert 0 < (gated.exits[probed] == 0).sum() < PROBE_ROWS
+    # Every other row went on to the final exit: the backbone's answer.
+    assert (gated.exits[~probed] == 2).all() and (gated.exits[probed & (e0 > cut)] == 2).all()
+    np.testing.assert_allclose(gated.probs[gated.exits == 2], backbone[gated.exits == 2], atol=1e-5)
+    assert engine.min_exit_share == (0.0, 0.0)  # per-call values do not stick
+
+
+def test_a_head_worth_running_runs_on_every_row(engine):
+    frames = make_frames(200, seed=23)
+    cut, _, _ = _half_leaving_first_exit(engine, frames)
+    plain = engine.classify(frames, thresholds=[cut, 0.3])
+    gated = engine.classify(frames, thresholds=[cut, 0.3], min_exit_share=[0.1, 0.01])
+    assert (plain.exits == 0).sum() > 0.3 * len(frames)
+    np.testing.assert_array_equal(plain.exits, gated.exits)
+    np.testing.assert_allclose(plain.probs, gated.probs, atol=1e-5)
+
+
+def test_batches_below_two_probes_are_never_gated(engine):
+    frames = make_frames(2 * PROBE_ROWS - 1, seed=24)
+    cut, _, _ = _half_leaving_first_exit(engine, frames)
+    plain = engine.classify(frames, thresholds=[cut, 0.0])
+    gated = engine.classify(frames, thresholds=[cut, 0.0], min_exit_share=1.0)
+    np.testing.assert_array_equal(plain.exits, gated.exits)
+
+
+def test_gated_forward_equals_the_eager_model(tmp_path):
+    model = export_tiny_model(tmp_path / "m.pt", exits=("V0", "V1", "V3"), exit_head="conv")
+    loaded = load_model(tmp_path / "m.pt")
+    x = torch.randn(100, 2, 128)
+    x = x / x.abs().sum(dim=(1, 2), keepdim=True)
+    t, g = torch.tensor([0.5, 0.5, 0.5]), torch.tensor([math.inf] * 3)
+    share = torch.tensor([1.0, 0.0, 0.5])
+    with torch.no_grad():
+        eager = model(x, t, g, share)
+        scripted = loaded.module(x, t, g, share)
+    torch.testing.assert_close(eager[1], scripted[1])
+    torch.testing.assert_close(eager[0], scripted[0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (1.5, r"\[0, 1\]"), (-0.1, r"\[0, 1\]"), (float("nan"), r"\[0, 1\]"),
+    ([0.1], "has 1 values"), ("x", "number or a list"),
+])
+def test_bad_shares_are_refused_and_change_nothing(engine, bad, message):
+    before = engine.min_exit_share
+    with pytest.raises(ValueError, match=message):
+        engine.set_min_exit_share(bad)
+    assert engine.min_exit_share == before
+
+
+def test_model_file_default_and_rewrite(tmp_path, tiny_model_path):
+    out = tmp_path / "gated.pt"
+    meta = rewrite_metadata(tiny_model_path, {"min_exit_share": [0.05, 0.2]}, out_path=str(out))
+    assert meta["min_exit_share"] == [0.05, 0.2]
+    assert EarlyExitEngine(str(out)).min_exit_share == (0.05, 0.2)
+    assert EarlyExitEngine(str(out), min_exit_share=0).min_exit_share == (0.0, 0.0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        rewrite_metadata(tiny_model_path, {"min_exit_share": [2.0, 0.2]}, out_path=str(tmp_path / "bad.pt"))
+
+
+def test_break_even_share_is_head_time_over_time_saved():
+    # Segments 1, 4, 4 and heads 0.5, 0.7, final head 0.3 (any unit).
+    shares = break_even_shares([1.0, 4.0, 4.0], [0.5, 0.7, 0.3])
+    assert shares == pytest.approx([0.5 / 8.3, 0.7 / 4.3])
+    assert break_even_shares([1.0, 0.0], [5.0, 0.0]) == [1.0]  # nothing to save
+
+
+def test_measured_times_and_shares(engine):
+    x, _ = engine._prepare(make_frames(64, seed=25))
+    segments, heads = measure_block_times(engine.model.module, torch.from_numpy(x), repeats=3)
+    assert len(segments) == len(heads) == 3 and all(s > 0 for s in segments)
+    shares, record = measured_min_exit_share(engine, make_frames(64, seed=25), repeats=3)
+    assert len(shares) == 2 and all(0 <= s <= 1 for s in shares)
+    assert record["break_even_shares"] == shares and record["threads"] == 1
