@@ -83,3 +83,17 @@ def test_bench_reports_every_section(evaluated):
     assert report["per_frame_loop"]["loop_fps"] > 0 and report["peak_rss_mib"] > 0
     with pytest.raises(ValueError, match="unknown bench section"):
         run_bench(model, sections=["nope"])
+
+
+def test_bench_compares_gated_and_ungated_in_one_run(evaluated, tmp_path):
+    from gnuradio.amcee.bench import run_bench
+    from gnuradio.amcee.export import rewrite_metadata
+
+    data, model, _ = evaluated
+    gated = str(tmp_path / "gated.pt")
+    rewrite_metadata(model, {"min_exit_share": [0.2, 0.3]}, out_path=gated)
+    report = run_bench(gated, data=data, frames=600, repeats=1, sections=["per_snr"])
+    assert report["min_exit_share"] == [0.2, 0.3]
+    for row in report["per_snr"]:
+        assert row["ungated_fps"] > 0 and row["ungated_speedup"] > 0
+        assert abs(sum(row["ungated_exit_shares"]) - 1) < 1e-9 and abs(sum(row["exit_shares"]) - 1) < 1e-9

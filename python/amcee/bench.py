@@ -73,20 +73,31 @@ def section_batch_sizes(ctx):
 
 
 def section_per_snr(ctx):
-    """Frames/s of both per SNR subset at the engine's max_batch, with exit shares."""
+    """Frames/s of both per SNR subset at the engine's max_batch, with exit
+    shares; with exit gating on, also the engine without it (same run)."""
     if ctx.snrs is None:
         return {"skipped": "needs --data"}
+    gated = any(ctx.engine.min_exit_share)
     out = []
     for snr in np.unique(ctx.snrs):
         frames = ctx.frames[ctx.snrs == snr]
-        t = time_interleaved({"engine": lambda: ctx.engine.classify(frames),
-                              "backbone": lambda: ctx.engine.backbone_probs(frames)}, ctx.repeats)
-        exits = ctx.engine.classify(frames).exits
-        shares = np.bincount(exits[exits >= 0], minlength=ctx.engine.num_exits) / max(1, len(frames))
-        out.append({"snr": float(snr), "frames": int(len(frames)),
-                    "engine_fps": len(frames) / t["engine"], "backbone_fps": len(frames) / t["backbone"],
-                    "speedup": t["backbone"] / t["engine"], "exit_shares": shares.tolist()})
+        candidates = {"engine": lambda: ctx.engine.classify(frames),
+                      "backbone": lambda: ctx.engine.backbone_probs(frames)}
+        if gated:
+            candidates["ungated"] = lambda: ctx.engine.classify(frames, min_exit_share=0.0)
+        t = time_interleaved(candidates, ctx.repeats)
+        row = {"snr": float(snr), "frames": int(len(frames)),
+               "engine_fps": len(frames) / t["engine"], "backbone_fps": len(frames) / t["backbone"],
+               "speedup": t["backbone"] / t["engine"], "exit_shares": _shares(ctx.engine.classify(frames).exits, ctx)}
+        if gated:
+            row.update({"ungated_fps": len(frames) / t["ungated"], "ungated_speedup": t["backbone"] / t["ungated"],
+                        "ungated_exit_shares": _shares(ctx.engine.classify(frames, min_exit_share=0.0).exits, ctx)})
+        out.append(row)
     return out
+
+
+def _shares(exits, ctx):
+    return (np.bincount(exits[exits >= 0], minlength=ctx.engine.num_exits) / max(1, len(exits))).tolist()
 
 
 def paper_style_loop(module, frames, thresholds):
@@ -180,6 +191,7 @@ def run_bench(model_path=None, data=None, split="test", frames=20000, repeats=5,
                        batch_sizes=tuple(batch_sizes), loop_frames=loop_frames)
     report = {"model": os.path.abspath(model_path), "model_version": engine.meta.get("model_version"),
               "exit_names": list(engine.exit_names), "thresholds": list(engine.thresholds),
+              "min_exit_share": list(engine.min_exit_share),
               "data": data, "frames": int(len(x)), "threads": torch.get_num_threads(),
               "device": str(engine.device), "max_batch": engine.max_batch, "repeats": int(repeats)}
     for name in sections or SECTIONS:

@@ -228,11 +228,14 @@ def _pct(x):
 def summary_markdown(r):
     o = r["overall"]
     names = r["exit_names"]
+    gating = r.get("min_exit_share") or []
     lines = [
         f"# Evaluation of `{r['model_version']}`", "",
         f"Model `{os.path.basename(r['model'])}`, exits {', '.join(names)}, thresholds "
         f"{', '.join(f'{t:.4g}' for t in r['thresholds'])}; data `{os.path.basename(r['data'])}`, "
-        f"{r['split']} split ({r['frames']} frames).", "",
+        f"{r['split']} split ({r['frames']} frames). Exit gating (min_exit_share): "
+        + (", ".join(f"{n} {v:.3g}" for n, v in zip(names, gating)) + "; each SNR subset is classified "
+           "as one stream, as timed." if any(gating) else "off."), "",
         "| | backbone alone | early exit |", "|---|---|---|",
         f"| accuracy, all SNRs | {_pct(o['accuracy_backbone'])} | {_pct(o['accuracy_early_exit'])} |",
         f"| accuracy, SNR >= {HIGH_SNR_DB:g} dB | {_pct(o['accuracy_backbone_high_snr'])} | "
