@@ -4,9 +4,9 @@ A head costs time for every row it sees and saves time only for the rows
 that leave there.  In a stream at low SNR almost no row leaves the early
 exits, and running their heads made the early-exit engine slower than the
 backbone alone (measured 0.82-0.98x from -20 to -6 dB with the V0+V1 model).
-The exported forward therefore probes each early exit on the first
-``model.PROBE_ROWS`` rows of a batch and runs the head on the others only if
-at least ``min_exit_share`` of the probed rows leave (model.EarlyExitNet.forward).
+The exported forward therefore probes each early exit on ``model.PROBE_ROWS``
+rows spread over a batch and runs the head on the whole batch only if at least
+``min_exit_share`` of the probed rows leave (model.EarlyExitNet.forward).
 
 The break-even share of exit k is the head's time over the time a leaving
 row saves (the segments after k and the final head): below it the head costs

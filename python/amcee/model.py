@@ -43,9 +43,9 @@ HEAD_FEATURES = 1024
 #: features costs about 1/16 of running it through the next segment.
 MIN_SHARE_TO_GATHER = 1.0 / 16
 #: Exit gating: when a batch has at least 2 x PROBE_ROWS rows in flight at an
-#: early exit with a minimum share set, its head first runs on the first
-#: PROBE_ROWS of them only, and runs on the rest only if at least that share
-#: of the probed rows leaves (see EarlyExitNet.forward).
+#: early exit with a minimum share set, its head first runs on PROBE_ROWS of
+#: them (every n // PROBE_ROWS-th row), and on all of them only if at least
+#: that share of the probed rows leaves (see EarlyExitNet.forward).
 PROBE_ROWS = 32
 #: Hidden sizes of an early-exit head and of the backbone's classifier.
 HEAD_HIDDEN = (64, 32)
@@ -318,11 +318,11 @@ class EarlyExitNet(nn.Module):
         min_share: optional [K-1] exit gating.  An exit head costs time for
         every row it sees and saves time only for the rows that leave; when
         few leave (a stream at low SNR) it is a loss.  With min_share[k] > 0
-        and at least 2 x probe_rows rows in flight, head k first runs on the
-        first probe_rows rows; only if at least min_share[k] of those leave
-        does it run on the others too.  Otherwise the probed rows that
-        qualified leave and every other row goes on to the next exit without
-        its entropy being looked at here.
+        and at least 2 x probe_rows rows in flight, head k first runs on
+        probe_rows rows spread evenly over the batch; only if at least
+        min_share[k] of those leave does it run on every row.  Otherwise the
+        probed rows that qualified leave and every other row goes on to the
+        next exit without its entropy being looked at here.
 
         Returns per row the class probabilities [B, C], the exit index [B]
         and the entropy [B].
@@ -345,28 +345,53 @@ class EarlyExitNet(nn.Module):
                 gated = False
                 if k < last and n_flight >= 2 * probe:
                     gated = float(gate[k]) > 0.0
+                skip = False
+                p = torch.empty(0)
+                e = torch.empty(0)
+                take = torch.empty(0, dtype=torch.bool)
                 if gated:
-                    p = class_probabilities(block.head(x[:probe]))
-                    e = entropy10(p)
-                    take = ((e <= thresholds[k]) | (e >= give_up[k])) & ~answered[:probe]
-                    live = probe - int(answered[:probe].sum())
-                    if int(take.sum()) >= float(gate[k]) * live:
-                        rest = class_probabilities(block.head(x[probe:]))
-                        p = torch.cat([p, rest])
-                        e = torch.cat([e, entropy10(rest)])
-                        take = ((e <= thresholds[k]) | (e >= give_up[k])) & ~answered
-                    else:  # not worth it for this batch: only probed rows may leave
-                        take = torch.cat([take, torch.zeros(n_flight - probe, dtype=torch.bool,
-                                                            device=x.device)])
-                else:
+                    # The probe rows are spread over the batch, so that a batch
+                    # whose first rows differ from the rest (a modulation or
+                    # SNR change) is judged on all of it.
+                    stride = n_flight // probe
+                    end = probe * stride
+                    probe_p = class_probabilities(block.head(x[0:end:stride]))
+                    probe_e = entropy10(probe_p)
+                    probe_take = (probe_e <= thresholds[k]) | (probe_e >= give_up[k])
+                    live = probe
+                    if n_answered > 0:
+                        probe_answered = answered[0:end:stride]
+                        probe_take = probe_take & ~probe_answered
+                        live = probe - int(probe_answered.sum())
+                    n_probe_take = int(probe_take.sum())
+                    if n_probe_take < float(gate[k]) * live:
+                        # Not worth it for this batch: only probed rows may leave.
+                        # (When none of them qualified, take stays empty: nothing leaves.)
+                        skip = True
+                        if n_probe_take > 0:
+                            take = torch.zeros(n_flight, dtype=torch.bool, device=x.device)
+                            p = torch.zeros(n_flight, self.num_classes, dtype=x.dtype, device=x.device)
+                            e = torch.zeros(n_flight, dtype=x.dtype, device=x.device)
+                            p[0:end:stride] = probe_p
+                            e[0:end:stride] = probe_e
+                            take[0:end:stride] = probe_take
+                if not skip:
+                    # (After a passed probe the head runs on every row, the
+                    # probed ones again: cheaper than gathering the others.)
                     p = class_probabilities(block.head(x))
                     e = entropy10(p)
                     if k == last:
                         take = ~answered
                     else:
-                        take = ((e <= thresholds[k]) | (e >= give_up[k])) & ~answered
-                n_take = int(take.sum())
-                if n_take == n_flight:  # every row in flight leaves: no gather needed
+                        take = (e <= thresholds[k]) | (e >= give_up[k])
+                        if n_answered > 0:
+                            take = take & ~answered
+                n_take = int(take.sum()) if take.numel() > 0 else 0
+                if n_take == n_flight and n_flight == batch:  # the whole batch leaves here, in order
+                    probs, entropy = p, e
+                    exits.fill_(k)
+                    n_answered = n_take
+                elif n_take == n_flight:  # every row in flight leaves: no gather needed
                     probs.index_copy_(0, rows, p)
                     exits.index_fill_(0, rows, k)
                     entropy.index_copy_(0, rows, e)
