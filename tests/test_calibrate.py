@@ -193,7 +193,8 @@ def test_exit_gating_measured_by_default(trained, tmp_path):
     record = calibrate(model, data, str(tmp_path / "auto.pt"), max_loss_pp=1.0, points=10)
     gating = record["exit_gating"]
     assert gating["source"].startswith("measured") and gating["threads"] == 1
-    assert gating["min_exit_share"] == break_even_shares(gating["segment_seconds"], gating["head_seconds"])
+    assert gating["min_exit_share"] == break_even_shares(gating["segment_seconds"], gating["head_seconds"],
+                                                         gating["gather_seconds"])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         calibrate(model, data, str(tmp_path / "bad.pt"), min_exit_share=[0.1, 1.5])
     with pytest.raises(ValueError, match="'auto', 'off'"):

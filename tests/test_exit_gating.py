@@ -11,7 +11,7 @@ from gnuradio.amcee.engine import EarlyExitEngine
 from gnuradio.amcee.exit_gating import break_even_shares, measure_block_times, measured_min_exit_share
 from gnuradio.amcee.exit_stats import entropy10
 from gnuradio.amcee.export import load_model, rewrite_metadata
-from gnuradio.amcee.model import PROBE_ROWS
+from gnuradio.amcee.model import MIN_SHARE_TO_GATHER, PROBE_ROWS
 
 
 @pytest.fixture(scope="module")
@@ -106,17 +106,19 @@ def test_model_file_default_and_rewrite(tmp_path, tiny_model_path):
         rewrite_metadata(tiny_model_path, {"min_exit_share": [2.0, 0.2]}, out_path=str(tmp_path / "bad.pt"))
 
 
-def test_break_even_share_is_head_time_over_time_saved():
-    # Segments 1, 4, 4 and heads 0.5, 0.7, final head 0.3 (any unit).
-    shares = break_even_shares([1.0, 4.0, 4.0], [0.5, 0.7, 0.3])
-    assert shares == pytest.approx([0.5 / 8.3, 0.7 / 4.3])
+def test_break_even_share_weighs_head_and_gather_against_time_saved():
+    # Segments 1, 4, 4, heads 0.5, 0.7, final head 0.3, gathers 0.3, 0.2 (any unit).
+    shares = break_even_shares([1.0, 4.0, 4.0], [0.5, 0.7, 0.3], [0.3, 0.2, 0.0])
+    assert shares == pytest.approx([0.8 / 8.6, 0.9 / 4.5])
+    assert break_even_shares([1.0, 4.0, 4.0], [0.6, 0.7, 0.3]) == pytest.approx([0.6 / 8.3, 0.7 / 4.3])
+    assert break_even_shares([1.0, 40.0], [0.01, 0.0]) == [MIN_SHARE_TO_GATHER]  # nothing saved below it
     assert break_even_shares([1.0, 0.0], [5.0, 0.0]) == [1.0]  # nothing to save
 
 
 def test_measured_times_and_shares(engine):
     x, _ = engine._prepare(make_frames(64, seed=25))
-    segments, heads = measure_block_times(engine.model.module, torch.from_numpy(x), repeats=3)
-    assert len(segments) == len(heads) == 3 and all(s > 0 for s in segments)
+    segments, heads, gathers = measure_block_times(engine.model.module, torch.from_numpy(x), repeats=3)
+    assert len(segments) == len(heads) == len(gathers) == 3 and all(s > 0 for s in segments + gathers)
     shares, record = measured_min_exit_share(engine, make_frames(64, seed=25), repeats=3)
     assert len(shares) == 2 and all(0 <= s <= 1 for s in shares)
     assert record["break_even_shares"] == shares and record["threads"] == 1

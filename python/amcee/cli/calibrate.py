@@ -30,10 +30,11 @@ def add_parser(subparsers):
                    help="also require every SNR's compute ceiling to be >= X (1.0: no SNR slower than "
                         "the backbone alone by compute) (default: no such bound)")
     p.add_argument("--min-exit-share", default="auto", metavar="auto|off|X[,Y...]",
-                   help="exit gating written into the model: an early exit's head runs on the rest of a "
-                        "batch only if at least this share of its first rows leave there. 'auto' = "
-                        "the break-even shares measured on this machine (head time / time a leaving "
-                        "frame saves, 1 thread), 'off', or one share per early exit (default: auto)")
+                   help="exit gating written into the model: an early exit's head runs on a whole "
+                        "batch only if at least this share of 32 probed rows leave there. 'auto' = "
+                        "the break-even shares measured on this machine (head time and row copies "
+                        "against the time the leaving frames save, 1 thread), 'off', or one share per "
+                        "early exit (default: auto)")
     p.add_argument("--split", default="val", choices=("val", "train", "test", "all"),
                    help="split to calibrate on (default: val)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the paper split (default: 0)")
