@@ -41,6 +41,8 @@ def test_numbers_are_consistent(evaluated):
     for row in r["per_snr"]:
         assert abs(sum(row["exit_shares"]) - 1) < 1e-9
         assert row["speedup"] > 0 and row["compute_ceiling"] > 0
+        low, high = row["speedup_quartiles"]
+        assert 0 < low <= high
         assert abs(row["speedup_over_ceiling"] - row["speedup"] / row["compute_ceiling"]) < 1e-9
         m = pred["snr"] == row["snr"]
         assert abs(row["accuracy_early_exit"] - (pred["class"][m] == pred["label"][m]).mean()) < 1e-12
@@ -97,3 +99,10 @@ def test_bench_compares_gated_and_ungated_in_one_run(evaluated, tmp_path):
     for row in report["per_snr"]:
         assert row["ungated_fps"] > 0 and row["ungated_speedup"] > 0
         assert abs(sum(row["ungated_exit_shares"]) - 1) < 1e-9 and abs(sum(row["exit_shares"]) - 1) < 1e-9
+
+
+def test_paired_ratio_spread_is_the_quartiles_of_per_round_ratios():
+    from gnuradio.amcee.bench import paired_ratio_spread
+
+    # Rounds 1..5: the backbone took 2, 2, 2, 2, 2 s, the engine 1, 2, 4, 1, 2 s.
+    assert paired_ratio_spread([2.0] * 5, [1.0, 2.0, 4.0, 1.0, 2.0]) == [1.0, 2.0]

@@ -21,6 +21,13 @@ DEFAULT_BATCH_SIZES = (1, 16, 64, 256, 1024, 4096)
 def time_interleaved(candidates, repeats=5, warmup=1):
     """Median wall time in seconds of each callable in ``candidates`` (a dict),
     running them in turn ``repeats`` times (after ``warmup`` untimed rounds)."""
+    samples = time_interleaved_samples(candidates, repeats, warmup)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def time_interleaved_samples(candidates, repeats=5, warmup=1):
+    """Every timed round: {name: [seconds per repeat]}; round r of every
+    candidate ran back to back, so per-round ratios are paired."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     samples = {name: [] for name in candidates}
@@ -30,7 +37,14 @@ def time_interleaved(candidates, repeats=5, warmup=1):
             fn()
             if r >= warmup:
                 samples[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return samples
+
+
+def paired_ratio_spread(numerator, denominator):
+    """Quartiles (25 %, 75 %) of the per-round ratios numerator / denominator
+    of two paired sample lists: how much a speed-up moves between rounds."""
+    ratios = np.asarray(numerator) / np.asarray(denominator)
+    return [float(np.percentile(ratios, 25)), float(np.percentile(ratios, 75))]
 
 
 def peak_rss_mib():
@@ -85,12 +99,16 @@ def section_per_snr(ctx):
                       "backbone": lambda: ctx.engine.backbone_probs(frames)}
         if gated:
             candidates["ungated"] = lambda: ctx.engine.classify(frames, min_exit_share=0.0)
-        t = time_interleaved(candidates, ctx.repeats)
+        samples = time_interleaved_samples(candidates, ctx.repeats)
+        t = {name: statistics.median(v) for name, v in samples.items()}
         row = {"snr": float(snr), "frames": int(len(frames)),
                "engine_fps": len(frames) / t["engine"], "backbone_fps": len(frames) / t["backbone"],
-               "speedup": t["backbone"] / t["engine"], "exit_shares": _shares(ctx.engine.classify(frames).exits, ctx)}
+               "speedup": t["backbone"] / t["engine"],
+               "speedup_quartiles": paired_ratio_spread(samples["backbone"], samples["engine"]),
+               "exit_shares": _shares(ctx.engine.classify(frames).exits, ctx)}
         if gated:
             row.update({"ungated_fps": len(frames) / t["ungated"], "ungated_speedup": t["backbone"] / t["ungated"],
+                        "ungated_speedup_quartiles": paired_ratio_spread(samples["backbone"], samples["ungated"]),
                         "ungated_exit_shares": _shares(ctx.engine.classify(frames, min_exit_share=0.0).exits, ctx)})
         out.append(row)
     return out

@@ -12,11 +12,12 @@ speed-up the exit shares allow by multiply-accumulates (``exit_costs``).
 """
 import json
 import os
+import statistics
 import time
 
 import numpy as np
 
-from .bench import time_interleaved
+from .bench import paired_ratio_spread, time_interleaved_samples
 from .exit_stats import entropy10, exit_shares, expected_macs, pick_by_exit, simulate_exits
 
 #: The paper's thresholds (Figures 4-6) ...
@@ -91,16 +92,19 @@ def classify_per_snr(engine, frames, snrs):
 
 def time_per_snr(engine, frames, snrs, thresholds_sets, repeats):
     """Median seconds per frame of the engine (per threshold set) and of the
-    backbone alone on each SNR subset, all interleaved in one loop."""
+    backbone alone on each SNR subset, all interleaved in one loop, and the
+    quartiles of the per-round speed-ups (how much they move between rounds)."""
     out = []
     for snr in np.unique(snrs):
         subset = frames[snrs == snr]
         candidates = {"backbone": lambda s=subset: engine.backbone_probs(s)}
         for name, t in thresholds_sets.items():
             candidates[name] = lambda s=subset, t=t: engine.classify(s, thresholds=t)
-        t = time_interleaved(candidates, repeats)
+        samples = time_interleaved_samples(candidates, repeats)
         out.append({"snr": float(snr), "frames": int(len(subset)),
-                    "seconds_per_frame": {n: v / len(subset) for n, v in t.items()}})
+                    "seconds_per_frame": {n: statistics.median(v) / len(subset) for n, v in samples.items()},
+                    "speedup_quartiles": {n: paired_ratio_spread(samples["backbone"], v)
+                                          for n, v in samples.items() if n != "backbone"}})
     return out
 
 
@@ -184,6 +188,7 @@ def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None
             row["seconds_per_frame_backbone"] = spf["backbone"]
             row["seconds_per_frame_engine"] = spf["model"]
             row["speedup"] = spf["backbone"] / spf["model"]
+            row["speedup_quartiles"] = timed["speedup_quartiles"]["model"]
             row["compute_ceiling"] = backbone_macs / expected_macs(row["exit_shares"], costs)
             row["speedup_over_ceiling"] = row["speedup"] / row["compute_ceiling"]
         for t in (0.05, 0.6):
@@ -251,7 +256,7 @@ def summary_markdown(r):
     head += " | acc of early-exited |"
     sep = "|---" * (4 + len(names))
     if timed:
-        head += " speed-up | ceiling | measured/ceiling |"
+        head += " speed-up (quartiles of rounds) | ceiling | measured/ceiling |"
         sep += "|---|---|---"
     lines += [head, sep + "|"]
     for row in r["per_snr"]:
@@ -259,7 +264,9 @@ def summary_markdown(r):
                 + " | ".join(_pct(s) for s in row["exit_shares"])
                 + f" | {_pct(row['accuracy_of_early_exited'])} |")
         if timed:
-            line += f" {row['speedup']:.2f}x | {row['compute_ceiling']:.2f}x | {row['speedup_over_ceiling']:.0%} |"
+            q = row.get("speedup_quartiles") or [float("nan")] * 2
+            line += (f" {row['speedup']:.2f}x ({q[0]:.2f}-{q[1]:.2f}) | {row['compute_ceiling']:.2f}x | "
+                     f"{row['speedup_over_ceiling']:.0%} |")
         lines.append(line)
     lines += ["", "Threshold sweep (one T for every early exit, simulated from all exits):", "",
               "| T | accuracy | acc SNR >= 10 dB | compute | ceiling | " + " | ".join(f"share {n}" for n in names) + " |",
