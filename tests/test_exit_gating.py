@@ -122,3 +122,35 @@ def test_measured_times_and_shares(engine):
     shares, record = measured_min_exit_share(engine, make_frames(64, seed=25), repeats=3)
     assert len(shares) == 2 and all(0 <= s <= 1 for s in shares)
     assert record["break_even_shares"] == shares and record["threads"] == 1
+
+
+def test_a_model_file_from_before_exit_gating_runs_without_it(tmp_path):
+    """A file whose forward takes (x, thresholds, give_up) only: gating must stay off."""
+    import json
+    from typing import Tuple
+
+    from torch import Tensor
+
+    from gnuradio.amcee.export import METADATA_FILE, build_metadata
+    from gnuradio.amcee.labels import RML22_CLASSES
+    from gnuradio.amcee.model import EarlyExitNet, ModelConfig, entropy10 as entropy_of
+
+    class ThreeArgumentNet(EarlyExitNet):
+        def forward(self, x: Tensor, thresholds: Tensor, give_up: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+            p = self.backbone(x)
+            return p, torch.full([x.size(0)], self.num_exits - 1, dtype=torch.long), entropy_of(p)
+
+    model = ThreeArgumentNet(ModelConfig(exits=("V0", "V1"))).eval()
+    meta = build_metadata(model, RML22_CLASSES, [0.3, 0.3], model_version="old-format")
+    del meta["min_exit_share"]  # written before the field existed
+    path = tmp_path / "old.pt"
+    torch.jit.script(model).save(str(path), _extra_files={METADATA_FILE: json.dumps(meta)})
+    engine = EarlyExitEngine(str(path))
+    assert engine.min_exit_share == (0.0, 0.0) and not engine.model.supports_exit_gating
+    assert (engine.classify(make_frames(100, seed=27)).exits == 2).all()
+    with pytest.raises(ValueError, match="before exit gating"):
+        engine.set_min_exit_share(0.1)
+    with pytest.raises(ValueError, match="before exit gating"):
+        EarlyExitEngine(str(path), min_exit_share=0.1)
+    with pytest.raises(ValueError, match="before exit gating"):
+        rewrite_metadata(str(path), {"min_exit_share": [0.1, 0.1]}, out_path=str(tmp_path / "x.pt"))

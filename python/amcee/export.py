@@ -196,8 +196,8 @@ def validate_give_up(value, num_exits):
 def validate_min_exit_share(value, num_exits):
     """Exit gating per early exit (model.EarlyExitNet.forward): the share of
     a batch's probed rows that must leave an exit for its head to run on the
-    rest of the batch.  None = 0 = off (the head always runs); one number or
-    one per early exit, each in [0, 1]."""
+    whole batch.  None = 0 = off (the head always runs); one number or one
+    per early exit, each in [0, 1]."""
     n = num_exits - 1
     if value is None:
         return (0.0,) * n

@@ -399,8 +399,9 @@ class EarlyExitNet(nn.Module):
                 elif n_take > 0:
                     # index_select/index_copy_ with explicit indices: cheaper
                     # than boolean-mask indexing, which finds the indices again
-                    # for every tensor it touches.  (With a skipped head, p and
-                    # e hold the probed rows only, and only they can leave.)
+                    # for every tensor it touches.  (With a skipped head only
+                    # the probed rows of p and e are filled, and only they can
+                    # leave.)
                     out = torch.nonzero(take).squeeze(1)
                     leaving = rows.index_select(0, out)
                     probs.index_copy_(0, leaving, p.index_select(0, out))
