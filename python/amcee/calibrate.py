@@ -299,7 +299,7 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
     Returns the calibration record (also stored in the model's metadata)."""
     from .datasets import load_dataset, split_indices
     from .engine import EarlyExitEngine
-    from .export import METADATA_FILE, rewrite_metadata, validate_min_exit_share
+    from .export import METADATA_FILE, rewrite_metadata
 
     if target_compute is not None:
         max_loss_pp = None
@@ -309,7 +309,7 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
     if min_exit_share == "off":
         min_exit_share = 0.0
     if min_exit_share != "auto":  # checked before the long part
-        min_exit_share = engine._gating_values(min_exit_share)
+        min_exit_share = engine.model.check_min_exit_share(min_exit_share)
     ds = load_dataset(data)
     if tuple(ds.classes) != tuple(engine.classes):
         raise ValueError(f"dataset classes {ds.classes} differ from the model's {engine.classes}")
@@ -331,7 +331,7 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
         gating_frames = ds.frames[idx][valid]
         min_exit_share, gating = measured_min_exit_share(engine, gating_frames)
         gating["source"] = "measured (exit_gating.break_even_shares)"
-    gating["min_exit_share"] = list(validate_min_exit_share(min_exit_share, engine.num_exits))
+    gating["min_exit_share"] = list(min_exit_share)  # checked above, or break_even_shares (in [0, 1])
     record = {
         "method": "grid" if engine.num_exits - 1 <= MAX_FULL_GRID_EXITS else "coordinate-descent",
         "constraint": ({"max_loss_pp": max_loss_pp} if max_loss_pp is not None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .export import load_model, validate_give_up, validate_min_exit_share, validate_thresholds
+from .export import load_model, validate_give_up, validate_thresholds
 
 INVALID_EXIT = -1
 INVALID_CLASS = -1
@@ -176,19 +176,16 @@ class EarlyExitEngine:
 
     def set_min_exit_share(self, value):
         """Exit gating per early exit (0 = off), see export.validate_min_exit_share."""
-        m = self._gating_values(value)
-        tensor = torch.tensor(m, dtype=torch.float32, device=self.device) if any(m) else None
+        m, tensor = self._gating(value)
         with self._lock:
             self._min_exit_share = tensor
             self._min_exit_share_values = m
         return m
 
-    def _gating_values(self, value):
-        m = validate_min_exit_share(value, self.num_exits)
-        if any(m) and not self.model.supports_exit_gating:
-            raise ValueError(f"{self.model.path} was exported before exit gating existed: "
-                             "min_exit_share must be 0 (export the model again to use it)")
-        return m
+    def _gating(self, value):
+        """(checked shares, the tensor forward takes or None when all are 0)."""
+        m = self.model.check_min_exit_share(value)
+        return m, (torch.tensor(m, dtype=torch.float32, device=self.device) if any(m) else None)
 
     # -- inference --------------------------------------------------------------
     def _prepare(self, frames):
@@ -219,8 +216,7 @@ class EarlyExitEngine:
         if give_up is not None:
             g = torch.tensor(validate_give_up(give_up, self.num_exits), device=self.device)
         if min_exit_share is not None:
-            values = self._gating_values(min_exit_share)
-            m = torch.tensor(values, dtype=torch.float32, device=self.device) if any(values) else None
+            m = self._gating(min_exit_share)[1]
         valid, batches = self._batches(frames)
         n, c = len(valid), len(self.classes)
         probs = np.zeros((n, c), dtype=np.float32)

@@ -70,6 +70,14 @@ class LoadedModel:
         before exit gating existed take three arguments)."""
         return len(self.module.forward.schema.arguments) >= 5  # self, x, thresholds, give_up, min_share
 
+    def check_min_exit_share(self, value):
+        """validate_min_exit_share, and a non-zero share only where the file can gate."""
+        values = validate_min_exit_share(value, self.num_exits)
+        if any(values) and not self.supports_exit_gating:
+            raise ValueError(f"{self.path} was exported before exit gating existed: "
+                             "min_exit_share must be 0 (export the model again to use it)")
+        return values
+
 
 def _script(model):
     with warnings.catch_warnings():
@@ -138,9 +146,7 @@ def rewrite_metadata(path, updates, out_path=None):
     meta.update(updates)
     meta["thresholds"] = list(validate_thresholds(meta["thresholds"], loaded.num_exits))
     meta["give_up"] = give_up_to_json(validate_give_up(meta.get("give_up"), loaded.num_exits))
-    meta["min_exit_share"] = list(validate_min_exit_share(meta.get("min_exit_share"), loaded.num_exits))
-    if any(meta["min_exit_share"]) and not loaded.supports_exit_gating:
-        raise ValueError(f"{path} was exported before exit gating existed; export it again to use min_exit_share")
+    meta["min_exit_share"] = list(loaded.check_min_exit_share(meta.get("min_exit_share")))
     loaded.module.save(out_path or path, _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
     return meta
 
@@ -176,21 +182,11 @@ def validate_give_up(value, num_exits):
     there although unsure: the deeper layers are not expected to do better on
     it (a very noisy frame).  Returns a tuple with math.inf for disabled exits.
     """
-    n = num_exits - 1
-    if value is None:
-        return (math.inf,) * n
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = [value] * n
-    try:
-        values = [math.inf if v is None else float(v) for v in value]
-    except (TypeError, ValueError):
-        raise ValueError(f"give-up threshold must be None, a number or a list of {n} numbers, got {value!r}") from None
-    if len(values) != n:
-        raise ValueError(f"give-up list has {len(values)} values but the model has {n} early exit(s)")
+    values = _per_early_exit(value, num_exits, math.inf, "give-up threshold", "give-up list")
     for i, g in enumerate(values):
         if math.isnan(g) or g < 0:
             raise ValueError(f"give-up threshold of exit {i} must be >= 0 or None (disabled), got {g}")
-    return tuple(values)
+    return values
 
 
 def validate_min_exit_share(value, num_exits):
@@ -198,20 +194,27 @@ def validate_min_exit_share(value, num_exits):
     a batch's probed rows that must leave an exit for its head to run on the
     whole batch.  None = 0 = off (the head always runs); one number or one
     per early exit, each in [0, 1]."""
-    n = num_exits - 1
-    if value is None:
-        return (0.0,) * n
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = [value] * n
-    try:
-        values = [0.0 if v is None else float(v) for v in value]
-    except (TypeError, ValueError):
-        raise ValueError(f"min_exit_share must be None, a number or a list of {n} numbers, got {value!r}") from None
-    if len(values) != n:
-        raise ValueError(f"min_exit_share list has {len(values)} values but the model has {n} early exit(s)")
+    values = _per_early_exit(value, num_exits, 0.0, "min_exit_share", "min_exit_share list")
     for i, v in enumerate(values):
         if not 0.0 <= v <= 1.0:  # also refuses NaN
             raise ValueError(f"min_exit_share of exit {i} must be in [0, 1] (0 = the head always runs), got {v}")
+    return values
+
+
+def _per_early_exit(value, num_exits, missing, what, list_name):
+    """A tuple of one float per early exit from None (all ``missing``), one
+    number, or a list whose None items are ``missing``; errors name ``what``."""
+    n = num_exits - 1
+    if value is None:
+        return (missing,) * n
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value] * n
+    try:
+        values = [missing if v is None else float(v) for v in value]
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be None, a number or a list of {n} numbers, got {value!r}") from None
+    if len(values) != n:
+        raise ValueError(f"{list_name} has {len(values)} values but the model has {n} early exit(s)")
     return tuple(values)
 
 

@@ -337,14 +337,14 @@ class EarlyExitNet(nn.Module):
         k = 0
         last = self.num_exits - 1
         probe = self.probe_rows
-        gate = torch.zeros(last, device=x.device) if min_share is None else min_share
         for block in self.blocks:
             if rows.numel() > n_answered:
                 x = block.segment(x)
                 n_flight = rows.numel()
-                gated = False
-                if k < last and n_flight >= 2 * probe:
-                    gated = float(gate[k]) > 0.0
+                share = 0.0  # this exit's gating share; 0 = the head runs on every row
+                if min_share is not None and k < last and n_flight >= 2 * probe:
+                    share = float(min_share[k])
+                gated = share > 0.0
                 skip = False
                 p = torch.empty(0)
                 e = torch.empty(0)
@@ -364,7 +364,7 @@ class EarlyExitNet(nn.Module):
                         probe_take = probe_take & ~probe_answered
                         live = probe - int(probe_answered.sum())
                     n_probe_take = int(probe_take.sum())
-                    if n_probe_take < float(gate[k]) * live:
+                    if n_probe_take < share * live:
                         # Not worth it for this batch: only probed rows may leave.
                         # (When none of them qualified, take stays empty: nothing leaves.)
                         skip = True
