@@ -154,3 +154,23 @@ def test_a_model_file_from_before_exit_gating_runs_without_it(tmp_path):
         EarlyExitEngine(str(path), min_exit_share=0.1)
     with pytest.raises(ValueError, match="before exit gating"):
         rewrite_metadata(str(path), {"min_exit_share": [0.1, 0.1]}, out_path=str(tmp_path / "x.pt"))
+
+
+def test_a_stream_skips_the_probe_after_a_batch_that_met_the_share(tiny_model_path):
+    """The engine's own gating remembers, per exit, whether the last batch met
+    its share; if so the next batch runs the head without a probe."""
+    engine = EarlyExitEngine(tiny_model_path, max_batch=128, min_exit_share=[0.5, 0.0])
+    frames = make_frames(256, seed=28)
+    cut = float(np.quantile(entropy10(engine.all_exit_probs(frames[128:])[0][0]), 0.3))  # 30 % < 0.5 leave
+    ungated = engine.classify(frames[128:], thresholds=[cut, 0.0], min_exit_share=0.0)
+    assert (ungated.exits == 0).sum() > PROBE_ROWS
+    engine.classify(frames[:128], thresholds=[1.0, 0.0])  # every row leaves exit 0: the share is met
+    assert engine._probe_passed == (True, False)
+    after_pass = engine.classify(frames[128:], thresholds=[cut, 0.0])  # no probe: as ungated
+    np.testing.assert_array_equal(after_pass.exits, ungated.exits)
+    assert engine._probe_passed == (False, False)  # 30 % left: below the share
+    after_fail = engine.classify(frames[128:], thresholds=[cut, 0.0])  # probed again: only probed rows leave
+    assert 0 < (after_fail.exits == 0).sum() <= PROBE_ROWS
+    engine.classify(frames[:128], thresholds=[1.0, 0.0])
+    engine.set_min_exit_share([0.5, 0.0])  # a new setting forgets
+    assert engine._probe_passed == (False, False)

@@ -15,6 +15,8 @@ from typing import Optional
 
 import numpy as np
 
+from .exit_stats import thresholds_to_json
+
 DEFAULT_BATCH_SIZES = (1, 16, 64, 256, 1024, 4096)
 
 
@@ -120,7 +122,8 @@ def _shares(exits, ctx):
 
 def paper_style_loop(module, frames, thresholds):
     """One frame at a time, as the paper's inference code: run a segment and its
-    head, exit if the entropy is <= T, else go on (features are reused here; the
+    head, exit if the entropy is <= T (with class thresholds, the T of the
+    predicted class), else go on (features are reused here; the
     paper's timing path even recomputed the shared layers)."""
     import torch
 
@@ -135,7 +138,13 @@ def paper_style_loop(module, frames, thresholds):
             for k, block in enumerate(blocks):
                 x, logits = block(x)
                 e = float(entropy10(torch.softmax(logits, 1)))
-                if k == num_blocks - 1 or e <= thresholds[k]:
+                if k == num_blocks - 1:
+                    exits.append(k)
+                    break
+                t = thresholds[k]
+                if isinstance(t, tuple):  # class thresholds: the predicted class's
+                    t = t[int(logits.argmax())]
+                if e <= t:
                     exits.append(k)
                     break
     return exits
@@ -148,7 +157,7 @@ def section_per_frame_loop(ctx):
     n = min(ctx.loop_frames, len(ctx.frames))
     x = torch.from_numpy(ctx.engine._prepare(ctx.frames[:n])[0])
     module = ctx.engine.model.module
-    thresholds = list(ctx.engine.thresholds)
+    thresholds = ctx.engine.thresholds
 
     def backbone_loop():
         with torch.inference_mode():
@@ -208,7 +217,7 @@ def run_bench(model_path=None, data=None, split="test", frames=20000, repeats=5,
     ctx = BenchContext(engine=engine, frames=x, snrs=snrs, repeats=repeats,
                        batch_sizes=tuple(batch_sizes), loop_frames=loop_frames)
     report = {"model": os.path.abspath(model_path), "model_version": engine.meta.get("model_version"),
-              "exit_names": list(engine.exit_names), "thresholds": list(engine.thresholds),
+              "exit_names": list(engine.exit_names), "thresholds": thresholds_to_json(engine.thresholds),
               "min_exit_share": list(engine.min_exit_share),
               "data": data, "frames": int(len(x)), "threads": torch.get_num_threads(),
               "device": str(engine.device), "max_batch": engine.max_batch, "repeats": int(repeats)}

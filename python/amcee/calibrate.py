@@ -29,7 +29,8 @@ import os
 import numpy as np
 
 from .exit_gating import measured_min_exit_share
-from .exit_stats import entropy10, exit_shares, expected_macs, pick_by_exit, simulate_exits
+from .exit_stats import (entropy10, exit_shares, expected_macs, pick_by_exit, simulate_exits,
+                         thresholds_to_json)
 
 GRID_POINTS = {1: 400, 2: 60, 3: 24}
 #: Smaller threshold grids when give-up values are searched too (one grid per give-up combination).
@@ -39,6 +40,11 @@ GIVE_UP_QUANTILES = (0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
 MAX_FULL_GRID_EXITS = 3
 #: Thresholds per exit in the refinement after a joint grid.
 REFINE_POINTS = 400
+#: Class-threshold search: a step passes this fraction of the frames
+#: predicted as the class that are still below its threshold (at least one).
+CLASS_STEPS = 50
+#: Class-threshold search: it starts from these multiples of the per-exit thresholds.
+CLASS_STARTS = (0.0, 0.25, 0.5, 0.75)
 
 
 # ----------------------------------------------------------- temperatures
@@ -92,12 +98,13 @@ class Evaluator:
 
     def __init__(self, all_probs, labels, costs, backbone_macs, give_up=None, snrs=None, favour_snr=None):
         self.give_up = give_up
-        self.correct = all_probs.argmax(2) == labels[None]          # [K, N]
+        self.predictions = all_probs.argmax(2)                         # [K, N]
+        self.correct = self.predictions == labels[None]
         self.entropies = np.stack([entropy10(p) for p in all_probs])  # [K, N]
         self.costs = np.asarray(costs, dtype=np.float64)
         self.backbone_macs = float(backbone_macs)
         self.final_accuracy = float(self.correct[-1].mean())
-        self.num_exits = all_probs.shape[0]
+        self.num_exits, self.num_classes = all_probs.shape[0], all_probs.shape[2]
         self.snr_index = self.num_snrs = self.favoured = None
         if snrs is not None:
             _, self.snr_index = np.unique(np.asarray(snrs), return_inverse=True)
@@ -111,7 +118,7 @@ class Evaluator:
                                  f"(highest: {float(np.max(snrs)):g} dB)")
 
     def point(self, thresholds):
-        exits = simulate_exits(self.entropies, thresholds, self.give_up)
+        exits = simulate_exits(self.entropies, thresholds, self.give_up, self.predictions)
         shares = exit_shares(exits, self.num_exits)
         macs = expected_macs(shares, self.costs)
         accuracy = float(pick_by_exit(self.correct, exits).mean())
@@ -126,7 +133,7 @@ class Evaluator:
                                  minlength=self.num_snrs * self.num_exits).reshape(self.num_snrs, -1)
             per_snr_macs = counts @ self.costs / np.maximum(counts.sum(1), 1)
             min_snr_ceiling = self.backbone_macs / float(per_snr_macs.max())
-        return {"thresholds": [float(t) for t in thresholds], "give_up": give_up, "accuracy": accuracy,
+        return {"thresholds": thresholds_to_json(thresholds), "give_up": give_up, "accuracy": accuracy,
                 "accuracy_loss_pp": 100 * (self.final_accuracy - accuracy),
                 "exit_shares": shares.tolist(), "expected_macs": macs,
                 "compute_fraction": macs / self.backbone_macs,
@@ -219,6 +226,67 @@ def search(ev, max_loss_pp=None, target_compute=None, points=None, give_up=False
     return best, evaluated
 
 
+def search_class_thresholds(ev, best, max_loss_pp, min_snr_ceiling=None):
+    """Class thresholds (one per early exit and predicted class) under the
+    same accuracy budget, with ``best``'s give-up values.
+
+    Why: one entropy threshold per exit cannot tell a frame that the later
+    layers will not improve from one they will when both are equally unsure.
+    At 20 dB QAM16/QAM64 are a coin flip at every exit (E about 0.3 from V0
+    on) while QPSK/8PSK frames with the same E at V0 need V1: with a
+    threshold per predicted class the QAM pair can leave at V0.
+
+    A greedy search grows the table from each of CLASS_STARTS times the
+    per-exit thresholds of ``best`` (from 0 all the budget is left for class
+    steps; from nearer ``best`` a per-SNR ceiling bound is easier to keep).
+    Returns the best point found, or ``best`` when none is better."""
+    ev.give_up = [math.inf if g is None else g for g in best["give_up"]]
+    n_early, n_classes = ev.num_exits - 1, ev.num_classes
+    entropies = {(k, c): np.unique(ev.entropies[k][ev.predictions[k] == c].astype(np.float64))
+                 for k in range(n_early) for c in range(n_classes)}
+    per_exit = np.array([t if np.ndim(t) == 0 else max(t) for t in best["thresholds"]], dtype=np.float64)
+    for start in CLASS_STARTS:
+        table = np.repeat((start * per_exit)[:, None], n_classes, axis=1)
+        point = _grow_class_thresholds(ev, table, entropies, max_loss_pp)
+        # Raising a threshold never raises a frame's cost, so the per-SNR
+        # ceilings only grow during the search: the bound is checked at its end.
+        if min_snr_ceiling is not None and point["min_snr_ceiling"] < min_snr_ceiling - 1e-12:
+            continue
+        if point["accuracy_loss_pp"] <= max_loss_pp + 1e-9 and _better(point, best, "compute"):
+            best = point
+    return best
+
+
+def _grow_class_thresholds(ev, table, entropies, max_loss_pp):
+    """Greedy steps from ``table``: each raises the one threshold that saves
+    the most compute (the objective, plus a tenth of all frames' compute) per
+    frame it gets wrong, past 1/CLASS_STEPS of the frames predicted as that
+    class still below it; it stops when no step fits the budget."""
+    n = ev.correct.shape[1]
+    current = ev.point(list(table))
+    while True:
+        step = None
+        for (k, c), values in entropies.items():
+            above = values[values > np.float32(table[k, c])]  # as the model compares, in float32
+            if not len(above):
+                continue
+            i = max(1, len(above) // CLASS_STEPS)
+            upper = above[i] if i < len(above) else above[-1] + 1e-3
+            trial = table.copy()
+            trial[k, c] = (above[i - 1] + upper) / 2  # halfway: no frame sits on a threshold
+            p = ev.point(list(trial))
+            gain = (current["objective_compute"] - p["objective_compute"]
+                    + 0.1 * (current["compute_fraction"] - p["compute_fraction"]))
+            if gain <= 0 or p["accuracy_loss_pp"] > max_loss_pp + 1e-9:
+                continue
+            score = gain / (max(0.0, current["accuracy"] - p["accuracy"]) * n + 0.5)
+            if step is None or score > step[0]:
+                step = (score, trial, p)
+        if step is None:
+            return current
+        _, table, current = step
+
+
 def _refine(ev, best, feasible, objective, evaluated, rounds=3):
     """Coordinate descent from the grid's best point over REFINE_POINTS
     thresholds per exit, give-up values fixed: the joint grid is coarse when
@@ -289,12 +357,16 @@ def scale_heads(module, temperatures):
 
 def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, temperature=False,
               split="val", split_seed=0, max_batch=None, points=None, give_up=False,
-              favour_snr=None, min_snr_ceiling=None, min_exit_share="auto"):
+              favour_snr=None, min_snr_ceiling=None, min_exit_share="auto", class_thresholds=False):
     """Choose thresholds (and temperatures) on ``split`` and write ``out_path``.
 
     ``min_exit_share``: the exit gating written into the file: "auto" (the
     break-even shares measured on this machine, exit_gating), "off" or values
     (export.validate_min_exit_share).
+
+    ``class_thresholds``: after the per-exit search, also search one
+    threshold per early exit and predicted class (search_class_thresholds;
+    with ``max_loss_pp`` only) and keep whichever point saves more.
 
     Returns the calibration record (also stored in the model's metadata)."""
     from .datasets import load_dataset, split_indices
@@ -304,6 +376,12 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
     if target_compute is not None:
         max_loss_pp = None
     engine = EarlyExitEngine(model_path, max_batch=max_batch)
+    if class_thresholds and target_compute is not None:
+        raise ValueError("class thresholds are searched under an accuracy budget (max_loss_pp), "
+                         "not with target_compute")
+    if class_thresholds and not engine.model.supports_class_thresholds:
+        raise ValueError(f"{model_path} was exported before class thresholds existed: "
+                         "export the model again to search them")
     if isinstance(min_exit_share, str) and min_exit_share not in ("auto", "off"):
         raise ValueError(f"min_exit_share must be 'auto', 'off' or numbers, got {min_exit_share!r}")
     if min_exit_share == "off":
@@ -326,6 +404,9 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
                    give_up=list(engine.give_up), snrs=ds.snrs[idx][valid], favour_snr=favour_snr)
     best, evaluated = search(ev, max_loss_pp=max_loss_pp, target_compute=target_compute, points=points,
                              give_up=give_up, min_snr_ceiling=min_snr_ceiling)
+    per_exit_choice = best
+    if class_thresholds:
+        best = search_class_thresholds(ev, best, max_loss_pp, min_snr_ceiling)
     gating = {"source": "given"}
     if min_exit_share == "auto":
         gating_frames = ds.frames[idx][valid]
@@ -341,6 +422,8 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
         "final_exit_accuracy": ev.final_accuracy, "chosen": best,
         "temperatures": temperatures, "previous_thresholds": list(engine.thresholds),
         "give_up_searched": bool(give_up), "exit_gating": gating,
+        "class_thresholds_searched": bool(class_thresholds),
+        "per_exit_choice": per_exit_choice if class_thresholds else None,
         "frontier": [{k: p[k] for k in ("thresholds", "give_up", "accuracy", "compute_fraction")}
                      for p in thin(pareto_front(evaluated), 200)],
     }

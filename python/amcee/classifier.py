@@ -113,7 +113,8 @@ class classifier(gr.sync_block):
 
     # -- runtime parameters (GRC callbacks) -------------------------------------
     def set_threshold(self, threshold):
-        """One float for all early exits or one per early exit; takes effect at the next work()."""
+        """One float for all early exits, or one per early exit (each a float or
+        one per class); None = the model's defaults.  Takes effect at the next work()."""
         if threshold is None:
             threshold = self.engine.model.default_thresholds
         self.engine.set_thresholds(threshold)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .export import load_model, validate_give_up, validate_thresholds
+from .export import load_model, thresholds_tensor, validate_give_up
 
 INVALID_EXIT = -1
 INVALID_CLASS = -1
@@ -119,6 +119,8 @@ class EarlyExitEngine:
         self._thresholds = self._give_up = None
         self._threshold_values = self._give_up_values = self._min_exit_share_values = ()
         self._min_exit_share = None
+        # Rows a gated exit probes (model.PROBE_ROWS; files from before gating have none).
+        self._probe_rows = int(getattr(self.model.module, "probe_rows", 0))
         self.set_thresholds(self.model.default_thresholds if thresholds is None else thresholds)
         self.set_give_up(self.model.default_give_up if give_up is None else give_up)
         self.set_min_exit_share(self.model.default_min_exit_share if min_exit_share is None else min_exit_share)
@@ -150,12 +152,18 @@ class EarlyExitEngine:
         return self._threshold_values
 
     def set_thresholds(self, value):
-        t = validate_thresholds(value, self.num_exits)
-        tensor = torch.tensor(t, dtype=torch.float32, device=self.device)
+        """Entropy thresholds: one number, one per early exit, or per early
+        exit one per class (export.validate_thresholds)."""
+        t, tensor = self._threshold_tensor(value)
         with self._lock:  # both fields change together for work()'s reader
             self._thresholds = tensor
             self._threshold_values = t
         return t
+
+    def _threshold_tensor(self, value):
+        """(checked thresholds, the tensor forward takes)."""
+        t = self.model.check_thresholds(value)
+        return t, thresholds_tensor(t, len(self.classes), self.device)
 
     @property
     def give_up(self):
@@ -180,12 +188,32 @@ class EarlyExitEngine:
         with self._lock:
             self._min_exit_share = tensor
             self._min_exit_share_values = m
+            self._probe_passed = (False,) * len(m)
         return m
 
     def _gating(self, value):
         """(checked shares, the tensor forward takes or None when all are 0)."""
         m = self.model.check_min_exit_share(value)
         return m, (torch.tensor(m, dtype=torch.float32, device=self.device) if any(m) else None)
+
+    def _unprobed(self, shares, passed):
+        """The gating tensor for the next batch: no probe at an exit whose
+        share the previous batch met (a stream's SNR changes slowly, and a
+        probe that passes costs a head call on 32 rows for nothing: about 7 %
+        of a batch at 20 dB); None when no exit is gated."""
+        m = [0.0 if done else s for s, done in zip(shares, passed)]
+        return torch.tensor(m, dtype=torch.float32, device=self.device) if any(m) else None
+
+    def _met_shares(self, exits, shares, num_exits):
+        """Per early exit: did at least its share of the rows that reached it
+        leave there?  (After a failed probe only probed rows can leave, fewer
+        than the share of the batch.)"""
+        counts = torch.bincount(exits, minlength=num_exits).tolist()
+        passed, reached = [], sum(counts)
+        for k, share in enumerate(shares):
+            passed.append(share > 0 and reached >= 2 * self._probe_rows and counts[k] >= share * reached)
+            reached -= counts[k]
+        return tuple(passed)
 
     # -- inference --------------------------------------------------------------
     def _prepare(self, frames):
@@ -211,12 +239,15 @@ class EarlyExitEngine:
         engine's current values for this call only (e.g. a threshold sweep)."""
         with self._lock:
             t, g, m = self._thresholds, self._give_up, self._min_exit_share
+            shares, passed = self._min_exit_share_values, self._probe_passed
         if thresholds is not None:
-            t = torch.tensor(validate_thresholds(thresholds, self.num_exits), device=self.device)
+            t = self._threshold_tensor(thresholds)[1]
         if give_up is not None:
             g = torch.tensor(validate_give_up(give_up, self.num_exits), device=self.device)
-        if min_exit_share is not None:
-            m = self._gating(min_exit_share)[1]
+        stream = min_exit_share is None  # the engine's own gating remembers across calls
+        if not stream:
+            shares, m = self._gating(min_exit_share)
+            passed = (False,) * len(shares)
         valid, batches = self._batches(frames)
         n, c = len(valid), len(self.classes)
         probs = np.zeros((n, c), dtype=np.float32)
@@ -224,12 +255,19 @@ class EarlyExitEngine:
         entropy = np.full(n, np.nan, dtype=np.float32)
         with torch.inference_mode():
             for rows, batch in batches:
+                gate = m if m is None or not any(passed) else self._unprobed(shares, passed)
                 # Without gating the call has three arguments, so that files
                 # exported before exit gating existed still run.
-                p, e, h = self.model.module(batch, t, g) if m is None else self.model.module(batch, t, g, m)
+                p, e, h = self.model.module(batch, t, g) if gate is None else self.model.module(batch, t, g, gate)
+                if m is not None:
+                    passed = self._met_shares(e, shares, self.num_exits)
                 probs[rows] = p.cpu().numpy()
                 exits[rows] = e.cpu().numpy()
                 entropy[rows] = h.cpu().numpy()
+        if stream and m is not None:
+            with self._lock:
+                if self._min_exit_share is m:  # not changed meanwhile
+                    self._probe_passed = passed
         return Classification(probs=probs, exits=exits, entropy=entropy, valid=valid)
 
     def backbone_probs(self, frames):

@@ -38,7 +38,8 @@ def fig4a(plt, r, out_dir):
     rows = r["per_snr"]
     ax.plot(_snr(rows), [x["accuracy_backbone"] for x in rows], "k-o", ms=3, label="backbone alone")
     ax.plot(_snr(rows), [x["accuracy_early_exit"] for x in rows], "C0-s", ms=3,
-            label="early exit, T = " + ", ".join(f"{t:.3g}" for t in r["thresholds"]))
+            label="early exit, T = " + ", ".join(f"{t:.3g}" if not isinstance(t, list) else "per class"
+                                                   for t in r["thresholds"]))
     paper = r["paper_thresholds"].get("0.35")
     if paper:
         ax.plot(_snr(paper["per_snr"]), [x["accuracy_early_exit"] for x in paper["per_snr"]], "C1--",

@@ -18,7 +18,8 @@ import time
 import numpy as np
 
 from .bench import paired_ratio_spread, time_interleaved_samples
-from .exit_stats import entropy10, exit_shares, expected_macs, pick_by_exit, simulate_exits
+from .exit_stats import (entropy10, exit_shares, expected_macs, pick_by_exit, simulate_exits,
+                         thresholds_to_json)
 
 #: The paper's thresholds (Figures 4-6) ...
 PAPER_THRESHOLDS = (0.05, 0.35, 0.6)
@@ -42,11 +43,12 @@ def confusion(pred, labels, num_classes):
 def operating_point(all_probs, entropies, labels, snrs, thresholds, costs, backbone_macs, give_up=None):
     """Accuracy, exit shares and compute of simulated early exit at ``thresholds``."""
     k = all_probs.shape[0]
-    exits = simulate_exits(entropies, thresholds, give_up)
-    pred = pick_by_exit(all_probs.argmax(2), exits)
+    predictions = all_probs.argmax(2)
+    exits = simulate_exits(entropies, thresholds, give_up, predictions)
+    pred = pick_by_exit(predictions, exits)
     shares = exit_shares(exits, k)
     macs = expected_macs(shares, costs)
-    point = {"thresholds": [float(t) for t in thresholds], "accuracy": _acc(pred, labels),
+    point = {"thresholds": thresholds_to_json(thresholds), "accuracy": _acc(pred, labels),
              "accuracy_high_snr": _acc(pred[snrs >= HIGH_SNR_DB], labels[snrs >= HIGH_SNR_DB]),
              "exit_shares": shares.tolist(), "expected_macs": macs,
              "compute_fraction": macs / backbone_macs, "compute_ceiling": backbone_macs / macs}
@@ -136,13 +138,13 @@ def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None
     ee_pred, bb_pred, exits = result.classes, bb_probs.argmax(1), result.exits
     entropies = np.stack([entropy10(p) for p in all_probs])
     give_up = list(engine.give_up)
-    sim_exits = simulate_exits(entropies, engine.thresholds, give_up)
+    sim_exits = simulate_exits(entropies, engine.thresholds, give_up, all_probs.argmax(2))
 
     report = {
         "model": os.path.abspath(model_path), "model_version": meta.get("model_version"),
         "data": os.path.abspath(data), "split": split, "split_seed": split_seed, "frames": int(len(idx)),
         "classes": list(engine.classes), "exit_names": list(engine.exit_names),
-        "thresholds": list(engine.thresholds),
+        "thresholds": thresholds_to_json(engine.thresholds),
         "give_up": [None if g == float("inf") else g for g in give_up],
         "min_exit_share": list(engine.min_exit_share), "exit_macs": costs, "backbone_macs": backbone_macs,
         "calibration": meta.get("calibration"),
@@ -179,7 +181,7 @@ def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None
 
     if timing:
         progress(f"eval: timing engine vs backbone per SNR ({repeats} interleaved repeats)")
-        sets = {"model": list(engine.thresholds)}
+        sets = {"model": engine.thresholds}
         for t in (0.05, 0.6):
             sets[f"T={t}"] = [t] * (k - 1)
         timing_rows = time_per_snr(engine, frames, snrs, sets, repeats)
@@ -226,6 +228,17 @@ def write_outputs(report, predictions, out_dir):
         f.write(summary_markdown(report))
 
 
+def format_thresholds(thresholds, exit_names, classes):
+    """'0.21, 0.23', or per class 'V0 (QAM16 0.52, QAM64 0.32, ...), V1 0.23'."""
+    parts = []
+    for name, t in zip(exit_names, thresholds):
+        if isinstance(t, (list, tuple)):
+            parts.append(f"{name} (" + ", ".join(f"{c} {v:.3g}" for c, v in zip(classes, t)) + ")")
+        else:
+            parts.append(f"{t:.4g}")
+    return ", ".join(parts)
+
+
 def _pct(x):
     return "n/a" if x is None or x != x else f"{100 * x:.1f} %"
 
@@ -237,7 +250,7 @@ def summary_markdown(r):
     lines = [
         f"# Evaluation of `{r['model_version']}`", "",
         f"Model `{os.path.basename(r['model'])}`, exits {', '.join(names)}, thresholds "
-        f"{', '.join(f'{t:.4g}' for t in r['thresholds'])}; data `{os.path.basename(r['data'])}`, "
+        f"{format_thresholds(r['thresholds'], names, r['classes'])}; data `{os.path.basename(r['data'])}`, "
         f"{r['split']} split ({r['frames']} frames). Exit gating (min_exit_share): "
         + (", ".join(f"{n} {v:.3g}" for n, v in zip(names, gating)) + "; each SNR subset is classified "
            "as one stream, as timed." if any(gating) else "off."), "",

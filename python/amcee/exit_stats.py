@@ -21,12 +21,16 @@ def entropy10(probs):
     return (-terms.sum(axis=-1) / LOG10).astype(np.float32)
 
 
-def simulate_exits(entropies, thresholds, give_up=None):
+def simulate_exits(entropies, thresholds, give_up=None, predictions=None):
     """Exit index per frame for entropies [K, N], K-1 early-exit thresholds and
-    optional K-1 give-up entropies (leave when E >= give_up; None/inf = off)."""
+    optional K-1 give-up entropies (leave when E >= give_up; None/inf = off).
+
+    A threshold is one number, or one per class (model.leaves): then a frame
+    is held to the threshold of the class exit k predicts, and
+    ``predictions`` [K, N] (each exit's argmax) is needed."""
     entropies = np.asarray(entropies)
     k_total, n = entropies.shape
-    thresholds = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    thresholds = list(thresholds)
     if len(thresholds) != k_total - 1:
         raise ValueError(f"{len(thresholds)} thresholds for {k_total - 1} early exit(s)")
     if give_up is None:
@@ -36,11 +40,21 @@ def simulate_exits(entropies, thresholds, give_up=None):
     undecided = np.ones(n, dtype=bool)
     for k, t in enumerate(thresholds):
         # float32 comparison, as the model does it on float32 tensors
+        t = np.asarray(t, dtype=np.float32)
+        if t.ndim:
+            if predictions is None:
+                raise ValueError("class thresholds need each exit's predicted class")
+            t = t[np.asarray(predictions[k])]
         e = entropies[k].astype(np.float32)
-        leave = undecided & ((e <= np.float32(t)) | (e >= np.float32(give_up[k])))
+        leave = undecided & ((e <= t) | (e >= np.float32(give_up[k])))
         exits[leave] = k
         undecided &= ~leave
     return exits
+
+
+def thresholds_to_json(values):
+    """Thresholds (numbers, or per-class tuples/arrays) as JSON lists."""
+    return [float(t) if np.ndim(t) == 0 else [float(v) for v in t] for t in values]
 
 
 def pick_by_exit(per_exit, exits):

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .exit_stats import thresholds_to_json
+
 METADATA_FILE = "amcee.json"
 FORMAT = "amcee-early-exit-model"
 FORMAT_VERSION = 1
@@ -53,7 +55,7 @@ class LoadedModel:
 
     @property
     def default_thresholds(self):
-        return tuple(float(t) for t in self.meta["thresholds"])
+        return validate_thresholds(self.meta["thresholds"], self.num_exits, len(self.classes))
 
     @property
     def default_give_up(self):
@@ -69,6 +71,21 @@ class LoadedModel:
         """Whether the file's forward takes min_exit_share (files exported
         before exit gating existed take three arguments)."""
         return len(self.module.forward.schema.arguments) >= 5  # self, x, thresholds, give_up, min_share
+
+    @property
+    def supports_class_thresholds(self):
+        """Whether the file's forward takes one threshold per class (files
+        exported before class thresholds existed have no forward_features)."""
+        return hasattr(self.module, "forward_features") and \
+            "class_thresholds" in self.module.forward_features()
+
+    def check_thresholds(self, value):
+        """validate_thresholds, and class thresholds only where the file has them."""
+        values = validate_thresholds(value, self.num_exits, len(self.classes))
+        if any(isinstance(t, tuple) for t in values) and not self.supports_class_thresholds:
+            raise ValueError(f"{self.path} was exported before class thresholds existed: give one "
+                             "threshold per early exit (export the model again to use them)")
+        return values
 
     def check_min_exit_share(self, value):
         """validate_min_exit_share, and a non-zero share only where the file can gate."""
@@ -95,7 +112,7 @@ def build_metadata(model, classes, thresholds, model_version="unversioned", extr
     classes = [str(c) for c in classes]
     if len(classes) != config.num_classes:
         raise ValueError(f"{len(classes)} class labels for a model with {config.num_classes} outputs")
-    thresholds = validate_thresholds(thresholds, config.num_exits)
+    thresholds = validate_thresholds(thresholds, config.num_exits, config.num_classes)
     give_up = validate_give_up(give_up, config.num_exits)
     min_exit_share = validate_min_exit_share(min_exit_share, config.num_exits)
     costs, backbone_macs = exit_costs(model)
@@ -109,7 +126,7 @@ def build_metadata(model, classes, thresholds, model_version="unversioned", extr
         "normalization": "l1",
         "num_exits": config.num_exits,
         "exit_names": list(config.exit_names),
-        "thresholds": list(thresholds),
+        "thresholds": thresholds_to_json(thresholds),
         "give_up": give_up_to_json(give_up),
         "min_exit_share": list(min_exit_share),
         "entropy_base": 10,
@@ -144,35 +161,64 @@ def rewrite_metadata(path, updates, out_path=None):
     loaded = load_model(path)
     meta = dict(loaded.meta)
     meta.update(updates)
-    meta["thresholds"] = list(validate_thresholds(meta["thresholds"], loaded.num_exits))
+    meta["thresholds"] = thresholds_to_json(loaded.check_thresholds(meta["thresholds"]))
     meta["give_up"] = give_up_to_json(validate_give_up(meta.get("give_up"), loaded.num_exits))
     meta["min_exit_share"] = list(loaded.check_min_exit_share(meta.get("min_exit_share")))
     loaded.module.save(out_path or path, _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
     return meta
 
 
-def validate_thresholds(value, num_exits):
-    """Per-early-exit entropy thresholds from one float or one per early exit.
+def validate_thresholds(value, num_exits, num_classes=None):
+    """Per-early-exit entropy thresholds from one number, or a list with one
+    item per early exit: a number, or (``num_classes`` given) a list of one
+    number per class -- a class threshold holds the frames predicted as that
+    class (model.leaves).
 
     A threshold T is a finite number >= 0; a frame leaves an exit when its
     entropy E <= T.  T = 0 keeps (almost) every frame going to the final exit;
-    T >= log10(num_classes) sends every frame out of the first exit.
+    T >= log10(num_classes) sends every frame out of the first exit.  Returns
+    a tuple of floats and, for class thresholds, tuples of floats.
     """
     n = num_exits - 1
+    shape = f"a number or a list of {n} numbers" + (
+        f" (or of lists of {num_classes} numbers, one per class)" if num_classes else "")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        values = [float(value)] * n
-    else:
+        value = [value] * n
+    try:
+        if isinstance(value, (str, bytes)):
+            raise TypeError
+        items = list(value)
+    except TypeError:
+        raise ValueError(f"threshold must be {shape}, got {value!r}") from None
+    if len(items) != n:
+        raise ValueError(f"threshold list has {len(items)} values but the model has {n} early exit(s)")
+    values = []
+    for i, item in enumerate(items):
         try:
-            values = [float(v) for v in value]
+            if isinstance(item, (str, bytes)):
+                raise TypeError
+            per_class = num_classes is not None and hasattr(item, "__len__")
+            t = tuple(float(v) for v in item) if per_class else float(item)
         except (TypeError, ValueError):
-            raise ValueError(f"threshold must be a number or a list of {n} numbers, got {value!r}") from None
-        if len(values) != n:
-            raise ValueError(
-                f"threshold list has {len(values)} values but the model has {n} early exit(s)")
-    for i, t in enumerate(values):
-        if not math.isfinite(t) or t < 0:
-            raise ValueError(f"threshold of exit {i} must be finite and >= 0, got {t}")
+            raise ValueError(f"threshold must be {shape}, got {value!r}") from None
+        if per_class and len(t) != num_classes:
+            raise ValueError(f"class thresholds of exit {i} have {len(t)} values but the model has "
+                             f"{num_classes} classes")
+        for v in (t if per_class else (t,)):
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"threshold of exit {i} must be finite and >= 0, got {v}")
+        values.append(t)
     return tuple(values)
+
+
+def thresholds_tensor(values, num_classes, device="cpu"):
+    """Validated thresholds as forward takes them: [K-1] when every exit has
+    one number (so files from before class thresholds run them), else
+    [K-1, C] with a number repeated over the classes."""
+    if not any(isinstance(t, tuple) for t in values):
+        return torch.tensor(values, dtype=torch.float32, device=device)
+    rows = [list(t) if isinstance(t, tuple) else [t] * num_classes for t in values]
+    return torch.tensor(rows, dtype=torch.float32, device=device)
 
 
 def validate_give_up(value, num_exits):

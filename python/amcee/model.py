@@ -248,6 +248,16 @@ def entropy10(p: Tensor) -> Tensor:
     return -torch.xlogy(p, p).sum(dim=1) / math.log(10.0)
 
 
+def leaves(p: Tensor, e: Tensor, threshold: Tensor, give_up: Tensor) -> Tensor:
+    """Rows that leave an early exit: entropy E <= threshold (the paper's
+    rule) or E >= give_up.  ``threshold`` is one number for the exit, or one
+    per class [C]: then each row is held to the threshold of the class it is
+    predicted as (class thresholds, calibrate.class_thresholds)."""
+    if threshold.dim() > 0:
+        threshold = threshold.index_select(0, p.argmax(1))
+    return (e <= threshold) | (e >= give_up)
+
+
 class EarlyExitNet(nn.Module):
     """Backbone with early-exit heads; ``forward`` is the batched early exit."""
 
@@ -290,6 +300,12 @@ class EarlyExitNet(nn.Module):
 
     # -- inference ----------------------------------------------------------
     @torch.jit.export
+    def forward_features(self) -> List[str]:
+        """What this file's forward understands beyond the first exported
+        format (export.LoadedModel reads it; older files lack the method)."""
+        return ["exit_gating", "class_thresholds"]
+
+    @torch.jit.export
     def backbone(self, x: Tensor) -> Tensor:
         """Class probabilities of the backbone alone: no early-exit head runs."""
         k = 0
@@ -305,8 +321,9 @@ class EarlyExitNet(nn.Module):
                 min_share: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
         """Batched early exit.
 
-        x: [B, 2, L] normalised frames; thresholds, give_up: [K-1] entropy
-        bounds of the early exits.  Every row still in flight runs the next
+        x: [B, 2, L] normalised frames; thresholds: [K-1] entropy bounds of
+        the early exits, or [K-1, C] one per exit and predicted class;
+        give_up: [K-1].  Every row still in flight runs the next
         segment from its cached features; a row leaves at the first exit whose
         entropy E satisfies E <= threshold (confident, the paper's rule) or
         E >= give_up (so unsure that the deeper layers are not expected to
@@ -357,7 +374,7 @@ class EarlyExitNet(nn.Module):
                     end = probe * stride
                     probe_p = class_probabilities(block.head(x[0:end:stride]))
                     probe_e = entropy10(probe_p)
-                    probe_take = (probe_e <= thresholds[k]) | (probe_e >= give_up[k])
+                    probe_take = leaves(probe_p, probe_e, thresholds[k], give_up[k])
                     live = probe
                     if n_answered > 0:
                         probe_answered = answered[0:end:stride]
@@ -383,7 +400,7 @@ class EarlyExitNet(nn.Module):
                     if k == last:
                         take = ~answered
                     else:
-                        take = (e <= thresholds[k]) | (e >= give_up[k])
+                        take = leaves(p, e, thresholds[k], give_up[k])
                         if n_answered > 0:
                             take = take & ~answered
                 n_take = int(take.sum()) if take.numel() > 0 else 0

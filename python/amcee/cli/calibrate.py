@@ -29,6 +29,10 @@ def add_parser(subparsers):
     p.add_argument("--min-snr-ceiling", type=float, default=None, metavar="X",
                    help="also require every SNR's compute ceiling to be >= X (1.0: no SNR slower than "
                         "the backbone alone by compute) (default: no such bound)")
+    p.add_argument("--class-thresholds", action="store_true",
+                   help="also search one threshold per early exit and predicted class under the same "
+                        "accuracy budget (lets a class that no exit separates, e.g. QAM16/QAM64 at high "
+                        "SNR, leave early), and keep it if it saves more than per-exit thresholds")
     p.add_argument("--min-exit-share", default="auto", metavar="auto|off|X[,Y...]",
                    help="exit gating written into the model: an early exit's head runs on a whole "
                         "batch only if at least this share of 32 probed rows leave there. 'auto' = "
@@ -53,7 +57,8 @@ def run(args):
                        split=args.split, split_seed=args.split_seed, points=args.grid_points,
                        give_up=args.give_up, favour_snr=args.favour_snr,
                        min_snr_ceiling=args.min_snr_ceiling,
-                       min_exit_share=_parse_min_exit_share(args.min_exit_share))
+                       min_exit_share=_parse_min_exit_share(args.min_exit_share),
+                       class_thresholds=args.class_thresholds)
     print(json.dumps({"model": record["model"], "constraint": record["constraint"],
                       "temperatures": record["temperatures"],
                       "favour_snr": record["favour_snr"], "min_snr_ceiling_bound": record["min_snr_ceiling"],
