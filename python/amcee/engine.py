@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import malloc_tuning
 from .export import load_model, thresholds_tensor, validate_give_up
 
 INVALID_EXIT = -1
@@ -104,7 +105,10 @@ class EarlyExitEngine:
     """Loads an exported model and classifies batches of frames with it."""
 
     def __init__(self, model_path, thresholds=None, device="cpu", num_threads=0, max_batch=None,
-                 give_up=None, min_exit_share=None):
+                 give_up=None, min_exit_share=None, keep_freed_memory=True):
+        """``keep_freed_memory``: apply malloc_tuning once in this process
+        (glibc keeps freed batch buffers instead of faulting them back in
+        for every batch; process-wide)."""
         max_batch = DEFAULT_BATCH if max_batch is None else max_batch
         if int(max_batch) < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -113,6 +117,8 @@ class EarlyExitEngine:
         if int(num_threads) > 0:
             torch.set_num_threads(int(num_threads))  # process-wide, as torch has it
         self.device = resolve_device(device)
+        if keep_freed_memory:
+            malloc_tuning.keep_freed_memory()
         self.model = load_model(model_path, device=self.device)
         self.max_batch = int(max_batch)
         self._lock = threading.Lock()

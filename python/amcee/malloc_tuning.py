@@ -1,0 +1,52 @@
+"""Keep freed memory in the process instead of returning it to the kernel (glibc).
+
+Every batch of 256 frames allocates and frees a few tensors of 4-8 MB (conv1's
+output alone is 8 MB).  With glibc's defaults the freed top of the heap is
+trimmed, so the next batch faults every page back in: measured here, about
+5,000 minor page faults per 2,000 frames at 20 dB, and 34-36 ms with the
+settings below against 42-46 ms without them for the early-exit engine (the
+backbone alone 70-72 ms against 79-90 ms), in one process.  The faults fall
+hardest on early exit, whose arithmetic is smallest, so the speed-up over the
+backbone rose from 1.72-2.02x to 2.02-2.05x at 20 dB.
+
+The settings are process-wide (mallopt); they keep up to TRIM_THRESHOLD of
+free memory at the top of each heap.  Elsewhere than glibc this does nothing.
+"""
+import ctypes
+import ctypes.util
+import threading
+
+#: Allocations up to this size come from the heap, not from their own mmap
+#: (glibc's dynamic threshold would rise to 32 MB as well, but only after a
+#: large block has been freed once, and trimming still undoes it).
+MMAP_THRESHOLD = 32 << 20
+#: Free memory at the top of a heap kept before it is returned to the kernel.
+TRIM_THRESHOLD = 64 << 20
+#: Extra memory a heap grows by, so that growth happens rarely.
+TOP_PAD = 16 << 20
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # <malloc.h>
+_lock = threading.Lock()
+_applied = None
+
+
+def keep_freed_memory():
+    """Apply the settings once per process; True when glibc took them."""
+    global _applied
+    with _lock:
+        if _applied is None:
+            _applied = _mallopt_all()
+        return _applied
+
+
+def _mallopt_all():
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = libc.mallopt if libc is not None else None
+    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
+        return False
+    if mallopt is None:
+        return False
+    return all(mallopt(option, value) == 1 for option, value in (
+        (_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD), (_M_TOP_PAD, TOP_PAD)))
