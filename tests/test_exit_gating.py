@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import export_tiny_model, make_frames
+from gnuradio.amcee import gate_memory
 from gnuradio.amcee.engine import EarlyExitEngine
 from gnuradio.amcee.exit_gating import break_even_shares, measure_block_times, measured_min_exit_share
 from gnuradio.amcee.exit_stats import entropy10
@@ -157,20 +158,77 @@ def test_a_model_file_from_before_exit_gating_runs_without_it(tmp_path):
 
 
 def test_a_stream_skips_the_probe_after_a_batch_that_met_the_share(tiny_model_path):
-    """The engine's own gating remembers, per exit, whether the last batch met
-    its share; if so the next batch runs the head without a probe."""
+    """The engine's own settings remember, per exit, whether the last batch met
+    its share; if so the next batch runs the head without a probe.  A call
+    with its own settings starts afresh and leaves the memory alone."""
     engine = EarlyExitEngine(tiny_model_path, max_batch=128, min_exit_share=[0.5, 0.0])
     frames = make_frames(256, seed=28)
     cut = float(np.quantile(entropy10(engine.all_exit_probs(frames[128:])[0][0]), 0.3))  # 30 % < 0.5 leave
     ungated = engine.classify(frames[128:], thresholds=[cut, 0.0], min_exit_share=0.0)
     assert (ungated.exits == 0).sum() > PROBE_ROWS
-    engine.classify(frames[:128], thresholds=[1.0, 0.0])  # every row leaves exit 0: the share is met
-    assert engine._probe_passed == (True, False)
-    after_pass = engine.classify(frames[128:], thresholds=[cut, 0.0])  # no probe: as ungated
+    engine.set_thresholds([1.0, 0.0])
+    engine.classify(frames[:128])  # every row leaves exit 0: the share is met
+    assert engine._gate_memory[0].passed
+    engine.set_thresholds([cut, 0.0])
+    after_pass = engine.classify(frames[128:])  # no probe: as ungated
     np.testing.assert_array_equal(after_pass.exits, ungated.exits)
-    assert engine._probe_passed == (False, False)  # 30 % left: below the share
-    after_fail = engine.classify(frames[128:], thresholds=[cut, 0.0])  # probed again: only probed rows leave
+    assert not engine._gate_memory[0].passed  # 30 % left: below the share
+    after_fail = engine.classify(frames[128:])  # probed again: only probed rows leave
     assert 0 < (after_fail.exits == 0).sum() <= PROBE_ROWS
-    engine.classify(frames[:128], thresholds=[1.0, 0.0])
+    engine.set_thresholds([1.0, 0.0])
+    engine.classify(frames[:128])
+    engine.classify(frames[128:], thresholds=[cut, 0.0])  # its own settings: the memory stays
+    assert engine._gate_memory[0].passed
     engine.set_min_exit_share([0.5, 0.0])  # a new setting forgets
-    assert engine._probe_passed == (False, False)
+    assert engine._gate_memory == gate_memory.fresh(2)
+
+
+def test_a_stream_where_nothing_leaves_skips_head_and_probe_for_a_while(tiny_model_path):
+    engine = EarlyExitEngine(tiny_model_path, max_batch=128, min_exit_share=[0.5, 0.0])
+    frames = make_frames(128, seed=29)
+    engine.set_thresholds([0.0, 0.0])
+    engine.classify(frames)  # nothing leaves exit 0: far below the share
+    assert engine._gate_memory[0] == gate_memory.ExitMemory(misses=1, skip=0)  # one batch says little
+    engine.classify(frames)
+    assert engine._gate_memory[0] == gate_memory.ExitMemory(misses=2, skip=1)
+    engine.set_thresholds([1.0, 0.0])
+    skipped = engine.classify(frames)  # all would leave, but no head runs
+    assert (skipped.exits != 0).all() and engine._gate_memory[0].skip == 0
+    probed = engine.classify(frames)  # probed again: passes, all leave
+    assert (probed.exits == 0).all() and engine._gate_memory[0] == gate_memory.ExitMemory(passed=True)
+
+
+def test_gate_memory_backs_off_and_recovers():
+    shares, probe = [0.1, 0.2], 32
+    mem = gate_memory.fresh(2)
+    skips = []
+    for _ in range(12):  # nothing leaves either exit: from the second batch on, skips of 1, 2, 3, 3 ...
+        used = gate_memory.next_shares(shares, mem)
+        skips.append(tuple(v == gate_memory.SKIP for v in used))
+        mem = gate_memory.after_batch(mem, shares, used, [0, 0, 256], probe)
+    pattern = [False, False, True, False, True, True, False, True, True, True, False, True]
+    assert skips == [(s, s) for s in pattern]
+    while gate_memory.next_shares(shares, mem)[0] == gate_memory.SKIP:
+        mem = gate_memory.after_batch(mem, shares, [gate_memory.SKIP] * 2, [0, 0, 256], probe)
+    # A probe that passes resets, and the next batch runs the head unprobed.
+    used = gate_memory.next_shares(shares, mem)
+    assert used == [0.1, 0.2]
+    mem = gate_memory.after_batch(mem, shares, used, [100, 50, 106], probe)
+    assert mem == (gate_memory.ExitMemory(passed=True),) * 2 and gate_memory.next_shares(shares, mem) == [0.0, 0.0]
+    # Short of the share but not far below it: probed again next batch, no skip, misses kept.
+    mem = gate_memory.after_batch((gate_memory.ExitMemory(misses=3),) * 2, shares, [0.1, 0.2],
+                                  [2, 4, 250], probe)
+    assert mem == (gate_memory.ExitMemory(misses=3),) * 2 and gate_memory.next_shares(shares, mem) == shares
+    # Batches too small to gate teach nothing.
+    assert gate_memory.after_batch(mem, shares, [0.1, 0.2], [0, 0, 63], probe) == mem
+
+
+def test_a_share_above_one_skips_head_and_probe(tiny_model_path):
+    module = load_model(tiny_model_path).module
+    x = torch.randn(128, 2, 128)
+    x = x / x.abs().sum(dim=(1, 2), keepdim=True)
+    t, g = torch.tensor([1.0, 0.0]), torch.tensor([math.inf, math.inf])
+    with torch.no_grad():
+        assert (module(x, t, g, torch.tensor([0.5, 0.0]))[1] == 0).all()  # probed, passed: all leave
+        assert (module(x, t, g, torch.tensor([2.0, 0.0]))[1] == 2).all()  # no head: all go on
+        assert (module(x[:63], t, g, torch.tensor([2.0, 0.0]))[1] == 0).all()  # too small to gate

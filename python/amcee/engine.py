@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import malloc_tuning
+from . import gate_memory, malloc_tuning
 from .export import load_model, thresholds_tensor, validate_give_up
 
 INVALID_EXIT = -1
@@ -194,7 +194,7 @@ class EarlyExitEngine:
         with self._lock:
             self._min_exit_share = tensor
             self._min_exit_share_values = m
-            self._probe_passed = (False,) * len(m)
+            self._gate_memory = gate_memory.fresh(len(m))
         return m
 
     def _gating(self, value):
@@ -202,24 +202,8 @@ class EarlyExitEngine:
         m = self.model.check_min_exit_share(value)
         return m, (torch.tensor(m, dtype=torch.float32, device=self.device) if any(m) else None)
 
-    def _unprobed(self, shares, passed):
-        """The gating tensor for the next batch: no probe at an exit whose
-        share the previous batch met (a stream's SNR changes slowly, and a
-        probe that passes costs a head call on 32 rows for nothing: about 7 %
-        of a batch at 20 dB); None when no exit is gated."""
-        m = [0.0 if done else s for s, done in zip(shares, passed)]
-        return torch.tensor(m, dtype=torch.float32, device=self.device) if any(m) else None
-
-    def _met_shares(self, exits, shares, num_exits):
-        """Per early exit: did at least its share of the rows that reached it
-        leave there?  (After a failed probe only probed rows can leave, fewer
-        than the share of the batch.)"""
-        counts = torch.bincount(exits, minlength=num_exits).tolist()
-        passed, reached = [], sum(counts)
-        for k, share in enumerate(shares):
-            passed.append(share > 0 and reached >= 2 * self._probe_rows and counts[k] >= share * reached)
-            reached -= counts[k]
-        return tuple(passed)
+    def _gate_tensor(self, values):
+        return torch.tensor(values, dtype=torch.float32, device=self.device) if any(values) else None
 
     # -- inference --------------------------------------------------------------
     def _prepare(self, frames):
@@ -245,15 +229,19 @@ class EarlyExitEngine:
         engine's current values for this call only (e.g. a threshold sweep)."""
         with self._lock:
             t, g, m = self._thresholds, self._give_up, self._min_exit_share
-            shares, passed = self._min_exit_share_values, self._probe_passed
+            shares, memory = self._min_exit_share_values, self._gate_memory
         if thresholds is not None:
             t = self._threshold_tensor(thresholds)[1]
         if give_up is not None:
             g = torch.tensor(validate_give_up(give_up, self.num_exits), device=self.device)
-        stream = min_exit_share is None  # the engine's own gating remembers across calls
-        if not stream:
+        # The engine's own settings remember the stream across calls
+        # (gate_memory); a call with its own settings starts afresh and
+        # leaves that memory as it was.
+        stream = thresholds is None and give_up is None and min_exit_share is None
+        if min_exit_share is not None:
             shares, m = self._gating(min_exit_share)
-            passed = (False,) * len(shares)
+        if not stream:
+            memory = gate_memory.fresh(len(shares))
         valid, batches = self._batches(frames)
         n, c = len(valid), len(self.classes)
         probs = np.zeros((n, c), dtype=np.float32)
@@ -261,19 +249,23 @@ class EarlyExitEngine:
         entropy = np.full(n, np.nan, dtype=np.float32)
         with torch.inference_mode():
             for rows, batch in batches:
-                gate = m if m is None or not any(passed) else self._unprobed(shares, passed)
+                used = gate = None
+                if m is not None:
+                    used = gate_memory.next_shares(shares, memory)
+                    gate = self._gate_tensor(used)
                 # Without gating the call has three arguments, so that files
                 # exported before exit gating existed still run.
                 p, e, h = self.model.module(batch, t, g) if gate is None else self.model.module(batch, t, g, gate)
                 if m is not None:
-                    passed = self._met_shares(e, shares, self.num_exits)
+                    counts = torch.bincount(e, minlength=self.num_exits).tolist()
+                    memory = gate_memory.after_batch(memory, shares, used, counts, self._probe_rows)
                 probs[rows] = p.cpu().numpy()
                 exits[rows] = e.cpu().numpy()
                 entropy[rows] = h.cpu().numpy()
         if stream and m is not None:
             with self._lock:
                 if self._min_exit_share is m:  # not changed meanwhile
-                    self._probe_passed = passed
+                    self._gate_memory = memory
         return Classification(probs=probs, exits=exits, entropy=entropy, valid=valid)
 
     def backbone_probs(self, frames):

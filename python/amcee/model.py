@@ -332,7 +332,8 @@ class EarlyExitNet(nn.Module):
         MIN_SHARE_TO_GATHER of those in flight has left (below that, the few
         answered rows ride along and their later outputs are ignored).
 
-        min_share: optional [K-1] exit gating.  An exit head costs time for
+        min_share: optional [K-1] exit gating (a share above 1 skips the head
+        without a probe).  An exit head costs time for
         every row it sees and saves time only for the rows that leave; when
         few leave (a stream at low SNR) it is a loss.  With min_share[k] > 0
         and at least 2 x probe_rows rows in flight, head k first runs on
@@ -366,7 +367,11 @@ class EarlyExitNet(nn.Module):
                 p = torch.empty(0)
                 e = torch.empty(0)
                 take = torch.empty(0, dtype=torch.bool)
-                if gated:
+                if share > 1.0:
+                    # No probe can meet a share above 1: every row goes on
+                    # without a head call (the engine's back-off, engine.py).
+                    skip = True
+                elif gated:
                     # The probe rows are spread over the batch, so that a batch
                     # whose first rows differ from the rest (a modulation or
                     # SNR change) is judged on all of it.

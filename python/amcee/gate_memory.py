@@ -1,0 +1,77 @@
+"""What the engine remembers of exit gating along a stream (EarlyExitEngine.classify).
+
+Exit gating (model.EarlyExitNet.forward) decides per batch whether an early
+exit's head runs on the whole batch, from a probe of 32 rows.  A stream's SNR
+changes slowly against a batch of 256 frames, so the last batch says much
+about the next one:
+
+* a batch that met an exit's share: the next batch runs that head without a
+  probe (a passed probe is a head call on 32 rows for nothing, about 7 % of a
+  batch at 20 dB);
+* batches in which fewer than half the frames the share asks for left (at low
+  SNR: none or one of the 32 probed rows): from the second such batch since
+  the last one that met the share, the next 1, then 2, then at most
+  MAX_SKIPPED batches skip the head and its probe, then it is probed again.
+  (One such batch alone says little: at mid SNR a batch of QAM frames leaves
+  V0 rarely and the next modulation's batch leaves it often.)
+  The two probes were about 4 % of a batch at -12 dB.  The frames of a
+  skipped batch go on to later exits, which are at least as accurate; if the
+  SNR rose meanwhile, only compute is lost, for at most MAX_SKIPPED batches.
+"""
+from dataclasses import dataclass, replace
+
+#: Most batches in a row that skip an exit's head without a probe.
+MAX_SKIPPED = 3
+#: The share given to the forward for "no head, no probe": no probe can meet
+#: a share above 1, so the forward does not run one (model.EarlyExitNet.forward).
+SKIP = 2.0
+
+
+@dataclass(frozen=True)
+class ExitMemory:
+    """One early exit's memory."""
+
+    passed: bool = False  # the last batch met the share: the next one runs the head unprobed
+    misses: int = 0       # batches in a row far below the share
+    skip: int = 0         # batches still to skip without a probe
+
+
+def fresh(num_early_exits):
+    return (ExitMemory(),) * num_early_exits
+
+
+def next_shares(shares, memory):
+    """The min_share values the forward gets for the next batch."""
+    out = []
+    for share, mem in zip(shares, memory):
+        if share <= 0 or (mem.passed and mem.skip == 0):
+            out.append(0.0)
+        elif mem.skip > 0:
+            out.append(SKIP)
+        else:
+            out.append(float(share))
+    return out
+
+
+def after_batch(memory, shares, used, exit_counts, probe_rows):
+    """The memory after a batch: ``used`` = its next_shares, ``exit_counts``
+    = rows that left at each exit (the final one included)."""
+    new, reached = [], sum(exit_counts)
+    for k, (mem, share, value) in enumerate(zip(memory, shares, used)):
+        left = exit_counts[k]
+        if value == SKIP:
+            new.append(replace(mem, skip=mem.skip - 1))
+        elif share <= 0 or reached < 2 * probe_rows:
+            new.append(mem)  # the forward did not gate this exit: nothing learnt
+        elif left >= share * reached:
+            new.append(ExitMemory(passed=True))
+        else:
+            # A failed probe lets only probed rows leave; an unprobed head, any row.
+            seen = probe_rows if value > 0 else reached
+            if left < share * seen / 2:
+                misses = mem.misses + 1
+                new.append(ExitMemory(misses=misses, skip=min(misses - 1, MAX_SKIPPED)))
+            else:  # short of the share, not far: probe again, and keep counting
+                new.append(ExitMemory(misses=mem.misses))
+        reached -= left
+    return tuple(new)
