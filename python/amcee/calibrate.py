@@ -14,7 +14,9 @@ early exits, coordinate descent beyond.  Optionally (``give_up``) it also
 searches per-exit give-up entropies (a frame that unsure leaves early: very
 noisy frames, where the deeper layers are not expected to do better), under
 the same accuracy budget.  Candidates are entropy quantiles of
-each exit, so the grid follows where the frames are.
+each exit, so the grid follows where the frames are.  Optionally
+(``class_thresholds``) a greedy search then grows one threshold per early
+exit and predicted class under the same budget (search_class_thresholds).
 
 Temperature scaling (optional) fits one scalar T per exit on validation NLL.
 It is baked into the exported file by dividing the weight and bias of every

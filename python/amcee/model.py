@@ -252,7 +252,7 @@ def leaves(p: Tensor, e: Tensor, threshold: Tensor, give_up: Tensor) -> Tensor:
     """Rows that leave an early exit: entropy E <= threshold (the paper's
     rule) or E >= give_up.  ``threshold`` is one number for the exit, or one
     per class [C]: then each row is held to the threshold of the class it is
-    predicted as (class thresholds, calibrate.class_thresholds)."""
+    predicted as (class thresholds, calibrate.search_class_thresholds)."""
     if threshold.dim() > 0:
         threshold = threshold.index_select(0, p.argmax(1))
     return (e <= threshold) | (e >= give_up)
