@@ -116,3 +116,20 @@ def test_replay_equals_amcee_eval_predictions(small_dataset, tiny_model_path, so
         assert np.array_equal(pred[key], ev[key]), key
     np.testing.assert_allclose(pred["entropy"], ev["entropy"], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(pred["snr"], ev["snr"])
+
+
+def test_replay_equals_amcee_eval_with_exit_gating_off(small_dataset, tiny_model_path, tmp_path):
+    """A model with exit gating: with it off on both sides the decisions agree frame for frame."""
+    from gnuradio.amcee.evaluate import evaluate_model
+    from gnuradio.amcee.export import rewrite_metadata
+    from gnuradio.amcee.replay import replay
+
+    _, folder = small_dataset
+    gated = str(tmp_path / "gated.pt")
+    rewrite_metadata(tiny_model_path, {"min_exit_share": [0.9, 0.9]}, out_path=gated)
+    report, ev = evaluate_model(gated, str(folder / "small.npz"), split="test", timing=False,
+                                sweep=(0.5,), progress=lambda *_: None, min_exit_share=0.0)
+    pred, rep = replay(folder / "small.npz", model_path=gated, split="test", source="file", min_exit_share=0.0)
+    assert report["min_exit_share"] == rep["min_exit_share"] == [0.0, 0.0]
+    for key in ("index", "exit", "class", "label"):
+        assert np.array_equal(pred[key], ev[key]), key

@@ -112,13 +112,13 @@ def time_per_snr(engine, frames, snrs, thresholds_sets, repeats):
 
 def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None,
                    sweep=SWEEP_THRESHOLDS, repeats=5, max_batch=None, threads=0, device="cpu",
-                   timing=True, progress=print):
+                   timing=True, progress=print, min_exit_share=None):
     """Everything ``amcee eval`` reports, as (report dict, per-frame predictions dict)."""
     from .datasets import load_dataset, split_indices
     from .engine import EarlyExitEngine
 
     engine = EarlyExitEngine(model_path, thresholds=thresholds, device=device,
-                             num_threads=threads, max_batch=max_batch)
+                             num_threads=threads, max_batch=max_batch, min_exit_share=min_exit_share)
     meta = engine.meta
     k = engine.num_exits
     costs, backbone_macs = meta["exit_macs"], meta["backbone_macs"]

@@ -48,7 +48,8 @@ class replay_flowgraph(gr.top_block):
     """Replays ``rows`` of a dataset through the classifier (see the module docstring)."""
 
     def __init__(self, path, ds, rows, model_path="", threshold=None, source="auto",
-                 layout=None, split="all", seed=0, trusted=False, max_batch=None, workdir=None):
+                 layout=None, split="all", seed=0, trusted=False, max_batch=None, workdir=None,
+                 min_exit_share=None):
         gr.top_block.__init__(self, "amcee replay")
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
@@ -83,7 +84,7 @@ class replay_flowgraph(gr.top_block):
         self.source.set_min_output_buffer(upstream_buffer(batch))
         self.classifier = classifier(model_path=model_path, threshold=threshold,
                                      input_format=layout, frame_len=L, max_batch=max_batch,
-                                     min_batch=batch)
+                                     min_batch=batch, min_exit_share=min_exit_share)
         self.sink = classification_sink(self.classifier.classes())
         self.connect(self.source, self.classifier, blocks.null_sink(itemsize))
         self.msg_connect(self.classifier, CLASSIFICATION_PORT, self.sink, "in")
@@ -94,8 +95,11 @@ class replay_flowgraph(gr.top_block):
 
 
 def replay(path, model_path="", threshold=None, split="all", seed=0, source="auto", layout=None,
-           max_frames=0, trusted=False, max_batch=None):
-    """Replay a dataset file; returns (predictions dict, report dict)."""
+           max_frames=0, trusted=False, max_batch=None, min_exit_share=None):
+    """Replay a dataset file; returns (predictions dict, report dict).
+
+    ``min_exit_share``: the classifier's exit gating (None = the model's;
+    0 = off, for a frame-by-frame comparison with ``amcee eval``)."""
     if source == "dataset" and max_frames:
         raise ValueError("--max-frames needs the file source (dataset_source replays the whole split)")
     ds = load_dataset(path, trusted=trusted)
@@ -104,7 +108,7 @@ def replay(path, model_path="", threshold=None, split="all", seed=0, source="aut
         rows = rows[:int(max_frames)]
     fg = replay_flowgraph(path, ds, rows, model_path=model_path, threshold=threshold,
                           source=source, layout=layout, split=split, seed=seed,
-                          trusted=trusted, max_batch=max_batch)
+                          trusted=trusted, max_batch=max_batch, min_exit_share=min_exit_share)
     try:
         start = time.perf_counter()
         fg.run()
@@ -131,7 +135,8 @@ def replay(path, model_path="", threshold=None, split="all", seed=0, source="aut
     report = make_report(predictions, model_classes, fg.classifier.exit_names(), elapsed)
     report.update(dataset=os.fspath(path), model=fg.classifier.model_path, split=split,
                   seed=seed, source=fg.source_kind, layout=fg.layout,
-                  thresholds=list(fg.classifier.get_threshold()))
+                  thresholds=list(fg.classifier.get_threshold()),
+                  min_exit_share=list(fg.classifier.get_min_exit_share()))
     return predictions, report
 
 

@@ -26,6 +26,9 @@ def add_parser(subparsers):
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--no-timing", action="store_true", help="skip the timing measurements")
+    p.add_argument("--no-exit-gating", action="store_true",
+                   help="run every early exit's head on every batch (min_exit_share 0; default: "
+                        "the model's gating)")
     p.set_defaults(func=run)
     return p
 
@@ -38,7 +41,8 @@ def run(args):
     report, predictions = evaluate_model(
         args.model, args.data, split=args.split, split_seed=args.split_seed, thresholds=thresholds,
         sweep=args.sweep or SWEEP_THRESHOLDS, repeats=args.repeats, max_batch=args.max_batch,
-        threads=args.threads, device=args.device, timing=not args.no_timing)
+        threads=args.threads, device=args.device, timing=not args.no_timing,
+        min_exit_share=0.0 if args.no_exit_gating else None)
     write_outputs(report, predictions, args.out)
     o = report["overall"]
     print(json.dumps({"out": args.out, "thresholds": report["thresholds"],

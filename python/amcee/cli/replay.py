@@ -9,7 +9,8 @@ def add_parser(subparsers):
                     "recording) through a GNU Radio flowgraph: file_source or "
                     "amcee.dataset_source -> amcee.classifier -> message sink. Prints accuracy "
                     "and the share of frames per exit for every SNR, and frames/s. The decisions "
-                    "equal amcee eval's for the same model, thresholds and frames.")
+                    "equal amcee eval's for the same model, thresholds and frames (with exit "
+                    "gating off on both: --no-exit-gating).")
     p.add_argument("dataset", help="dataset file (.npz, RML pickle, or .sigmf-meta/.sigmf-data)")
     p.add_argument("--model", default="", metavar="MODEL.pt",
                    help="exported model (default: the model shipped with gr-amcee)")
@@ -31,6 +32,10 @@ def add_parser(subparsers):
                    help="replay only the first N frames of the split (file source)")
     p.add_argument("--max-batch", type=int, default=None,
                    help="frames per network call (default: the engine's, 256)")
+    p.add_argument("--no-exit-gating", action="store_true",
+                   help="run every early exit's head on every batch (min_exit_share 0): with "
+                        "gating, which head runs depends on how frames fall into batches, so use "
+                        "this on both sides to compare with amcee eval frame by frame")
     p.add_argument("--trusted", action="store_true",
                    help="read a pickle with plain pickle, which can run code in the file; "
                         "only for files you trust")
@@ -56,7 +61,8 @@ def run(args):
     predictions, report = replay(args.dataset, model_path=args.model, threshold=threshold,
                                  split=args.split, seed=args.seed, source=args.source,
                                  layout=args.layout, max_frames=args.max_frames,
-                                 trusted=args.trusted, max_batch=args.max_batch)
+                                 trusted=args.trusted, max_batch=args.max_batch,
+                                 min_exit_share=0.0 if args.no_exit_gating else None)
     if args.predictions:
         np.savez(args.predictions, **predictions)
     if args.out:
