@@ -7,7 +7,7 @@ from gnuradio.amcee import malloc_tuning
 from gnuradio.amcee.engine import EarlyExitEngine
 
 #: Minor page faults of classifying 1,024 frames (early exit and backbone
-#: alone) with the shipped model, passes 7-10 in a fresh process.
+#: alone) with the shipped model, passes 7-14 in a fresh process.
 FAULTS = """
 import resource, sys
 import numpy as np
@@ -18,18 +18,20 @@ frames = (rng.standard_normal((1024, 128)) + 1j * rng.standard_normal((1024, 128
 for _ in range(6):
     eng.classify(frames); eng.backbone_probs(frames)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(4):
+for _ in range(8):
     eng.classify(frames); eng.backbone_probs(frames)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
 def test_freed_batch_buffers_are_not_faulted_in_again():
-    # Without the settings the same passes fault 2,000-6,000 pages each here
-    # (glibc trims the heap's freed top and the next batch touches it again).
+    # Measured here in 8 passes: 22,000-69,000 faults without the settings
+    # (glibc trims the heap's freed top and the next batch touches it again);
+    # with them 1, or now and then one or two new 8 MB buffers (2,048 pages
+    # each) while the heap settles.
     out = subprocess.run([sys.executable, "-c", FAULTS], env=os.environ, capture_output=True, text=True,
                          timeout=120, check=True)
-    assert int(out.stdout.split()[-1]) < 100
+    assert int(out.stdout.split()[-1]) <= 3 * 2048
 
 
 def test_applied_once_and_only_when_asked(tiny_model_path, monkeypatch):
