@@ -246,7 +246,7 @@ def search_class_thresholds(ev, best, max_loss_pp, min_snr_ceiling=None):
     n_early, n_classes = ev.num_exits - 1, ev.num_classes
     entropies = {(k, c): np.unique(ev.entropies[k][ev.predictions[k] == c].astype(np.float64))
                  for k in range(n_early) for c in range(n_classes)}
-    per_exit = np.array([t if np.ndim(t) == 0 else max(t) for t in best["thresholds"]], dtype=np.float64)
+    per_exit = np.asarray(best["thresholds"], dtype=np.float64)  # search's point: one per exit
     for start in CLASS_STARTS:
         table = np.repeat((start * per_exit)[:, None], n_classes, axis=1)
         point = _grow_class_thresholds(ev, table, entropies, max_loss_pp)

@@ -200,9 +200,10 @@ class EarlyExitEngine:
     def _gating(self, value):
         """(checked shares, the tensor forward takes or None when all are 0)."""
         m = self.model.check_min_exit_share(value)
-        return m, (torch.tensor(m, dtype=torch.float32, device=self.device) if any(m) else None)
+        return m, self._gate_tensor(m)
 
     def _gate_tensor(self, values):
+        """The min_share tensor forward takes, or None when no exit is gated."""
         return torch.tensor(values, dtype=torch.float32, device=self.device) if any(values) else None
 
     # -- inference --------------------------------------------------------------
