@@ -209,3 +209,47 @@ def test_calibrate_writes_class_thresholds(tmp_path):
     assert thresholds_to_json(engine.thresholds) == record["chosen"]["thresholds"]
     with pytest.raises(ValueError, match="accuracy budget"):
         calibrate(model, str(data), str(tmp_path / "x.pt"), target_compute=0.5, class_thresholds=True)
+
+
+def _low_snr_frames_need_part_of_the_budget(n=2000, seed=0):
+    """2 exits, 4 classes, frames at 20 and -10 dB.  At 20 dB the early exit
+    predicts classes 0-2 (90 % right), at -10 dB always class 3 (25 % right,
+    the final exit 30 %).  With costs 0.3 / 1.05 the -10 dB ceiling stays
+    below 1 until about 7 % of those frames leave early."""
+    rng = np.random.default_rng(seed)
+    snrs = np.repeat([20.0, -10.0], n)
+    labels = np.concatenate([rng.integers(0, 3, n), rng.integers(0, 4, n)])
+    guess = labels.copy()
+    wrong = rng.random(n) < 0.1
+    guess[:n][wrong] = (labels[:n][wrong] + 1) % 3
+    guess[n:] = 3
+    top = rng.uniform(0.4, 0.99, 2 * n)
+    early = np.repeat(((1 - top) / 3)[:, None], 4, axis=1)
+    early[np.arange(2 * n), guess] = top
+    final_guess = labels.copy()
+    low_wrong = rng.random(n) < 0.7
+    final_guess[n:][low_wrong] = (labels[n:][low_wrong] + 1) % 4
+    final = np.full((2 * n, 4), 0.01)
+    final[np.arange(2 * n), final_guess] = 0.97
+    return np.stack([early, final / final.sum(1, keepdims=True)]).astype(np.float32), labels, snrs
+
+
+def test_class_threshold_search_spends_budget_on_a_per_snr_bound_first():
+    """A start below the per-SNR ceiling bound used to spend the whole budget
+    on the favoured SNR and end under the bound (its table was then thrown
+    away); the search now lifts the lowest ceiling first."""
+    from gnuradio.amcee.calibrate import Evaluator, _grow_class_thresholds, search, search_class_thresholds
+
+    probs, labels, snrs = _low_snr_frames_need_part_of_the_budget()
+    ev = Evaluator(probs, labels, [0.3, 1.05], 1.0, snrs=snrs, favour_snr=20)
+    entropies = {(0, c): np.unique(ev.entropies[0][ev.predictions[0] == c].astype(np.float64)) for c in range(4)}
+    start = ev.point([np.zeros(4)])
+    assert start["min_snr_ceiling"] < 1.0
+    grown = _grow_class_thresholds(ev, np.zeros((1, 4)), entropies, 1.5, min_snr_ceiling=1.0)
+    assert grown["min_snr_ceiling"] >= 1.0 and grown["accuracy_loss_pp"] <= 1.5 + 1e-9
+    unbounded = _grow_class_thresholds(ev, np.zeros((1, 4)), entropies, 1.5)
+    assert unbounded["min_snr_ceiling"] < 1.0  # what the search did before
+    per_exit, _ = search(ev, max_loss_pp=1.5, min_snr_ceiling=1.0)
+    chosen = search_class_thresholds(ev, per_exit, 1.5, min_snr_ceiling=1.0)
+    assert chosen["min_snr_ceiling"] >= 1.0 and chosen["accuracy_loss_pp"] <= 1.5 + 1e-9
+    assert chosen["objective_compute"] < per_exit["objective_compute"] - 0.03
