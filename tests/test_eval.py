@@ -106,3 +106,31 @@ def test_paired_ratio_spread_is_the_quartiles_of_per_round_ratios():
 
     # Rounds 1..5: the backbone took 2, 2, 2, 2, 2 s, the engine 1, 2, 4, 1, 2 s.
     assert paired_ratio_spread([2.0] * 5, [1.0, 2.0, 4.0, 1.0, 2.0]) == [1.0, 2.0]
+
+
+def test_per_snr_timing_and_decisions_run_the_engine_as_a_stream():
+    """The model's own settings are timed and decided as a stream at each SNR
+    (no per-call thresholds, so the gating memory carries over, after an
+    untimed call); a threshold set starts every call afresh."""
+    from gnuradio.amcee.evaluate import classify_per_snr, time_per_snr
+    from gnuradio.amcee.engine import Classification
+
+    calls = []
+
+    class Recorder:
+        def classify(self, frames, thresholds=None):
+            calls.append(("classify", len(frames), thresholds))
+            n = len(frames)
+            return Classification(probs=np.full((n, 2), 0.5, dtype=np.float32), exits=np.zeros(n, dtype=np.int64),
+                                  entropy=np.zeros(n, dtype=np.float32), valid=np.ones(n, dtype=bool))
+
+        def backbone_probs(self, frames):
+            calls.append(("backbone", len(frames), None))
+
+    frames, snrs = np.zeros((5, 2, 8), dtype=np.float32), np.array([0.0, 0.0, 10.0, 10.0, 10.0])
+    classify_per_snr(Recorder(), frames, snrs)
+    assert calls == [("classify", 2, None)] * 2 + [("classify", 3, None)] * 2  # settle, then the result
+    calls.clear()
+    time_per_snr(Recorder(), frames, snrs, {"model": None, "T": [0.3]}, repeats=2)
+    first = calls[:9]  # 0 dB: warm-up + 2 repeats, each backbone, model, T
+    assert first == [("backbone", 2, None), ("classify", 2, None), ("classify", 2, [0.3])] * 3
