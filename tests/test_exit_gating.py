@@ -183,6 +183,23 @@ def test_a_stream_skips_the_probe_after_a_batch_that_met_the_share(tiny_model_pa
     assert engine._gate_memory == gate_memory.fresh(2)
 
 
+def test_setting_the_same_gating_during_a_call_still_forgets(tiny_model_path, monkeypatch):
+    """set_min_exit_share from another thread (a GRC callback) while work()
+    classifies: the call must not write its memory back over the reset, even
+    when the values set are the ones it runs with."""
+    engine = EarlyExitEngine(tiny_model_path, max_batch=128, min_exit_share=[0.5, 0.0])
+    engine.set_thresholds([1.0, 0.0])
+    after_batch = gate_memory.after_batch
+
+    def reset_meanwhile(*args):
+        engine.set_min_exit_share([0.5, 0.0])
+        return after_batch(*args)
+
+    monkeypatch.setattr(gate_memory, "after_batch", reset_meanwhile)
+    engine.classify(make_frames(128, seed=31))  # every row leaves exit 0: the call's memory says passed
+    assert engine._gate_memory == gate_memory.fresh(2)
+
+
 def test_a_stream_where_nothing_leaves_skips_head_and_probe_for_a_while(tiny_model_path):
     engine = EarlyExitEngine(tiny_model_path, max_batch=128, min_exit_share=[0.5, 0.0])
     frames = make_frames(128, seed=29)

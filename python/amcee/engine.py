@@ -124,7 +124,6 @@ class EarlyExitEngine:
         self._lock = threading.Lock()
         self._thresholds = self._give_up = None
         self._threshold_values = self._give_up_values = self._min_exit_share_values = ()
-        self._min_exit_share = None
         self._gate_tensors = {}
         # Rows a gated exit probes (model.PROBE_ROWS; files from before gating have none).
         self._probe_rows = int(getattr(self.model.module, "probe_rows", 0))
@@ -191,17 +190,11 @@ class EarlyExitEngine:
 
     def set_min_exit_share(self, value):
         """Exit gating per early exit (0 = off), see export.validate_min_exit_share."""
-        m, tensor = self._gating(value)
-        with self._lock:
-            self._min_exit_share = tensor
-            self._min_exit_share_values = m
-            self._gate_memory = gate_memory.fresh(len(m))
-        return m
-
-    def _gating(self, value):
-        """(checked shares, the tensor forward takes or None when all are 0)."""
         m = self.model.check_min_exit_share(value)
-        return m, self._gate_tensor(m)
+        with self._lock:
+            self._min_exit_share_values = m
+            self._gate_memory = gate_memory.fresh(len(m))  # a new object: see classify
+        return m
 
     def _gate_tensor(self, values):
         """The min_share tensor forward takes, or None when no exit is gated.
@@ -240,8 +233,8 @@ class EarlyExitEngine:
         ``thresholds`` / ``give_up`` / ``min_exit_share`` override the
         engine's current values for this call only (e.g. a threshold sweep)."""
         with self._lock:
-            t, g, m = self._thresholds, self._give_up, self._min_exit_share
-            shares, memory = self._min_exit_share_values, self._gate_memory
+            t, g = self._thresholds, self._give_up
+            shares, start = self._min_exit_share_values, self._gate_memory
         if thresholds is not None:
             t = self._threshold_tensor(thresholds)[1]
         if give_up is not None:
@@ -251,9 +244,9 @@ class EarlyExitEngine:
         # leaves that memory as it was.
         stream = thresholds is None and give_up is None and min_exit_share is None
         if min_exit_share is not None:
-            shares, m = self._gating(min_exit_share)
-        if not stream:
-            memory = gate_memory.fresh(len(shares))
+            shares = self.model.check_min_exit_share(min_exit_share)
+        memory = start if stream else gate_memory.fresh(len(shares))
+        gated = any(shares)
         valid, batches = self._batches(frames)
         n, c = len(valid), len(self.classes)
         probs = np.zeros((n, c), dtype=np.float32)
@@ -262,22 +255,22 @@ class EarlyExitEngine:
         with torch.inference_mode():
             for rows, batch in batches:
                 used = gate = None
-                if m is not None:
+                if gated:
                     used = gate_memory.next_shares(shares, memory)
                     gate = self._gate_tensor(used)
                 # Without gating the call has three arguments, so that files
                 # exported before exit gating existed still run.
                 p, e, h = self.model.module(batch, t, g) if gate is None else self.model.module(batch, t, g, gate)
                 batch_exits = e.cpu().numpy()
-                if m is not None:
+                if gated:
                     counts = np.bincount(batch_exits, minlength=self.num_exits).tolist()
                     memory = gate_memory.after_batch(memory, shares, used, counts, self._probe_rows)
                 probs[rows] = p.cpu().numpy()
                 exits[rows] = batch_exits
                 entropy[rows] = h.cpu().numpy()
-        if stream and m is not None:
+        if stream and gated:
             with self._lock:
-                if self._min_exit_share is m:  # not changed meanwhile
+                if self._gate_memory is start:  # not reset (set_min_exit_share) or written meanwhile
                     self._gate_memory = memory
         return Classification(probs=probs, exits=exits, entropy=entropy, valid=valid)
 
