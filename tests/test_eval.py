@@ -64,6 +64,31 @@ def test_numbers_are_consistent(evaluated):
         assert abs(sum(r["paper_thresholds"][t]["exit_shares"]) - 1) < 1e-9
 
 
+def test_time_ceiling_is_the_mac_accounting_with_measured_seconds(evaluated):
+    from gnuradio.amcee.time_ceiling import ExitTimeCosts
+
+    # Segments 2, 3, 5 s and heads 1, 1, 0.5 s: leaving at exit 0 costs 3 s, at exit 1 7 s,
+    # at the final exit 12.5 s; the backbone alone (no early head) 10.5 s.
+    t = ExitTimeCosts(exit_seconds=[3.0, 7.0, 12.5], backbone_seconds=10.5,
+                      segment_seconds=[2.0, 3.0, 5.0], head_seconds=[1.0, 1.0, 0.5])
+    assert t.ceiling([1.0, 0.0, 0.0]) == pytest.approx(3.5)
+    assert t.ceiling([0.5, 0.0, 0.5]) == pytest.approx(10.5 / 7.75)
+    assert t.relative == pytest.approx([3 / 10.5, 7 / 10.5, 12.5 / 10.5])
+
+    _, _, out = evaluated
+    r = json.load(open(out / "eval.json"))
+    costs = r["exit_time_costs"]
+    assert costs["backbone_seconds"] > 0 and len(costs["exit_seconds"]) == len(r["exit_names"])
+    assert costs["exit_seconds"] == sorted(costs["exit_seconds"])  # a later exit never costs less
+    assert costs["exit_seconds"][-1] >= costs["backbone_seconds"]  # the final exit ran the early heads too
+    for row in r["per_snr"] + [r["overall"]]:
+        assert row["time_ceiling"] == pytest.approx(
+            costs["backbone_seconds"] / sum(s * c for s, c in zip(row["exit_shares"], costs["exit_seconds"])))
+        assert row["speedup_over_time_ceiling"] == pytest.approx(row["speedup"] / row["time_ceiling"])
+    assert "| time ceiling |" in (out / "summary.md").read_text()
+    assert r["timing"]["host"]["cores"] >= 1 and r["timing"]["host"]["torch_cpu_capability"]
+
+
 def test_predictions_match_the_engine_frame_for_frame(evaluated):
     from gnuradio.amcee.datasets import load_dataset
     from gnuradio.amcee.engine import EarlyExitEngine
@@ -82,6 +107,8 @@ def test_bench_reports_every_section(evaluated):
     report = run_bench(model, data=data, frames=300, repeats=1, batch_sizes=(1, 64), loop_frames=20)
     assert [b["batch"] for b in report["batch_sizes"]] == [1, 64]
     assert len(report["per_snr"]) == 3 and all(r["engine_fps"] > 0 for r in report["per_snr"])
+    assert all(r["compute_ceiling"] > 0 and r["time_ceiling"] > 0 for r in report["per_snr"])
+    assert report["host"]["cores"] >= 1
     assert report["per_frame_loop"]["loop_fps"] > 0 and report["peak_rss_mib"] > 0
     with pytest.raises(ValueError, match="unknown bench section"):
         run_bench(model, sections=["nope"])

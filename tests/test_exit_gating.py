@@ -219,12 +219,14 @@ def test_gate_memory_backs_off_and_recovers():
     shares, probe = [0.1, 0.2], 32
     mem = gate_memory.fresh(2)
     skips = []
-    for _ in range(12):  # nothing leaves either exit: from the second batch on, skips of 1, 2, 3, 3 ...
+    for _ in range(36):  # nothing leaves either exit: from the second batch on, skips of 1, 2, 4, 8, 8 ...
         used = gate_memory.next_shares(shares, mem)
         skips.append(tuple(v == gate_memory.SKIP for v in used))
         mem = gate_memory.after_batch(mem, shares, used, [0, 0, 256], probe)
-    pattern = [False, False, True, False, True, True, False, True, True, True, False, True]
-    assert skips == [(s, s) for s in pattern]
+    probed = [i for i, (s0, s1) in enumerate(skips) if not s0]
+    assert all(s0 == s1 for s0, s1 in skips)
+    assert probed == [0, 1, 3, 6, 11, 20, 29]  # gaps of 1, 2, 3, 5, 9, 9: skips of 0, 1, 2, 4, 8, 8
+    assert [gate_memory.backoff(m) for m in range(1, 8)] == [0, 1, 2, 4, 8, 8, 8]
     while gate_memory.next_shares(shares, mem)[0] == gate_memory.SKIP:
         mem = gate_memory.after_batch(mem, shares, [gate_memory.SKIP] * 2, [0, 0, 256], probe)
     # A probe that passes resets, and the next batch runs the head unprobed.
@@ -249,3 +251,22 @@ def test_a_share_above_one_skips_head_and_probe(tiny_model_path):
         assert (module(x, t, g, torch.tensor([0.5, 0.0]))[1] == 0).all()  # probed, passed: all leave
         assert (module(x, t, g, torch.tensor([2.0, 0.0]))[1] == 2).all()  # no head: all go on
         assert (module(x[:63], t, g, torch.tensor([2.0, 0.0]))[1] == 0).all()  # too small to gate
+
+
+def test_a_batch_skipping_every_early_head_runs_the_backbone_with_the_same_results(tiny_model_path, monkeypatch):
+    """With every early head skipped (the memory of a stream at low SNR) the
+    engine calls the file's backbone() instead of the forward: same numbers."""
+    engine = EarlyExitEngine(tiny_model_path, max_batch=128, min_exit_share=[0.5, 0.5])
+    frames = make_frames(300, seed=31)
+    monkeypatch.setattr(gate_memory, "next_shares", lambda shares, memory: [gate_memory.SKIP] * 2)
+    calls = []
+    backbone = engine._final_exit_only
+    monkeypatch.setattr(engine, "_final_exit_only", lambda b: calls.append(len(b)) or backbone(b))
+    lean = engine.classify(frames)
+    assert calls == [128, 128, 44]
+    x, _ = engine._prepare(frames)
+    with torch.no_grad():
+        p, e, h = engine.model.module(torch.from_numpy(x), engine._thresholds, engine._give_up,
+                                      torch.tensor([gate_memory.SKIP] * 2))
+    assert (lean.exits == 2).all() and np.array_equal(e.numpy(), lean.exits)
+    assert np.array_equal(p.numpy(), lean.probs) and np.array_equal(h.numpy(), lean.entropy)

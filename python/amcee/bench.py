@@ -49,6 +49,26 @@ def paired_ratio_spread(numerator, denominator):
     return [float(np.percentile(ratios, 25)), float(np.percentile(ratios, 75))]
 
 
+def host_info():
+    """What the figures were measured on: they depend on the CPU (its vector
+    width, caches and memory) far more than on the core count."""
+    import platform
+
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "torch": torch.__version__,
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def peak_rss_mib():
     """Peak resident set size of this process (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -90,10 +110,16 @@ def section_batch_sizes(ctx):
 
 def section_per_snr(ctx):
     """Frames/s of both per SNR subset at the engine's max_batch, with exit
-    shares; with exit gating on, also the engine without it (same run)."""
+    shares and the ceilings they allow by MACs and by measured time
+    (time_ceiling.py); with exit gating on, also the engine without it (same run)."""
     if ctx.snrs is None:
         return {"skipped": "needs --data"}
+    from .model import compute_ceiling
+    from .time_ceiling import measure_exit_time_costs
+
     gated = any(ctx.engine.min_exit_share)
+    times = measure_exit_time_costs(ctx.engine, ctx.frames)
+    meta = ctx.engine.meta
     out = []
     for snr in np.unique(ctx.snrs):
         frames = ctx.frames[ctx.snrs == snr]
@@ -108,6 +134,8 @@ def section_per_snr(ctx):
                "speedup": t["backbone"] / t["engine"],
                "speedup_quartiles": paired_ratio_spread(samples["backbone"], samples["engine"]),
                "exit_shares": _shares(ctx.engine.classify(frames).exits, ctx)}
+        row["compute_ceiling"] = compute_ceiling(row["exit_shares"], meta["exit_macs"], meta["backbone_macs"])
+        row["time_ceiling"] = times.ceiling(row["exit_shares"])
         if gated:
             row.update({"ungated_fps": len(frames) / t["ungated"], "ungated_speedup": t["backbone"] / t["ungated"],
                         "ungated_speedup_quartiles": paired_ratio_spread(samples["backbone"], samples["ungated"]),
@@ -220,7 +248,8 @@ def run_bench(model_path=None, data=None, split="test", frames=20000, repeats=5,
               "exit_names": list(engine.exit_names), "thresholds": thresholds_to_json(engine.thresholds),
               "min_exit_share": list(engine.min_exit_share),
               "data": data, "frames": int(len(x)), "threads": torch.get_num_threads(),
-              "device": str(engine.device), "max_batch": engine.max_batch, "repeats": int(repeats)}
+              "device": str(engine.device), "max_batch": engine.max_batch, "repeats": int(repeats),
+              "host": host_info()}
     for name in sections or SECTIONS:
         t0 = time.perf_counter()
         ctx.results[name] = SECTIONS[name](ctx)

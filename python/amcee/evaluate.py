@@ -8,7 +8,9 @@ Threshold sweeps are simulated from every
 exit's probabilities (``all_exit_probs``) with the same exit rule.  Timing runs
 the batched engine and the backbone alone on each SNR subset in the same
 process, interleaved, and reports medians; the compute ceiling per SNR is the
-speed-up the exit shares allow by multiply-accumulates (``exit_costs``).
+speed-up the exit shares allow by multiply-accumulates (``exit_costs``), the
+time ceiling the same with the segments' and heads' seconds measured on this
+machine (``time_ceiling.py``).
 """
 import json
 import os
@@ -17,9 +19,10 @@ import time
 
 import numpy as np
 
-from .bench import paired_ratio_spread, time_interleaved_samples
+from .bench import host_info, paired_ratio_spread, time_interleaved_samples
 from .exit_stats import (entropy10, exit_shares, expected_macs, pick_by_exit, simulate_exits,
                          thresholds_to_json)
+from .time_ceiling import measure_exit_time_costs
 
 #: The paper's thresholds (Figures 4-6) ...
 PAPER_THRESHOLDS = (0.05, 0.35, 0.6)
@@ -197,6 +200,8 @@ def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None
         for t in (0.05, 0.6):
             sets[f"T={t}"] = [t] * (k - 1)
         timing_rows = time_per_snr(engine, frames, snrs, sets, repeats)
+        times = measure_exit_time_costs(engine, frames)
+        report["exit_time_costs"] = times.to_json()
         for row, timed in zip(report["per_snr"], timing_rows):
             spf = timed["seconds_per_frame"]
             row["seconds_per_frame_backbone"] = spf["backbone"]
@@ -205,6 +210,8 @@ def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None
             row["speedup_quartiles"] = timed["speedup_quartiles"]["model"]
             row["compute_ceiling"] = backbone_macs / expected_macs(row["exit_shares"], costs)
             row["speedup_over_ceiling"] = row["speedup"] / row["compute_ceiling"]
+            row["time_ceiling"] = times.ceiling(row["exit_shares"])
+            row["speedup_over_time_ceiling"] = row["speedup"] / row["time_ceiling"]
         for t in (0.05, 0.6):
             for row, timed in zip(report["paper_thresholds"][str(t)]["per_snr"], timing_rows):
                 spf = timed["seconds_per_frame"]
@@ -215,9 +222,12 @@ def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None
         total_ee = sum(r["seconds_per_frame_engine"] * r["frames"] for r in report["per_snr"])
         report["overall"]["speedup"] = total_bb / total_ee
         report["overall"]["speedup_over_ceiling"] = report["overall"]["speedup"] / report["overall"]["compute_ceiling"]
+        report["overall"]["time_ceiling"] = times.ceiling(report["overall"]["exit_shares"])
+        report["overall"]["speedup_over_time_ceiling"] = report["overall"]["speedup"] / report["overall"]["time_ceiling"]
         report["timing"] = {"repeats": repeats, "max_batch": engine.max_batch,
                             "threads": __import__("torch").get_num_threads(),
-                            "method": "median of interleaved repeats per SNR subset, same process"}
+                            "method": "median of interleaved repeats per SNR subset, same process",
+                            "host": host_info()}
     predictions = {"index": idx.astype(np.int64), "exit": exits.astype(np.int64),
                    "class": ee_pred.astype(np.int64), "entropy": result.entropy.astype(np.float32),
                    "label": labels.astype(np.int64), "snr": snrs.astype(np.float32),
@@ -276,13 +286,21 @@ def summary_markdown(r):
         + (f", measured speed-up {o['speedup']:.2f}x ({o['speedup_over_ceiling']:.0%} of the ceiling)."
            if "speedup" in o else "."), "",
     ]
+    if "time_ceiling" in o:
+        rel = r["exit_time_costs"]["relative"]
+        lines += [f"Time ceiling (the same accounting with the seconds of each segment and head measured on "
+                  f"this machine, no bookkeeping; time_ceiling.py): a frame leaving at "
+                  + ", ".join(f"{n} costs {t:.3f}" for n, t in zip(names, rel))
+                  + " of the backbone's time (by MACs: "
+                  + ", ".join(f"{c / r['backbone_macs']:.3f}" for c in r["exit_macs"])
+                  + f"); all SNRs {o['time_ceiling']:.2f}x, measured {o['speedup_over_time_ceiling']:.0%} of it.", ""]
     timed = "speedup" in r["per_snr"][0]
     head = "| SNR (dB) | backbone acc | early-exit acc | " + " | ".join(f"share {n}" for n in names)
     head += " | acc of early-exited |"
     sep = "|---" * (4 + len(names))
     if timed:
-        head += " speed-up (quartiles of rounds) | ceiling | measured/ceiling |"
-        sep += "|---|---|---"
+        head += " speed-up (quartiles of rounds) | ceiling | measured/ceiling | time ceiling | measured/time ceiling |"
+        sep += "|---|---|---|---|---"
     lines += [head, sep + "|"]
     for row in r["per_snr"]:
         line = (f"| {row['snr']:g} | {_pct(row['accuracy_backbone'])} | {_pct(row['accuracy_early_exit'])} | "
@@ -292,6 +310,10 @@ def summary_markdown(r):
             q = row.get("speedup_quartiles") or [float("nan")] * 2
             line += (f" {row['speedup']:.2f}x ({q[0]:.2f}-{q[1]:.2f}) | {row['compute_ceiling']:.2f}x | "
                      f"{row['speedup_over_ceiling']:.0%} |")
+            if "time_ceiling" in row:
+                line += f" {row['time_ceiling']:.2f}x | {row['speedup_over_time_ceiling']:.0%} |"
+            else:
+                line += " | |"
         lines.append(line)
     lines += ["", "Threshold sweep (one T for every early exit, simulated from all exits):", "",
               "| T | accuracy | acc SNR >= 10 dB | compute | ceiling | " + " | ".join(f"share {n}" for n in names) + " |",
