@@ -259,7 +259,8 @@ class EarlyExitEngine:
                 if gated:
                     used = gate_memory.next_shares(shares, memory)
                     gate = self._gate_tensor(used)
-                if used is not None and all(v == gate_memory.SKIP for v in used):
+                if used is not None and all(v == gate_memory.SKIP for v in used) \
+                        and len(batch) >= 2 * self._probe_rows:  # smaller batches are never gated
                     p, e, h = self._final_exit_only(batch)
                 else:
                     # Without gating the call has three arguments, so that files
