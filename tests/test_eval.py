@@ -42,7 +42,7 @@ def test_numbers_are_consistent(evaluated):
         assert abs(sum(row["exit_shares"]) - 1) < 1e-9
         assert row["speedup"] > 0 and row["compute_ceiling"] > 0
         low, high = row["speedup_quartiles"]
-        assert 0 < low <= high
+        assert 0 < low <= row["speedup"] <= high  # the median of the same per-round ratios
         assert abs(row["speedup_over_ceiling"] - row["speedup"] / row["compute_ceiling"]) < 1e-9
         m = pred["snr"] == row["snr"]
         assert abs(row["accuracy_early_exit"] - (pred["class"][m] == pred["label"][m]).mean()) < 1e-12
@@ -133,6 +133,14 @@ def test_paired_ratio_spread_is_the_quartiles_of_per_round_ratios():
 
     # Rounds 1..5: the backbone took 2, 2, 2, 2, 2 s, the engine 1, 2, 4, 1, 2 s.
     assert paired_ratio_spread([2.0] * 5, [1.0, 2.0, 4.0, 1.0, 2.0]) == [1.0, 2.0]
+
+
+def test_a_speed_up_is_the_median_of_the_paired_rounds():
+    from gnuradio.amcee.bench import paired_ratio_median
+
+    # The machine slowed down 3x after round 2: the ratio of the medians (3 / 1.5 = 2) mixes
+    # rounds, every round itself says 1.5x.
+    assert paired_ratio_median([1.5, 1.5, 4.5, 4.5, 4.5], [1.0, 1.0, 3.0, 3.0, 3.0]) == 1.5
 
 
 def test_per_snr_timing_and_decisions_run_the_engine_as_a_stream():
