@@ -199,3 +199,26 @@ def test_exit_gating_measured_by_default(trained, tmp_path):
         calibrate(model, data, str(tmp_path / "bad.pt"), min_exit_share=[0.1, 1.5])
     with pytest.raises(ValueError, match="'auto', 'off'"):
         calibrate(model, data, str(tmp_path / "bad.pt"), min_exit_share="sometimes")
+
+
+def test_exit_gating_only_remeasures_the_shares_and_keeps_the_thresholds(trained, tmp_path, capsys):
+    from gnuradio.amcee.calibrate import calibrate_exit_gating
+    from gnuradio.amcee.cli import main
+    from gnuradio.amcee.engine import EarlyExitEngine
+    from gnuradio.amcee.exit_gating import break_even_shares
+
+    data, model = trained
+    out = tmp_path / "regated.pt"
+    gating = calibrate_exit_gating(model, str(out), repeats=3)  # random frames: no data needed
+    before, after = EarlyExitEngine(model), EarlyExitEngine(str(out))
+    assert after.thresholds == before.thresholds and after.give_up == before.give_up
+    assert list(after.min_exit_share) == gating["min_exit_share"] == break_even_shares(
+        gating["segment_seconds"], gating["head_seconds"], gating["gather_seconds"])
+    assert gating["previous_min_exit_share"] == list(before.min_exit_share)
+    assert after.meta["calibration"]["exit_gating"]["source"].endswith("gating only")
+    # The command: --data is optional with --exit-gating-only, required otherwise.
+    assert main(["calibrate", model, "--out", str(tmp_path / "cli.pt"), "--exit-gating-only",
+                 "--data", data]) == 0
+    capsys.readouterr()
+    assert main(["calibrate", model, "--out", str(tmp_path / "x.pt")]) == 2
+    assert "needs --data" in capsys.readouterr().err

@@ -457,3 +457,35 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
     record["model"] = os.path.abspath(out_path)
     record["model_version"] = meta.get("model_version")
     return record
+
+
+def calibrate_exit_gating(model_path, out_path, data=None, split="val", split_seed=0, repeats=30):
+    """Measure the break-even exit gating shares on this machine and write
+    them into ``out_path``, thresholds untouched (``amcee calibrate
+    --exit-gating-only``): they depend on the CPU, so a model calibrated on
+    one machine and run on another should be re-measured there.  Timed on
+    ``data``'s split when given, else on random frames (the layers' time does
+    not depend on what the frames hold).  Returns the gating record."""
+    from .engine import EarlyExitEngine
+    from .export import rewrite_metadata
+
+    engine = EarlyExitEngine(model_path)
+    if not engine.model.supports_exit_gating:
+        raise ValueError(f"{model_path} was exported before exit gating existed: export the model again")
+    if data is not None:
+        from .datasets import load_dataset, split_indices
+
+        ds = load_dataset(data)
+        frames = ds.frames[split_indices(ds, split, seed=split_seed)]
+    else:
+        frames = np.random.default_rng(0).standard_normal((256, 2, engine.frame_len)).astype(np.float32)
+    shares, gating = measured_min_exit_share(engine, frames, repeats=repeats)
+    gating["source"] = "measured (exit_gating.break_even_shares), gating only"
+    gating["min_exit_share"] = list(shares)
+    gating["previous_min_exit_share"] = list(engine.min_exit_share)
+    calibration = dict(engine.meta.get("calibration") or {})
+    calibration["exit_gating"] = gating
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    rewrite_metadata(model_path, {"min_exit_share": gating["min_exit_share"], "calibration": calibration},
+                     out_path=out_path)
+    return gating

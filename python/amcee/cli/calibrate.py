@@ -11,7 +11,8 @@ def add_parser(subparsers):
                     "within --target-compute.  Writes the thresholds (and the calibration record) "
                     "into the metadata of --out and prints the chosen point as JSON.")
     p.add_argument("model", help="exported model file (.pt)")
-    p.add_argument("--data", required=True, help="dataset file (the one the model was trained on)")
+    p.add_argument("--data", help="dataset file (the one the model was trained on); required unless "
+                                  "--exit-gating-only")
     p.add_argument("--out", required=True, help="calibrated model file to write (may equal MODEL)")
     p.add_argument("--max-loss", type=float, default=0.5,
                    help="largest accuracy loss against the final exit, percentage points (default: 0.5)")
@@ -39,6 +40,10 @@ def add_parser(subparsers):
                         "the break-even shares measured on this machine (head time and row copies "
                         "against the time the leaving frames save, 1 thread), 'off', or one share per "
                         "early exit (default: auto)")
+    p.add_argument("--exit-gating-only", action="store_true",
+                   help="only measure the exit gating break-even shares on this machine and write them "
+                        "(thresholds untouched): the shares depend on the CPU, so re-measure a model "
+                        "calibrated elsewhere on the machine that runs it")
     p.add_argument("--split", default="val", choices=("val", "train", "test", "all"),
                    help="split to calibrate on (default: val)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the paper split (default: 0)")
@@ -50,7 +55,18 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from ..calibrate import calibrate
+    from ..calibrate import calibrate, calibrate_exit_gating
+
+    if args.exit_gating_only:
+        gating = calibrate_exit_gating(args.model, args.out, data=args.data, split=args.split,
+                                       split_seed=args.split_seed)
+        print(json.dumps({"model": args.out, "min_exit_share": gating["min_exit_share"],
+                          "previous_min_exit_share": gating["previous_min_exit_share"],
+                          "segment_seconds": gating["segment_seconds"], "head_seconds": gating["head_seconds"],
+                          "gather_seconds": gating["gather_seconds"]}))
+        return 0
+    if not args.data:
+        raise ValueError("amcee calibrate needs --data (unless --exit-gating-only)")
 
     record = calibrate(args.model, args.data, args.out, max_loss_pp=args.max_loss,
                        target_compute=args.target_compute, temperature=args.temperature,
