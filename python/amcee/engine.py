@@ -255,14 +255,12 @@ class EarlyExitEngine:
         entropy = np.full(n, np.nan, dtype=np.float32)
         with torch.inference_mode():
             for rows, batch in batches:
-                used = gate = None
-                if gated:
-                    used = gate_memory.next_shares(shares, memory)
-                    gate = self._gate_tensor(used)
+                used = gate_memory.next_shares(shares, memory) if gated else None
                 if used is not None and all(v == gate_memory.SKIP for v in used) \
                         and len(batch) >= 2 * self._probe_rows:  # smaller batches are never gated
                     p, e, h = self._final_exit_only(batch)
                 else:
+                    gate = self._gate_tensor(used) if gated else None
                     # Without gating the call has three arguments, so that files
                     # exported before exit gating existed still run.
                     p, e, h = self.model.module(batch, t, g) if gate is None else self.model.module(batch, t, g, gate)

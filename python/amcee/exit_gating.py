@@ -88,19 +88,27 @@ def break_even_shares(segment_times, head_times, gather_times=None):
     return shares
 
 
+def measure_engine_block_times(engine, frames, repeats=30):
+    """measure_block_times of ``engine``'s model on the valid frames among the
+    first TIMING_BATCH of ``frames``, normalised as the engine does, with the
+    current torch threads: (segments, heads, gathers, rows timed)."""
+    x, _ = engine._prepare(frames[:TIMING_BATCH])
+    if len(x) == 0:
+        raise ValueError("no valid frame to time the exits on")
+    return (*measure_block_times(engine.model.module, torch.from_numpy(x).to(engine.device), repeats), len(x))
+
+
 def measured_min_exit_share(engine, frames, repeats=30, threads=1):
     """(break-even shares, record of the times) for ``engine``'s model on this
     machine, timed on the first TIMING_BATCH of ``frames`` with ``threads``
     torch threads (the block's default is 1)."""
-    x, _ = engine._prepare(frames[:TIMING_BATCH])
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        segments, heads, gathers = measure_block_times(engine.model.module,
-                                                       torch.from_numpy(x).to(engine.device), repeats)
+        segments, heads, gathers, rows = measure_engine_block_times(engine, frames, repeats)
     finally:
         torch.set_num_threads(before)
     shares = break_even_shares(segments, heads, gathers)
-    record = {"batch": int(len(x)), "threads": threads, "repeats": repeats, "segment_seconds": segments,
+    record = {"batch": int(rows), "threads": threads, "repeats": repeats, "segment_seconds": segments,
               "head_seconds": heads, "gather_seconds": gathers, "break_even_shares": shares}
     return shares, record

@@ -24,9 +24,7 @@ this machine by the engine, only by faster kernels or other exit shares.
 from dataclasses import asdict, dataclass
 from typing import List
 
-import torch
-
-from .exit_gating import TIMING_BATCH, measure_block_times
+from .exit_gating import measure_engine_block_times
 from .model import compute_ceiling
 
 
@@ -56,12 +54,8 @@ class ExitTimeCosts:
 
 def measure_exit_time_costs(engine, frames, repeats=30):
     """ExitTimeCosts of ``engine``'s model, timed on the first TIMING_BATCH of
-    ``frames`` (normalised as the engine does) with the current torch threads."""
-    x, _ = engine._prepare(frames[:TIMING_BATCH])
-    if len(x) == 0:
-        raise ValueError("no valid frame to time the exits on")
-    segments, heads, _ = measure_block_times(engine.model.module, torch.from_numpy(x).to(engine.device),
-                                             repeats)
+    ``frames`` (exit_gating.measure_engine_block_times) with the current torch threads."""
+    segments, heads, _, _ = measure_engine_block_times(engine, frames, repeats)
     segments = [max(0.0, s) for s in segments]  # differences of timed prefixes: noise can dip below 0
     n = len(segments)
     exit_seconds = [sum(segments[:k + 1]) + sum(heads[:k + 1]) for k in range(n)]
