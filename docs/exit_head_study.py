@@ -6,7 +6,8 @@ split), swaps each in for the model's V0 head, and prints per head: V0's test
 accuracy (all SNRs and per class at 20 dB), and the calibrated operating point
 (temperatures, thresholds on validation for at most 0.4 pp loss) with its
 test loss, compute ceiling overall, at 20 dB and over all frames at
-SNR <= -8 dB.  Costs are facts.md MACs, head convolutions included.
+SNR <= -8 dB.  Costs are the MACs of docs/dataset-and-network.md, head
+convolutions included.
 
   PYTHONPATH=build/pytest-pkgroot .venv/bin/python docs/exit_head_study.py \
       --checkpoint runs/v0v1-joint-distill/best.pt --data data/synth_all.npz

@@ -1,10 +1,12 @@
-"""Test setup: test the source tree, not whatever copy is installed.
+"""Test setup: test the source tree and the compiled part in build/, not
+whatever copy is installed.
 
 `gnuradio/__init__.py` extends its package path over every `gnuradio/` folder
-on sys.path (pkgutil.extend_path), so a folder `gnuradio/amcee -> python/amcee`
-placed first on sys.path makes `from gnuradio import amcee` load the sources.
-The same path goes into PYTHONPATH for flowgraphs the tests run as
-subprocesses, and GRC_BLOCKS_PATH points grcc at the source YAML.
+on sys.path (pkgutil.extend_path), so a folder `gnuradio/amcee` placed first on
+sys.path, holding links to every file of python/amcee plus the pybind11 module
+built in build/, makes `from gnuradio import amcee` load the sources.  The same
+path goes into PYTHONPATH for flowgraphs the tests run as subprocesses, and
+GRC_BLOCKS_PATH points grcc at the source YAML.
 """
 import os
 import sys
@@ -16,13 +18,47 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PKG_ROOT = ROOT / "build" / "pytest-pkgroot"
 
 
+BINDINGS_BUILD = ROOT / "build" / "python" / "amcee" / "bindings"
+COMPILED_SOURCES = [*ROOT.glob("lib/*.cc"), *ROOT.glob("include/gnuradio/amcee/*.h"),
+                    *ROOT.glob("python/amcee/bindings/*.cc")]
+
+
+def _compiled_module():
+    """The amcee_python module built from lib/ and python/amcee/bindings/."""
+    built = sorted(BINDINGS_BUILD.glob("amcee_python*.so"))
+    if not built:
+        raise RuntimeError(f"no compiled amcee_python in {BINDINGS_BUILD}: run ./scripts/setup.sh "
+                           "(or cmake --build build) before the tests")
+    newest_source = max(p.stat().st_mtime for p in COMPILED_SOURCES)
+    if built[-1].stat().st_mtime < newest_source:
+        raise RuntimeError(f"{built[-1].name} is older than the C++ sources: run cmake --build build")
+    return built[-1]
+
+
 def _link_sources():
-    link = PKG_ROOT / "gnuradio" / "amcee"
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.is_symlink():
-        if link.exists():
+    """build/pytest-pkgroot/gnuradio/amcee: a link per source entry and one to
+    the compiled module.  Links are only added or repaired, never removed while
+    valid, so that test sessions running side by side do not disturb each other."""
+    pkg = PKG_ROOT / "gnuradio" / "amcee"
+    if pkg.is_symlink():  # the layout before the compiled part existed
+        pkg.unlink()
+    pkg.mkdir(parents=True, exist_ok=True)
+    wanted = {p.name: p for p in (ROOT / "python" / "amcee").iterdir()
+              if p.name not in ("__pycache__", "CMakeLists.txt")}
+    so = _compiled_module()
+    wanted[so.name] = so
+    for link in pkg.iterdir():
+        if link.is_symlink() and not link.exists():
+            link.unlink()
+    for name, target in wanted.items():
+        link = pkg / name
+        if link.is_symlink() and link.resolve() == target.resolve():
+            continue
+        if link.is_symlink():
+            link.unlink()
+        elif link.exists():
             raise RuntimeError(f"{link} exists and is not a symlink")
-        link.symlink_to(ROOT / "python" / "amcee")
+        link.symlink_to(target)
 
 
 _link_sources()
@@ -33,6 +69,14 @@ os.environ["GRC_BLOCKS_PATH"] = str(ROOT / "grc")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 if "gnuradio" in sys.modules:  # pragma: no cover - conftest runs first
     raise RuntimeError("gnuradio imported before tests/conftest.py")
+# GRC reads GRC_BLOCKS_PATH first and its [grc] block paths after, and a later
+# definition of a block wins: Debian's global_blocks_path lists /usr/local,
+# where setup.sh installs this module's YAML (and setup may set
+# local_blocks_path to it). Keep grcc to GNU Radio's own blocks and the source YAML.
+from gnuradio import gr  # noqa: E402 (after the path set-up above)
+
+os.environ["GR_CONF_GRC_GLOBAL_BLOCKS_PATH"] = os.path.join(gr.prefix(), "share", "gnuradio", "grc", "blocks")
+os.environ["GR_CONF_GRC_LOCAL_BLOCKS_PATH"] = ""
 
 
 @pytest.fixture(scope="session")

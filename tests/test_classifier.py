@@ -8,12 +8,11 @@ from gnuradio import blocks, gr
 
 from conftest import make_frames
 from gnuradio import amcee
-from gnuradio.amcee.classifier import upstream_buffer
 from gnuradio.amcee.engine import EarlyExitEngine
 from gnuradio.amcee.model import PROBE_ROWS
 
 
-def run_flowgraph(clf, frames, layout="complex", tags=(), source_buffer=0):
+def run_flowgraph(clf, frames, layout="complex", tags=()):
     """vector_source -> classifier -> vector_sink, message_debug on every port."""
     tb = gr.top_block()
     if layout == "complex":
@@ -22,8 +21,6 @@ def run_flowgraph(clf, frames, layout="complex", tags=(), source_buffer=0):
     else:
         src = blocks.vector_source_f(frames.ravel().tolist(), False, frames.shape[1], list(tags))
         sink = blocks.vector_sink_f(frames.shape[1])
-    if source_buffer:
-        src.set_min_output_buffer(source_buffer)
     stores = {}
     tb.connect(src, clf, sink)
     for port in [f"exit{k}" for k in range(clf.num_exits())] + ["classification"]:
@@ -153,28 +150,6 @@ def test_invalid_vectors_pass_through_tagged_and_counted(tiny_model_path):
     assert stores["classification"].num_messages() == 20
 
 
-def test_min_batch_waits_for_full_batches_and_loses_no_vector_at_the_end(tiny_model_path):
-    frames = make_frames(333, seed=12)  # not a multiple of min_batch: the tail comes at end of stream
-    clf = amcee.classifier(tiny_model_path, max_batch=64, min_batch=64)
-    calls = []
-    work = clf.work
-
-    def counting_work(input_items, output_items):
-        calls.append(len(input_items[0]))
-        return work(input_items, output_items)
-    clf.work = counting_work
-    sink, stores = run_flowgraph(clf, frames, source_buffer=128)
-    np.testing.assert_array_equal(np.array(sink.data(), dtype=np.complex64).reshape(frames.shape), frames)
-    assert [t.offset for t in amc_tags(sink)] == list(range(len(frames)))
-    assert len(messages(stores["classification"])) == len(frames)
-    assert sum(calls) == len(frames)
-    # GNU Radio treats min_noutput_items as a wish (a buffer wrap can split a
-    # call), so: most vectors went through in full batches.
-    assert sum(c for c in calls if c >= 64) >= len(frames) / 2, calls
-    expected = EarlyExitEngine(tiny_model_path).classify(frames)
-    assert [t.value["exit"] for t in amc_tags(sink)] == expected.exits.tolist()
-
-
 @pytest.mark.parametrize("kwargs, message", [
     (dict(model_path="/nonexistent/model.pt"), "not found"),
     (dict(frame_len=64), "does not match the model's frame length"),
@@ -185,7 +160,9 @@ def test_min_batch_waits_for_full_batches_and_loses_no_vector_at_the_end(tiny_mo
     (dict(input_format="bytes"), "input_format"),
     (dict(device="cuda:7"), "CUDA"),
     (dict(max_batch=0), "max_batch"),
-    (dict(min_batch=0), "min_batch"),
+    (dict(max_latency=0), "max_latency"),
+    (dict(max_latency=float("nan")), "max_latency"),
+    (dict(max_latency=-5), "max_latency"),
 ])
 def test_bad_parameters_fail_at_construction(tiny_model_path, kwargs, message):
     kwargs.setdefault("model_path", tiny_model_path)
@@ -210,10 +187,11 @@ def test_exit_gating_parameter_and_callback(tiny_model_path):
     assert (ungated < 2).sum() > 100
     # A share of 1: an early exit's head runs beyond its 32 probed vectors only
     # if all of them leave; with this model's thresholds they never all do.
-    # One work() call with the 256 vectors: at most 32 leave each early exit.
-    clf = amcee.classifier(tiny_model_path, min_exit_share=1.0, min_batch=256)
+    # One batch of the 256 vectors (a fast stream is classified in full
+    # batches): at most 32 leave each early exit.
+    clf = amcee.classifier(tiny_model_path, min_exit_share=1.0, max_batch=256)
     assert clf.get_min_exit_share() == (1.0, 1.0)
-    sink, _ = run_flowgraph(clf, frames, source_buffer=upstream_buffer(256))
+    sink, _ = run_flowgraph(clf, frames)
     exits = np.array([t.value["exit"] for t in amc_tags(sink)])
     assert len(exits) == len(frames)
     assert 0 < (exits == 0).sum() <= PROBE_ROWS and (exits == 1).sum() <= PROBE_ROWS

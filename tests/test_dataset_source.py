@@ -188,9 +188,8 @@ def test_dataset_source_classifier_vector_sink(tmp_path, tiny_model_path):
         assert msg["snr"] == float(ds.snrs[row])
 
 
-@pytest.mark.skipif(shutil.which("grcc") is None, reason="grcc not installed")
-def test_grc_block_compiles_and_runs(dataset_files, tmp_path):
-    _, paths = dataset_files
+def _grc_replay(tmp_path, source_params, extra_blocks=""):
+    """A flowgraph file: amcee_dataset_source (RML layout, 16 samples) -> null sink."""
     grc = tmp_path / "replay_test.grc"
     grc.write_text(textwrap.dedent(f"""\
         options:
@@ -200,19 +199,29 @@ def test_grc_block_compiles_and_runs(dataset_files, tmp_path):
         blocks:
         - name: src
           id: amcee_dataset_source
-          parameters: {{path: '{paths["npz"]}', layout: rml, frame_len: '16', repeat: 'False',
-                       split: test, shuffle: 'True', seed: '3', trusted: 'False'}}
+          parameters: {{layout: rml, frame_len: '16', repeat: 'False', trusted: 'False', {source_params}}}
           states: {{state: enabled}}
         - name: sink
           id: blocks_null_sink
           parameters: {{type: float, vlen: '32', num_inputs: '1', bus_structure_sink: '[[0,],]'}}
           states: {{state: enabled}}
+        {extra_blocks}
         connections:
         - [src, '0', sink, '0']
         metadata: {{file_format: 1}}
         """))
-    compiled = subprocess.run(["grcc", "-o", str(tmp_path), str(grc)],
-                              capture_output=True, text=True, timeout=120)
+    return grc
+
+
+def _grcc(grc, out_dir):
+    return subprocess.run(["grcc", "-o", str(out_dir), str(grc)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(shutil.which("grcc") is None, reason="grcc not installed")
+def test_grc_block_compiles_and_runs(dataset_files, tmp_path):
+    _, paths = dataset_files
+    grc = _grc_replay(tmp_path, f"path: '{paths['npz']}', split: test, shuffle: 'True', seed: '3'")
+    compiled = _grcc(grc, tmp_path)
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
     script = tmp_path / "replay_test.py"
     assert "amcee.dataset_source(" in script.read_text()
@@ -220,3 +229,33 @@ def test_grc_block_compiles_and_runs(dataset_files, tmp_path):
                          timeout=120, env=dict(os.environ))
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "all 30 frames sent" in ran.stdout + ran.stderr
+
+
+@pytest.mark.skipif(shutil.which("grcc") is None, reason="grcc not installed")
+@pytest.mark.parametrize("split", ["all", "train", "val", "test"])
+def test_grc_split_from_a_flowgraph_parameter(dataset_files, tmp_path, split):
+    """Split set to a parameter (as examples/replay_dataset.grc does) replays
+    the split named on the command line, not the list's default."""
+    ds, paths = dataset_files
+    parameter = textwrap.indent(textwrap.dedent("""\
+        - name: which
+          id: parameter
+          parameters: {label: Split, type: str, value: test}
+          states: {state: enabled}"""), " " * 8).lstrip()
+    grc = _grc_replay(tmp_path, f"path: '{paths['npz']}', split: which, shuffle: 'False', seed: '0'", parameter)
+    compiled = _grcc(grc, tmp_path)
+    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+    ran = subprocess.run([sys.executable, str(tmp_path / "replay_test.py"), "--which", split],
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    expected = len(ds) if split == "all" else len(paper_split(ds, seed=0)[("train", "val", "test").index(split)])
+    assert f"all {expected} frames sent" in ran.stdout + ran.stderr
+
+
+@pytest.mark.skipif(shutil.which("grcc") is None, reason="grcc not installed")
+def test_grc_refuses_an_unknown_split(dataset_files, tmp_path):
+    _, paths = dataset_files
+    grc = _grc_replay(tmp_path, f"path: '{paths['npz']}', split: tset, shuffle: 'False', seed: '0'")
+    compiled = _grcc(grc, tmp_path)
+    assert compiled.returncode != 0
+    assert "split in ('all', 'train', 'val', 'test')" in compiled.stdout + compiled.stderr

@@ -60,13 +60,28 @@ def test_state_rejects_bad_sizes():
         DisplayState(("A",), 0)
 
 
-def test_display_shows_classifier_messages_from_a_flowgraph(qapp, tiny_model_path):
+@pytest.fixture(scope="module")
+def two_exit_model_path(tmp_path_factory):
+    """A model with exits V1 and final, as `amcee train` makes by default."""
+    from conftest import export_tiny_model
+
+    path = tmp_path_factory.mktemp("models") / "v1.pt"
+    export_tiny_model(path, exits=("V1",))
+    return str(path)
+
+
+@pytest.mark.parametrize("model", ["tiny", "two_exit"])
+def test_display_shows_classifier_messages_from_a_flowgraph(qapp, model, tiny_model_path, two_exit_model_path):
     from gnuradio import amcee
 
     n = 64
-    clf = amcee.classifier(model_path=tiny_model_path)
-    view = amcee.display(classes=clf.classes(), num_exits=clf.num_exits(),
-                         exit_names=clf.exit_names(), window=1000, refresh_ms=1000)
+    model_path = {"tiny": tiny_model_path, "two_exit": two_exit_model_path}[model]
+    clf = amcee.classifier(model_path=model_path)
+    # The display reads the classes and exit names from the same model file.
+    view = amcee.display(model_path=model_path, window=1000, refresh_ms=1000)
+    assert view.exit_names == clf.exit_names() == {"tiny": ["V0", "V1", "final"],
+                                                   "two_exit": ["V1", "final"]}[model]
+    assert list(view.state.classes) == clf.classes()
     truth = [gr.python_to_tag((0, pmt.intern("label"), pmt.intern("QPSK"))),
              gr.python_to_tag((0, pmt.intern("snr"), pmt.from_double(12.0)))]
     src = blocks.vector_source_c(make_frames(n).ravel().tolist(), False, 128, truth)
@@ -86,6 +101,8 @@ def test_display_shows_classifier_messages_from_a_flowgraph(qapp, tiny_model_pat
     assert sum(clf.exit_counts()) == n
     text = widget.decision.text()
     assert snap["current"]["label"] in text and "truth QPSK at 12 dB" in text
+    assert f">{clf.exit_names()[snap['current']['exit']]}<" in text
+    assert widget.exits.exit_names == clf.exit_names()  # the legend of the exit chart
     assert f"{n} frames" in widget.details.text()
 
     widget.resize(800, 560)
@@ -97,8 +114,48 @@ def test_display_shows_classifier_messages_from_a_flowgraph(qapp, tiny_model_pat
     assert len(colours) > 3
 
 
-def test_display_rejects_mismatched_exit_names(qapp):
+def test_display_reads_the_shipped_model_by_default(qapp):
+    from gnuradio import amcee
+    from gnuradio.amcee.engine import default_model_path
+    from gnuradio.amcee.export import load_model
+
+    shipped = load_model(default_model_path())
+    for view in (amcee.display(), amcee.display(model_path="")):
+        assert view.exit_names == list(shipped.exit_names) == ["V0", "V1", "final"]
+        assert view.state.classes == shipped.classes
+
+
+def test_display_counts_messages_of_another_model_apart(qapp, two_exit_model_path):
+    """A display given a 2-exit model while the classifier runs a 3-exit one:
+    the third exit's messages are counted as from another model, not drawn."""
+    from gnuradio import amcee
+
+    view = amcee.display(model_path=two_exit_model_path, refresh_ms=1000)
+    for exit_k in (0, 1, 2):
+        msg = pmt.to_pmt({"class": 1, "exit": exit_k, "confidence": 0.9, "label": "QAM64"})
+        assert view.state.add_message(msg)
+    view.refresh()
+    snap = view.state.tick()
+    assert snap["mismatched"] == view.state.mismatched == 1
+    assert sum(b.sum() for b in snap["exit_bins"]) == 2 and snap["unknown"].sum() == 2
+    assert "1 from a model with other exits or classes" in view.widget().details.text()
+
+
+def test_display_rejects_contradictory_arguments(qapp, tiny_model_path):
     from gnuradio import amcee
 
     with pytest.raises(ValueError, match="exit_names"):
         amcee.display(num_exits=3, exit_names=["a", "b"])
+    with pytest.raises(ValueError, match="model_path or exit_names"):
+        amcee.display(model_path=tiny_model_path, exit_names=["a", "b"])
+    with pytest.raises(ValueError, match="exit_names with classes"):
+        amcee.display(classes=["A", "B"])
+    with pytest.raises(ValueError, match="not found"):
+        amcee.display(model_path="/nonexistent/model.pt")
+
+
+def test_display_without_a_model_file_takes_the_names_given(qapp):
+    from gnuradio import amcee
+
+    view = amcee.display(classes=["A", "B"], exit_names=["early", "final"])
+    assert view.exit_names == ["early", "final"] and view.state.classes == ("A", "B")

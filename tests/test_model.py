@@ -8,7 +8,7 @@ from gnuradio.amcee.model import (EarlyExitNet, ModelConfig, compute_ceiling, co
                                   entropy10, exit_costs, parameter_split, portable_state,
                                   transfer_weights)
 
-# facts.md: params shared / exit head / rest of backbone.
+# docs/dataset-and-network.md: params shared / exit head / rest of backbone.
 PAPER_TABLE = {
     "V0": (576, 68_010, 118_842),
     "V1": (13_056, 68_010, 106_362),
@@ -28,7 +28,7 @@ def test_backbone_alone_matches_paper_layout():
     shared, head, rest = PAPER_TABLE["V0"]
     assert count_parameters(model) == shared + rest
     _, backbone_macs = exit_costs(model)
-    assert backbone_macs == 1_655_424  # facts.md
+    assert backbone_macs == 1_655_424  # docs/dataset-and-network.md
 
 
 def test_exit_costs_match_facts():

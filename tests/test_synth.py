@@ -164,7 +164,7 @@ def test_linear_classes_cluster_on_their_constellation(name):
 def test_gr_mapper_tables():
     assert np.allclose(sorted(tx.constellation("PAM4").real), [-1.5, -0.5, 0.5, 1.5])
     assert np.allclose(np.angle(tx.constellation("QPSK")), np.pi / 4 * np.array([1, 3, -1, -3]))
-    assert np.mean(np.abs(tx.constellation("QAM16")) ** 2) == pytest.approx(1.1146, abs=1e-3)  # facts.md: ~1.115
+    assert np.mean(np.abs(tx.constellation("QAM16")) ** 2) == pytest.approx(1.1146, abs=1e-3)  # docs/dataset-and-network.md: ~1.115
     # QPSK symbol values [0,1,3,2]: bits 10 -> base point 3 (-j rotated), 11 -> base point 2.
     assert tx.constellation("QPSK")[2] == pytest.approx(-1j * np.exp(1j * np.pi / 4), abs=1e-6)
 

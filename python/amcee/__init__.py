@@ -12,12 +12,47 @@ Blocks: ``classifier`` (early-exit CNN over 2x128 IQ vectors),
 (a live QT GUI view of them).
 """
 
-# A Python-only module: there are no pybind11 bindings to import, but keep the
-# gr_modtool convention so that C++ blocks can be added later.
+# The compiled part: lib/ through the hand-written pybind11 module
+# amcee_python.  The classifier's per-frame path runs there; there is no
+# Python fallback, so a missing or broken build is an error here.
 try:
     from .amcee_python import *  # noqa: F401,F403
-except ModuleNotFoundError:
-    pass
+except ImportError as exc:
+    raise ImportError(f"gr-amcee's compiled part (amcee_python) cannot be imported: {exc}. "
+                      "Build and install the module with ./scripts/setup.sh") from exc
+
+
+def _python_with_torch():
+    """The Python that scripts/setup.sh made for gr-amcee (its venv), or None:
+    the .venv of the checkout these sources are in, else the interpreter that
+    CMake wrote into the shebang of the `amcee` command installed with them."""
+    import pathlib
+
+    here = pathlib.Path(__file__).resolve().parent
+    venv_python = here.parents[1] / ".venv" / "bin" / "python"
+    if venv_python.exists():
+        return str(venv_python)
+    try:  # <prefix>/lib/python3/dist-packages/gnuradio/amcee -> <prefix>/bin/amcee
+        with open(here.parents[4] / "bin" / "amcee") as command:
+            shebang = command.readline()
+    except (OSError, IndexError):
+        return None
+    return shebang[2:].strip() if shebang.startswith("#!/") else None
+
+
+# GNU Radio Companion runs a flowgraph with the Python that runs GRC, and
+# Debian's /usr/bin/gnuradio-companion runs /usr/bin/python3, which has no
+# torch: say which Python has it instead of a bare "No module named 'torch'".
+import importlib.util  # noqa: E402
+
+if importlib.util.find_spec("torch") is None:
+    import sys
+
+    raise ModuleNotFoundError(
+        f"gr-amcee needs PyTorch, which this Python ({sys.executable}) lacks: run the flowgraph with "
+        f"{_python_with_torch() or 'the Python of the venv that scripts/setup.sh makes (.venv/bin/python)'}"
+        " or start GNU Radio Companion as `gnuradio-companion` (the launcher scripts/setup.sh installs)",
+        name="torch")
 
 from .classifier import classifier  # noqa: E402,F401
 from .dataset_source import dataset_source  # noqa: E402,F401

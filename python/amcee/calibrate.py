@@ -4,7 +4,7 @@
 the validation split of the paper split:
 
 * ``max_loss_pp``: the largest compute saving (expected MACs from exit shares,
-  facts.md accounting) whose accuracy is at most ``max_loss_pp`` percentage
+  docs/dataset-and-network.md) whose accuracy is at most ``max_loss_pp`` percentage
   points below the final exit's (the backbone alone) on validation;
 * ``target_compute``: the most accurate point whose expected compute is at most
   that fraction of the backbone's.
@@ -42,6 +42,8 @@ GIVE_UP_QUANTILES = (0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
 MAX_FULL_GRID_EXITS = 3
 #: Thresholds per exit in the refinement after a joint grid.
 REFINE_POINTS = 400
+#: Rounds of coordinate descent (the refinement, and the search beyond MAX_FULL_GRID_EXITS).
+DESCENT_ROUNDS = 3
 #: Class-threshold search: a step passes this fraction of the frames
 #: predicted as the class that are still below its threshold (at least one).
 CLASS_STEPS = 50
@@ -175,13 +177,22 @@ def _better(a, b, objective):
     return ka > kb
 
 
-def search(ev, max_loss_pp=None, target_compute=None, points=None, give_up=False, min_snr_ceiling=None):
+def _bar(progress, total, what, unit="point"):
+    """A progress bar on stderr (shown on a terminal only) for one stage of the search."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"calibrate: {what}", unit=unit, disable=None if progress else True,
+                dynamic_ncols=True)
+
+
+def search(ev, max_loss_pp=None, target_compute=None, points=None, give_up=False, min_snr_ceiling=None,
+           progress=False):
     """(best point, all evaluated points) under the constraint.  With
     ``give_up`` the give-up entropies are searched too (a threshold grid per
     give-up combination); otherwise the evaluator's give-up values stay.
     ``min_snr_ceiling`` (needs an evaluator with SNRs) also requires every
     SNR's compute ceiling to be at least that (1.0: no SNR slower than the
-    backbone alone by compute)."""
+    backbone alone by compute).  ``progress``: bars on stderr."""
     if (max_loss_pp is None) == (target_compute is None):
         raise ValueError("give exactly one of max_loss_pp and target_compute")
     if max_loss_pp is not None and max_loss_pp < 0:
@@ -208,30 +219,34 @@ def search(ev, max_loss_pp=None, target_compute=None, points=None, give_up=False
     objective = "compute" if max_loss_pp is not None else "accuracy"
     points = points or (GIVE_UP_GRID_POINTS if give_up else GRID_POINTS).get(n_early, 16)
     grids = [ev.candidates(k, points) for k in range(n_early)]
-    give_up_sets = (itertools.product(*[ev.give_up_candidates(k) for k in range(n_early)])
-                    if give_up else [ev.give_up])
+    give_up_lists = [ev.give_up_candidates(k) for k in range(n_early)] if give_up else []
+    give_up_sets = itertools.product(*give_up_lists) if give_up else [ev.give_up]
+    full_grid = n_early <= MAX_FULL_GRID_EXITS
+    per_give_up = math.prod(map(len, grids)) if full_grid else DESCENT_ROUNDS * sum(map(len, grids))
     evaluated = []
     best = None
-    for give_up_values in give_up_sets:
-        ev.give_up = None if give_up_values is None else list(give_up_values)
-        if n_early <= MAX_FULL_GRID_EXITS:
-            combos = itertools.product(*grids)
-        else:
-            combos = _coordinate_descent(ev, grids, feasible, objective)
-        for combo in combos:
-            p = ev.point(combo)
-            evaluated.append(p)
-            if feasible(p) and _better(p, best, objective):
-                best = p
+    with _bar(progress, per_give_up * math.prod(map(len, give_up_lists)), "grid") as bar:
+        for give_up_values in give_up_sets:
+            ev.give_up = None if give_up_values is None else list(give_up_values)
+            if full_grid:
+                combos = itertools.product(*grids)
+            else:
+                combos = _coordinate_descent(ev, grids, feasible, objective)
+            for combo in combos:
+                p = ev.point(combo)
+                evaluated.append(p)
+                if feasible(p) and _better(p, best, objective):
+                    best = p
+                bar.update()
     if best is None:
         raise ValueError("no thresholds meet the constraint (target compute below what sending "
                          "every frame out of the first exit costs, or a per-SNR ceiling out of reach?)")
     if give_up or n_early > 1:
-        best = _refine(ev, best, feasible, objective, evaluated)
+        best = _refine(ev, best, feasible, objective, evaluated, progress=progress)
     return best, evaluated
 
 
-def search_class_thresholds(ev, best, max_loss_pp, min_snr_ceiling=None):
+def search_class_thresholds(ev, best, max_loss_pp, min_snr_ceiling=None, progress=False):
     """Class thresholds (one per early exit and predicted class) under the
     same accuracy budget, with ``best``'s give-up values.
 
@@ -250,15 +265,17 @@ def search_class_thresholds(ev, best, max_loss_pp, min_snr_ceiling=None):
     entropies = {(k, c): np.unique(ev.entropies[k][ev.predictions[k] == c].astype(np.float64))
                  for k in range(n_early) for c in range(n_classes)}
     per_exit = np.asarray(best["thresholds"], dtype=np.float64)  # search's point: one per exit
-    for start in CLASS_STARTS:
-        table = np.repeat((start * per_exit)[:, None], n_classes, axis=1)
-        point = _grow_class_thresholds(ev, table, entropies, max_loss_pp, min_snr_ceiling)
-        # Raising a threshold never raises a frame's cost, so the per-SNR
-        # ceilings only grow during the search: the bound is checked at its end.
-        if min_snr_ceiling is not None and point["min_snr_ceiling"] < min_snr_ceiling - 1e-12:
-            continue
-        if point["accuracy_loss_pp"] <= max_loss_pp + 1e-9 and _better(point, best, "compute"):
-            best = point
+    with _bar(progress, len(CLASS_STARTS), "class thresholds", unit="start") as bar:
+        for start in CLASS_STARTS:
+            table = np.repeat((start * per_exit)[:, None], n_classes, axis=1)
+            point = _grow_class_thresholds(ev, table, entropies, max_loss_pp, min_snr_ceiling)
+            bar.update()
+            # Raising a threshold never raises a frame's cost, so the per-SNR
+            # ceilings only grow during the search: the bound is checked at its end.
+            if min_snr_ceiling is not None and point["min_snr_ceiling"] < min_snr_ceiling - 1e-12:
+                continue
+            if point["accuracy_loss_pp"] <= max_loss_pp + 1e-9 and _better(point, best, "compute"):
+                best = point
     return best
 
 
@@ -303,29 +320,33 @@ def _grow_class_thresholds(ev, table, entropies, max_loss_pp, min_snr_ceiling=No
         _, table, current = step
 
 
-def _refine(ev, best, feasible, objective, evaluated, rounds=3):
+def _refine(ev, best, feasible, objective, evaluated, rounds=DESCENT_ROUNDS, progress=False):
     """Coordinate descent from the grid's best point over REFINE_POINTS
     thresholds per exit, give-up values fixed: the joint grid is coarse when
     several exits (or give-up values) are searched at once."""
     ev.give_up = [math.inf if g is None else g for g in best["give_up"]]
     grids = [ev.candidates(k, REFINE_POINTS) for k in range(ev.num_exits - 1)]
     current = list(best["thresholds"])
-    for _ in range(rounds):
-        improved = False
-        for k, grid in enumerate(grids):
-            for t in grid:
-                trial = list(current)
-                trial[k] = float(t)
-                p = ev.point(trial)
-                evaluated.append(p)
-                if feasible(p) and _better(p, best, objective):
-                    best, current, improved = p, trial, True
-        if not improved:
-            break
+    with _bar(progress, rounds * sum(map(len, grids)), "refine") as bar:
+        for _ in range(rounds):
+            improved = False
+            for k, grid in enumerate(grids):
+                for t in grid:
+                    trial = list(current)
+                    trial[k] = float(t)
+                    p = ev.point(trial)
+                    evaluated.append(p)
+                    if feasible(p) and _better(p, best, objective):
+                        best, current, improved = p, trial, True
+                    bar.update()
+            if not improved:
+                bar.total = bar.n  # converged before the last round
+                bar.refresh()
+                break
     return best
 
 
-def _coordinate_descent(ev, grids, feasible, objective, rounds=3):
+def _coordinate_descent(ev, grids, feasible, objective, rounds=DESCENT_ROUNDS):
     """Yield threshold vectors visited by coordinate descent (more than 3 early exits)."""
     current = [0.0] * len(grids)
     for _ in range(rounds):
@@ -373,7 +394,8 @@ def scale_heads(module, temperatures):
 
 def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, temperature=False,
               split="val", split_seed=0, max_batch=None, points=None, give_up=False,
-              favour_snr=None, min_snr_ceiling=None, min_exit_share="auto", class_thresholds=False):
+              favour_snr=None, min_snr_ceiling=None, min_exit_share="auto", class_thresholds=False,
+              progress=False):
     """Choose thresholds (and temperatures) on ``split`` and write ``out_path``.
 
     ``min_exit_share``: the exit gating written into the file: "auto" (the
@@ -383,6 +405,8 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
     ``class_thresholds``: after the per-exit search, also search one
     threshold per early exit and predicted class (search_class_thresholds;
     with ``max_loss_pp`` only) and keep whichever point saves more.
+
+    ``progress``: a bar per search stage on stderr (on a terminal).
 
     Returns the calibration record (also stored in the model's metadata)."""
     from .datasets import load_dataset, split_indices
@@ -419,10 +443,10 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
     ev = Evaluator(all_probs, labels, engine.meta["exit_macs"], engine.meta["backbone_macs"],
                    give_up=list(engine.give_up), snrs=ds.snrs[idx][valid], favour_snr=favour_snr)
     best, evaluated = search(ev, max_loss_pp=max_loss_pp, target_compute=target_compute, points=points,
-                             give_up=give_up, min_snr_ceiling=min_snr_ceiling)
+                             give_up=give_up, min_snr_ceiling=min_snr_ceiling, progress=progress)
     per_exit_choice = best
     if class_thresholds:
-        best = search_class_thresholds(ev, best, max_loss_pp, min_snr_ceiling)
+        best = search_class_thresholds(ev, best, max_loss_pp, min_snr_ceiling, progress=progress)
     gating = {"source": "given"}
     if min_exit_share == "auto":
         gating_frames = ds.frames[idx][valid]
@@ -455,7 +479,7 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
                                      "min_exit_share": gating["min_exit_share"],
                                      "calibration": record}, out_path=out_path)
     record["model"] = os.path.abspath(out_path)
-    record["model_version"] = meta.get("model_version")
+    record["model_version"] = meta["model_version"]  # rewrite_metadata's: the short version
     return record
 
 

@@ -30,8 +30,13 @@ def save_checkpoint(path, model, classes, **extra):
 
 def load_checkpoint(path, map_location="cpu"):
     """(model, checkpoint dict); a clear ValueError for anything else."""
+    from .export import torch_file_kind
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if torch_file_kind(path) == "torchscript":
+        raise ValueError(f"{path} is an exported model, not a training checkpoint (the best.pt or last.pt "
+                         "of an `amcee train` run)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:

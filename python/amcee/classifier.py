@@ -2,37 +2,32 @@
 
 Input and output are the same vector stream, passed through unchanged.  Every
 vector gets one stream tag ``amc`` whose value is a PMT dict (label, class,
-confidence, entropy, exit) and one PMT dict message (the same plus offset and,
-when the input carries them, the ``snr``, ``label`` and ``frame_index`` tags of
-replayed data as ``snr`` / ``true_label`` / ``frame_index``) on the port of the
-exit that decided it (``exit0`` .. ``exit{K-1}``) and on ``classification``.  Vectors with NaN/Inf or all zeros
+confidence, entropy, exit, probs) and one PMT dict message (the same plus
+offset and, when the input carries them, the ``snr``, ``label`` and
+``frame_index`` tags of replayed data as ``snr`` / ``true_label`` /
+``frame_index``) on the port of the exit that decided it (``exit0`` ..
+``exit{K-1}``) and on ``classification``.  Vectors with NaN/Inf or all zeros
 never reach the network: they pass through tagged ``invalid`` with exit -1 and
-are published on ``classification`` only.
+are published on ``classification`` only; so are the vectors of a network call
+that failed, tagged ``error``.
 
-GNU Radio calls work() as soon as a few vectors are in (often 20-30 at a
-time), and the network runs far better on larger batches.  ``min_batch``
-makes the scheduler wait for that many vectors (throughput for file replay,
-at the cost of latency on a slow live stream; the block upstream needs a
-"min output buffer" of at least 2 x min_batch vectors, see the GRC docs).
-GNU Radio 3.10 cannot rerun such a flowgraph (its buffers come back at the
-default size): build a new one per run.
+The per-frame work runs in C++ (lib/, through the pybind11 module
+amcee_python), one call per work(): the frames' preparation for the network
+(frame_prep.cc) and their tags and messages (decision_publisher.cc).  Python
+keeps the parameters, the engine call and the batching rule (batching.py).
 """
 import threading
+import time
 
 import numpy as np
 import pmt
 from gnuradio import gr
 
-from .engine import DEFAULT_BATCH, INVALID_CLASS, INVALID_EXIT, EarlyExitEngine, default_model_path
-from .labels import INVALID_LABEL
+from .amcee_python import decision_publisher, read_input_state
+from .batching import DEFAULT_MAX_LATENCY_MS, LatencyBoundBatching
+from .engine import DEFAULT_BATCH, EarlyExitEngine, default_model_path
 
-TAG_KEY = pmt.intern("amc")
-# Interned once: work() builds one dict per vector.
-KEY_LABEL, KEY_CLASS, KEY_CONFIDENCE, KEY_ENTROPY, KEY_EXIT, KEY_OFFSET = (
-    pmt.intern(k) for k in ("label", "class", "confidence", "entropy", "exit", "offset"))
 CLASSIFICATION_PORT = "classification"
-# input tag -> message field (frame_index lets fanned-out frames be matched up)
-TRUTH_KEYS = {"snr": "snr", "label": "true_label", "frame_index": "frame_index"}
 INPUT_FORMATS = ("complex", "rml")
 
 
@@ -40,11 +35,11 @@ def exit_port(k):
     return f"exit{k}"
 
 
-def upstream_buffer(min_batch):
-    """The min output buffer (in vectors) the block feeding a classifier with
-    ``min_batch`` > 1 needs, and the classifier's own: two batches, so that
-    one can fill while the other is classified."""
-    return 2 * int(min_batch)
+def _rounded(values, digits=4):
+    """Settings as short text for the log (thresholds may be per-class tables)."""
+    if isinstance(values, (list, tuple)):
+        return "[" + ", ".join(_rounded(v, digits) for v in values) + "]"
+    return f"{values:.{digits}g}" if isinstance(values, float) else str(values)
 
 
 class classifier(gr.sync_block):
@@ -52,7 +47,7 @@ class classifier(gr.sync_block):
 
     def __init__(self, model_path="", threshold=None, input_format="complex", frame_len=128,
                  max_batch=DEFAULT_BATCH, device="cpu", num_threads=1, num_exits=0, give_up=None,
-                 min_batch=1, min_exit_share=None):
+                 max_latency=DEFAULT_MAX_LATENCY_MS, min_exit_share=None):
         if input_format not in INPUT_FORMATS:
             raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
         model_path = model_path or default_model_path()
@@ -62,8 +57,6 @@ class classifier(gr.sync_block):
         # in the constructing (main) thread would change it for the whole program.
         if int(num_threads) < 0:
             raise ValueError(f"num_threads must be >= 0 (0 = torch's default), got {num_threads}")
-        if int(min_batch) < 1:
-            raise ValueError(f"min_batch must be >= 1 vector, got {min_batch}")
         self.engine = EarlyExitEngine(model_path, thresholds=threshold, device=device,
                                       max_batch=max_batch, give_up=give_up, min_exit_share=min_exit_share)
         if int(frame_len) != self.engine.frame_len:
@@ -72,11 +65,12 @@ class classifier(gr.sync_block):
         if num_exits and int(num_exits) != self.engine.num_exits:
             raise ValueError(f"num_exits {num_exits} does not match the model, which has "
                              f"{self.engine.num_exits} exits {self.engine.exit_names} ({model_path})")
+        self._batching = LatencyBoundBatching(self.engine.max_batch, max_latency)
         self.frame_len = self.engine.frame_len
         # torch's CPU thread count is per calling thread (OpenMP), and work()
         # runs in GNU Radio's scheduler thread: set it there, on the first call.
-        # Measured here: 2 OpenMP threads in a scheduler thread ran the block at
-        # about half the rate of 1 thread (4.7-5.0k vs 7.2-9.4k vectors/s).
+        # Two OpenMP threads inside a scheduler thread ran at about half the
+        # rate of one on a 2-core machine (docs/performance.md).
         self._num_threads = int(num_threads)
         self._threads_set = False
         self.input_format = input_format
@@ -85,31 +79,31 @@ class classifier(gr.sync_block):
         else:
             sig = (np.float32, 2 * self.frame_len)
         gr.sync_block.__init__(self, name="amcee_classifier", in_sig=[sig], out_sig=[sig])
-        self.min_batch = int(min_batch)
-        if self.min_batch > 1:
-            # The scheduler then calls work() with at least min_batch vectors as a
-            # rule (fewer at the end of a stream, or where a buffer wraps).
-            self.set_min_noutput_items(self.min_batch)
-            self.set_min_output_buffer(upstream_buffer(self.min_batch))
+        # GNU Radio sizes the buffer upstream for the output multiple of the
+        # blocks it feeds: announce two batches while the flowgraph is built,
+        # so that one fills while the other is classified (batching.py);
+        # start() drops it to 1.
+        self.set_output_multiple(self._buffered_items())
+        # One work() call is at most one network batch.
+        self.set_max_noutput_items(self._batching.max_batch)
+        self.set_blkd_input_timer_value(self._batching.timer_ms)
 
         self.model_path = model_path
-        self._labels = [pmt.intern(c) for c in self.engine.classes]
-        # Small-integer PMTs made once: work() builds two dicts per vector.
-        self._class_pmts = {c: pmt.from_long(c) for c in [*range(len(self.engine.classes)), INVALID_CLASS]}
-        self._exit_pmts = {k: pmt.from_long(k) for k in [*range(self.engine.num_exits), INVALID_EXIT]}
-        self._invalid_label = pmt.intern(INVALID_LABEL)
-        self._ports = [pmt.intern(exit_port(k)) for k in range(self.engine.num_exits)]
-        self._all_port = pmt.intern(CLASSIFICATION_PORT)
-        for port in self._ports + [self._all_port]:
-            self.message_port_register_out(port)
-        self._truth = {}  # latest snr/label tag values: they hold until the next tag
+        self._publisher = decision_publisher(list(self.engine.classes), self.engine.num_exits)
+        for k in range(self.engine.num_exits):
+            self.message_port_register_out(pmt.intern(exit_port(k)))
+        self.message_port_register_out(pmt.intern(CLASSIFICATION_PORT))
         self._counts_lock = threading.Lock()
         self._exit_counts = [0] * self.engine.num_exits
         self._invalid_count = 0
+        self._error_count = 0
+        self._error_logged = False
         self.logger = gr.logger("amcee.classifier")
-        self.logger.info(f"model {model_path}: exits {self.engine.exit_names}, thresholds "
-                         f"{self.engine.thresholds}, give-up {self.engine.give_up}, "
-                         f"exit gating {self.engine.min_exit_share}, device {self.engine.device}")
+        e = self.engine
+        self.logger.info(f"model {e.model.version or model_path}: exits {list(e.exit_names)}, "
+                         f"{'class thresholds' if any(isinstance(t, list) for t in e.thresholds) else 'thresholds ' + _rounded(e.thresholds)}, "
+                         f"give-up {_rounded(e.give_up, 3)}, exit gating {_rounded(e.min_exit_share, 3)}, "
+                         f"device {e.device}, max batch {e.max_batch}, max latency {_rounded(float(max_latency), 3)} ms")
 
     # -- runtime parameters (GRC callbacks) -------------------------------------
     def set_threshold(self, threshold):
@@ -140,6 +134,14 @@ class classifier(gr.sync_block):
     def get_min_exit_share(self):
         return self.engine.min_exit_share
 
+    def set_max_latency(self, max_latency):
+        """The longest a frame may wait in the block for its batch (ms)."""
+        self._batching.set_max_latency(max_latency)
+        self.set_blkd_input_timer_value(self._batching.timer_ms)
+
+    def get_max_latency(self):
+        return self._batching.max_latency_s * 1000.0
+
     # -- counters -----------------------------------------------------------------
     def exit_counts(self):
         """Vectors decided by each exit so far (list of K ints)."""
@@ -151,10 +153,16 @@ class classifier(gr.sync_block):
         with self._counts_lock:
             return self._invalid_count
 
+    def error_count(self):
+        """Vectors of network calls that failed (tagged ``error``)."""
+        with self._counts_lock:
+            return self._error_count
+
     def reset_counts(self):
         with self._counts_lock:
             self._exit_counts = [0] * self.engine.num_exits
             self._invalid_count = 0
+            self._error_count = 0
 
     def num_exits(self):
         return self.engine.num_exits
@@ -165,22 +173,29 @@ class classifier(gr.sync_block):
     def classes(self):
         return list(self.engine.classes)
 
-    # -- stream processing ----------------------------------------------------------
-    def _truth_per_vector(self, n, first):
-        """For each of the n vectors, the snr/label tag values in force (sticky)."""
-        tags = sorted(self.get_tags_in_window(0, 0, n), key=lambda t: t.offset)
-        per_vector = []
-        j = 0
-        for i in range(n):
-            while j < len(tags) and tags[j].offset <= first + i:
-                field = TRUTH_KEYS.get(pmt.symbol_to_string(tags[j].key))
-                if field is not None:
-                    self._truth[field] = tags[j].value
-                j += 1
-            per_vector.append(dict(self._truth))
-        return per_vector
+    # -- scheduling -----------------------------------------------------------------
+    def start(self):
+        self.set_output_multiple(1)
+        _, _, capacity = read_input_state(self.gateway)
+        self._batching.reset(capacity)
+        self._publisher.reset()
+        return True
 
+    def stop(self):
+        # The next run's buffers are sized again from the output multiple.
+        self.set_output_multiple(self._buffered_items())
+        return True
+
+    def _buffered_items(self):
+        return 2 * self._batching.max_batch
+
+    def forecast(self, noutput_items, ninputs):
+        available, done, _ = read_input_state(self.gateway)
+        return [self._batching.inputs_required(noutput_items, available, done)]
+
+    # -- stream processing ----------------------------------------------------------
     def work(self, input_items, output_items):
+        start = time.monotonic()
         if not self._threads_set:
             if self._num_threads > 0:
                 import torch
@@ -190,37 +205,31 @@ class classifier(gr.sync_block):
         x = input_items[0]
         n = len(x)
         output_items[0][:] = x
-        first = self.nitems_written(0)
         frames = x if self.input_format == "complex" else x.reshape(n, 2, self.frame_len)
-        result = self.engine.classify(frames)
-        truth = self._truth_per_vector(n, first)
-        classes = result.classes
-        confidence = result.confidence
+        try:
+            result = self.engine.classify(frames)
+            classes, exits = result.classes, result.exits
+            probs, entropy = result.probs, result.entropy
+            valid = result.valid
+        except Exception as exc:  # a model that fails on some batch must not stop the flowgraph
+            classes = np.full(n, decision_publisher.ERROR, dtype=np.int64)
+            exits = np.full(n, -1, dtype=np.int64)
+            probs = np.zeros((n, len(self.engine.classes)), dtype=np.float32)
+            entropy = np.full(n, np.nan, dtype=np.float32)
+            valid = None
+            if not self._error_logged:
+                self._error_logged = True
+                self.logger.error(f"the model failed on a batch of {n} frames; they and any others that "
+                                  f"fail are tagged 'error' (logged once): {type(exc).__name__}: {exc}")
+        self._publisher.publish(self.gateway, self.nitems_written(0), classes, exits, probs, entropy)
 
-        counts = np.bincount(result.exits[result.valid], minlength=self.engine.num_exits)
         with self._counts_lock:
-            for k in range(self.engine.num_exits):
-                self._exit_counts[k] += int(counts[k])
-            self._invalid_count += int(n - result.valid.sum())
-
-        # Plain Python lists: indexing numpy arrays element by element is slow.
-        exits, classes = result.exits.tolist(), classes.tolist()
-        confidence, entropy = confidence.tolist(), result.entropy.tolist()
-        for i in range(n):
-            exit_k = exits[i]
-            valid = exit_k != INVALID_EXIT
-            info = pmt.make_dict()
-            info = pmt.dict_add(info, KEY_LABEL, self._labels[classes[i]] if valid else self._invalid_label)
-            info = pmt.dict_add(info, KEY_CLASS, self._class_pmts[classes[i]])
-            info = pmt.dict_add(info, KEY_CONFIDENCE, pmt.from_double(confidence[i]))
-            info = pmt.dict_add(info, KEY_ENTROPY, pmt.from_double(entropy[i]))
-            info = pmt.dict_add(info, KEY_EXIT, self._exit_pmts[exit_k])
-            self.add_item_tag(0, first + i, TAG_KEY, info)
-
-            msg = pmt.dict_add(info, KEY_OFFSET, pmt.from_uint64(first + i))
-            for field, value in truth[i].items():
-                msg = pmt.dict_add(msg, pmt.intern(field), value)
-            if valid:
-                self.message_port_pub(self._ports[exit_k], msg)
-            self.message_port_pub(self._all_port, msg)
+            if valid is None:
+                self._error_count += n
+            else:
+                counts = np.bincount(exits[valid], minlength=self.engine.num_exits)
+                for k in range(self.engine.num_exits):
+                    self._exit_counts[k] += int(counts[k])
+                self._invalid_count += int(n - np.count_nonzero(valid))
+        self._batching.call_done(start, time.monotonic())
         return n

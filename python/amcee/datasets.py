@@ -308,29 +308,58 @@ def load_dataset(path, trusted=False):
 
 
 # ---------------------------------------------------------------------- split
+def _split_counts(n, test_fraction, val_fraction):
+    """(test, validation) frames that paper_split takes from a group of ``n``."""
+    n_test = int(np.floor(n * test_fraction + 0.5))
+    return n_test, int(np.floor((n - n_test) * val_fraction + 0.5))
+
+
+def min_frames_per_group(test_fraction=0.1, val_fraction=0.1):
+    """Fewest frames a (class, SNR) group needs for paper_split to give it at
+    least one training, one validation and one test frame (6 for 10 % / 10 %)."""
+    for n in range(3, 100_000):
+        n_test, n_val = _split_counts(n, test_fraction, val_fraction)
+        if n_test >= 1 and n_val >= 1 and n - n_test - n_val >= 1:
+            return n
+    raise ValueError(f"test_fraction {test_fraction} and val_fraction {val_fraction} leave a part empty")
+
+
 def paper_split(ds, seed=0, test_fraction=0.1, val_fraction=0.1):
     """Stratified split on (class, SNR): ``test_fraction`` of every group is test,
     ``val_fraction`` of the rest validation, the remainder training.
 
     ``ds`` is a Dataset or a ``(labels, snrs)`` pair. Returns sorted int64 index
     arrays ``(train, val, test)``; the same seed always gives the same split.
-    RML22's 420,000 frames give 340,200 / 37,800 / 42,000.
+    RML22's 420,000 frames give 340,200 / 37,800 / 42,000.  A group too small
+    to give every part a frame (min_frames_per_group) is a DatasetError.
     """
     labels, snrs = (ds.labels, ds.snrs) if isinstance(ds, Dataset) else ds
     labels, snrs = np.asarray(labels), np.asarray(snrs)
     if labels.shape != snrs.shape or labels.ndim != 1:
         raise DatasetError(f"labels {labels.shape} and snrs {snrs.shape} must be equal-length vectors")
-    _, snr_index = np.unique(snrs, return_inverse=True)
-    _, group = np.unique(np.stack([labels, snr_index]), axis=1, return_inverse=True)
+    if not len(labels):
+        raise DatasetError("the dataset is empty: nothing to split")
+    snr_values, snr_index = np.unique(snrs, return_inverse=True)
+    cells, group = np.unique(np.stack([labels, snr_index]), axis=1, return_inverse=True)
     group = group.reshape(-1)
+    sizes = np.bincount(group)
+    needed = min_frames_per_group(test_fraction, val_fraction)
+    if sizes.min() < needed:
+        label, snr = cells[:, int(sizes.argmin())]
+        names = ds.classes if isinstance(ds, Dataset) else None
+        name = names[label] if names is not None and 0 <= label < len(names) else f"class {label}"
+        raise DatasetError(
+            f"dataset too small for the paper's split: {name} at {float(snr_values[snr]):g} dB has "
+            f"{int(sizes.min())} frames; every (class, SNR) group needs at least {needed}, so that its "
+            f"{test_fraction:.0%} test and {val_fraction:.0%}-of-the-rest validation part get a frame "
+            f"each ({int((sizes < needed).sum())} of {len(sizes)} groups have fewer)")
     order = np.argsort(group, kind="stable")
     bounds = np.flatnonzero(np.diff(group[order])) + 1
     rng = np.random.default_rng(seed)
     parts = ([], [], [])
     for members in np.split(order, bounds):
         members = rng.permutation(members)
-        n_test = int(np.floor(len(members) * test_fraction + 0.5))
-        n_val = int(np.floor((len(members) - n_test) * val_fraction + 0.5))
+        n_test, n_val = _split_counts(len(members), test_fraction, val_fraction)
         parts[2].append(members[:n_test])
         parts[1].append(members[n_test:n_test + n_val])
         parts[0].append(members[n_test + n_val:])

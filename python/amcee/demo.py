@@ -8,7 +8,6 @@ with the samples; segments are a whole number of hops long, so a change falls
 on the first sample of a frame and only that frame (``truth_changed``) mixes
 two signals.  It is left out of the accuracy.
 """
-import math
 import sys
 import threading
 import time
@@ -110,47 +109,71 @@ def format_table(summary, key="class", rows=None):
     return "\n".join(lines)
 
 
+def progress_line(summary):
+    """One line of a run so far: frames, rate, accuracy and exit shares."""
+    shares = ", ".join(f"{name} {100 * share:.1f} %"
+                       for name, share in zip(summary["exit_names"], summary["all"]["exit_share"]))
+    accuracy = summary["all"]["accuracy"]
+    return (f"demo: {summary['frames']} frames in {summary['seconds']:.0f} s "
+            f"({summary['frames_per_second']:.0f} frames/s), accuracy "
+            + ("-" if accuracy is None else f"{100 * accuracy:.1f} %") + f"; exits {shares}")
+
+
+#: Seconds between progress lines when the live view is not on a terminal.
+PROGRESS_LINE_SECONDS = 5.0
+
+
 class LiveTable:
-    """Prints the table every refresh; redraws in place on a terminal."""
+    """The live view of a run.  On a terminal: the table, redrawn in place at
+    every update.  Elsewhere (a pipe, a log file): one progress line every
+    ``line_seconds`` of the run, since a whole table per update floods a log;
+    the caller prints the final summary."""
 
-    def __init__(self, stream=sys.stdout):
+    def __init__(self, stream=sys.stdout, line_seconds=PROGRESS_LINE_SECONDS):
         self.stream = stream
-        self._lines = 0
-        self._tty = stream.isatty()
+        self.line_seconds = float(line_seconds)
+        self._tty = hasattr(stream, "isatty") and stream.isatty()
+        self._lines = 0  # lines of the table on screen
+        self._next_line_at = self.line_seconds
 
-    def show(self, text):
-        if self._tty and self._lines:
-            self.stream.write(f"\x1b[{self._lines}F\x1b[J")  # back to the table's first line
-        self.stream.write(text + "\n")
-        if not self._tty:
-            self.stream.write("\n")
+    def show(self, summary, final=False):
+        """Update the view with ``summary`` (demo.summarize); ``final``: the
+        run has ended (the terminal shows the table if it has not yet)."""
+        if self._tty:
+            if final and self._lines:
+                return
+            text = format_table(summary)
+            if self._lines:
+                self.stream.write(f"\x1b[{self._lines}F\x1b[J")  # back to the table's first line
+            self.stream.write(text + "\n")
+            self._lines = text.count("\n") + 1
+        elif not final and summary["seconds"] >= self._next_line_at:
+            self.stream.write(progress_line(summary) + "\n")
+            self._next_line_at = summary["seconds"] + self.line_seconds
         self.stream.flush()
-        self._lines = text.count("\n") + 1
 
 
 def run_headless(fg, seconds=0.0, refresh=1.0, table=None):
     """Run ``fg`` until ``seconds`` pass (0 = until it ends, e.g. after max_frames),
-    showing the live table every ``refresh`` seconds; returns the final summary."""
+    updating ``table`` (a LiveTable) every ``refresh`` seconds; returns the final summary."""
     finished = threading.Event()
     start = time.monotonic()
     fg.start()
     waiter = threading.Thread(target=lambda: (fg.wait(), finished.set()), daemon=True)
     waiter.start()
-    shown = False
     try:
         while not finished.wait(timeout=refresh):
             elapsed = time.monotonic() - start
             if table is not None:
-                table.show(format_table(summarize(fg.sink.records(), fg.classes, fg.exit_names, elapsed)))
-                shown = True
+                table.show(summarize(fg.sink.records(), fg.classes, fg.exit_names, elapsed))
             if seconds and elapsed >= seconds:
                 break
     finally:
         fg.stop()
         finished.wait()
     summary = summarize(fg.sink.records(), fg.classes, fg.exit_names, time.monotonic() - start)
-    if table is not None and not shown:  # a run shorter than one refresh still shows its table
-        table.show(format_table(summary))
+    if table is not None:  # a run shorter than one refresh still shows its table
+        table.show(summary, final=True)
     return summary
 
 
@@ -173,7 +196,7 @@ def run_gui(fg, seconds=0.0, refresh=1.0, table=None, screenshot=None, window=50
     def on_tick():
         elapsed = time.monotonic() - start
         if table is not None:
-            table.show(format_table(summarize(fg.sink.records(), fg.classes, fg.exit_names, elapsed)))
+            table.show(summarize(fg.sink.records(), fg.classes, fg.exit_names, elapsed))
         if finished.is_set() or (seconds and elapsed >= seconds) or not widget.isVisible():
             if screenshot:
                 view.refresh()
@@ -190,19 +213,3 @@ def run_gui(fg, seconds=0.0, refresh=1.0, table=None, screenshot=None, window=50
     finished.wait()
     return summarize(fg.sink.records(), fg.classes, fg.exit_names, time.monotonic() - start)
 
-
-def parse_snrs(values):
-    """SNR list from CLI values: numbers, or 'LO:HI[:STEP]' ranges (inclusive)."""
-    snrs = []
-    for value in values:
-        if ":" in value:
-            parts = [float(p) for p in value.split(":")]
-            if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] <= 0):
-                raise ValueError(f"SNR range {value!r} must be LO:HI or LO:HI:STEP with STEP > 0")
-            lo, hi, step = parts[0], parts[1], parts[2] if len(parts) == 3 else 2.0
-            snrs += list(np.arange(lo, hi + step / 2, step))
-        else:
-            snrs.append(float(value))
-    if not snrs or not all(math.isfinite(s) for s in snrs):
-        raise ValueError(f"no valid SNR in {values!r}")
-    return [float(s) for s in snrs]

@@ -129,7 +129,7 @@ class DisplayWidget(QtWidgets.QWidget):
         self.exits.snapshot = snap
         current = snap["current"]
         if current:
-            exit_name = self.exit_names[current["exit"]] if current["exit"] < len(self.exit_names) else current["exit"]
+            exit_name = self.exit_names[current["exit"]]
             truth = ""
             if current["true_label"] is not None:
                 mark = "&#10003;" if current["true_label"] == current["label"] else "&#10007;"
@@ -143,6 +143,7 @@ class DisplayWidget(QtWidgets.QWidget):
         self.details.setText(
             f"{snap['total']} frames, {snap['frames_per_second']:.0f} frames/s"
             + (f", accuracy over the window {100 * accuracy:.1f}%" if accuracy is not None else "")
-            + (f", {snap['invalid']} invalid" if snap["invalid"] else ""))
+            + (f", {snap['invalid']} invalid" if snap["invalid"] else "")
+            + (f", {snap['mismatched']} from a model with other exits or classes" if snap["mismatched"] else ""))
         self.histogram.update()
         self.exits.update()

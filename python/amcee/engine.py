@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from . import gate_memory, malloc_tuning
-from .export import load_model, thresholds_tensor, validate_give_up
+from .amcee_python import prepare_complex_frames, prepare_rml_frames
+from .export import ModelFileError, load_model, thresholds_tensor, validate_give_up
 from .model import entropy10
 
 INVALID_EXIT = -1
@@ -131,6 +132,7 @@ class EarlyExitEngine:
         self.set_thresholds(self.model.default_thresholds if thresholds is None else thresholds)
         self.set_give_up(self.model.default_give_up if give_up is None else give_up)
         self.set_min_exit_share(self.model.default_min_exit_share if min_exit_share is None else min_exit_share)
+        self._check_full_batch()
 
     # -- model facts ----------------------------------------------------------
     @property
@@ -213,9 +215,27 @@ class EarlyExitEngine:
 
     # -- inference --------------------------------------------------------------
     def _prepare(self, frames):
-        x = as_float_frames(frames, self.frame_len)
-        valid = valid_mask(x)
-        return l1_normalize_frames(x[valid]), valid
+        """(the valid frames L1-normalised, float32 [M, 2, L]; valid mask [N]),
+        in one pass in C++ (frame_prep.cc) that also writes the layout the
+        network takes: the only copy of the frames on their way to the tensor."""
+        frames = np.asarray(frames)
+        if np.iscomplexobj(frames):
+            return prepare_complex_frames(np.ascontiguousarray(frames, np.complex64), self.frame_len)
+        return prepare_rml_frames(np.ascontiguousarray(frames, np.float32), self.frame_len)
+
+    def _check_full_batch(self):
+        """Run one full batch of noise frames with the file's default settings:
+        a file that passes the one-frame check at load but fails on larger
+        batches fails here, not in a running flowgraph."""
+        rng = np.random.default_rng(0)
+        frames = rng.standard_normal((self.max_batch, 2, self.frame_len)).astype(np.float32)
+        model = self.model
+        try:  # settings of its own: the stream's exit-gating memory stays untouched
+            self.classify(frames, thresholds=model.default_thresholds, give_up=model.default_give_up,
+                          min_exit_share=model.default_min_exit_share)
+        except Exception as exc:
+            raise ModelFileError(f"{self.model.path}: model fails on a batch of {self.max_batch} frames "
+                                 f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
 
     def _batches(self, frames):
         """(valid mask, generator of (rows, normalised batch tensor)) over the valid frames."""

@@ -15,6 +15,7 @@ machine (``time_ceiling.py``).
 import json
 import os
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 from .bench import host_info, paired_ratio_median, paired_ratio_spread, time_interleaved_samples
 from .exit_stats import (entropy10, exit_shares, expected_macs, pick_by_exit, simulate_exits,
                          thresholds_to_json)
+from .export import format_thresholds
 from .time_ceiling import measure_exit_time_costs
 
 #: The paper's thresholds (Figures 4-6) ...
@@ -76,7 +78,7 @@ def per_snr_table(labels, snrs, ee_pred, exits, bb_pred, k):
     return rows
 
 
-def classify_per_snr(engine, frames, snrs):
+def classify_per_snr(engine, frames, snrs, done=None):
     """engine.classify on each SNR subset in turn, results in frame order.
 
     These are the calls time_per_snr times, so exit shares, accuracy and time
@@ -84,12 +86,15 @@ def classify_per_snr(engine, frames, snrs):
     depend on the frames batched with it and on the batches before (the
     engine's gating memory), so each subset is classified as a stream at that
     SNR: once to settle the memory, then again for the result, as the timed
-    repeats run after an untimed one."""
+    repeats run after an untimed one.  ``done()`` is called after each subset."""
     from .engine import Classification
 
     def settled(subset):
         engine.classify(subset)
-        return engine.classify(subset)
+        result = engine.classify(subset)
+        if done is not None:
+            done()
+        return result
 
     parts = [(m, settled(frames[m])) for m in (snrs == snr for snr in np.unique(snrs))]
     first = parts[0][1]
@@ -102,7 +107,7 @@ def classify_per_snr(engine, frames, snrs):
     return out
 
 
-def time_per_snr(engine, frames, snrs, thresholds_sets, repeats):
+def time_per_snr(engine, frames, snrs, thresholds_sets, repeats, done=None):
     """Median seconds per frame of the engine (per threshold set) and of the
     backbone alone on each SNR subset, all interleaved in one loop, and the
     quartiles of the per-round speed-ups (how much they move between rounds).
@@ -110,7 +115,8 @@ def time_per_snr(engine, frames, snrs, thresholds_sets, repeats):
     A set of None runs the engine's own settings as a stream: its gating
     memory carries over from one repeat to the next (after the untimed
     warm-up call, the state of a stream at that SNR).  A set of thresholds
-    starts every call afresh (EarlyExitEngine.classify)."""
+    starts every call afresh (EarlyExitEngine.classify).  ``done()`` is
+    called after each SNR."""
     out = []
     for snr in np.unique(snrs):
         subset = frames[snrs == snr]
@@ -124,13 +130,19 @@ def time_per_snr(engine, frames, snrs, thresholds_sets, repeats):
                                        for n, v in samples.items() if n != "backbone"},
                     "speedup_quartiles": {n: paired_ratio_spread(samples["backbone"], v)
                                           for n, v in samples.items() if n != "backbone"}})
+        if done is not None:
+            done()
     return out
 
 
 def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None,
                    sweep=SWEEP_THRESHOLDS, repeats=5, max_batch=None, threads=0, device="cpu",
-                   timing=True, progress=print, min_exit_share=None):
-    """Everything ``amcee eval`` reports, as (report dict, per-frame predictions dict)."""
+                   timing=True, progress=True, min_exit_share=None):
+    """Everything ``amcee eval`` reports, as (report dict, per-frame predictions dict).
+
+    ``progress``: a line and a progress bar (on a terminal) on stderr."""
+    from tqdm import tqdm
+
     from .datasets import load_dataset, split_indices
     from .engine import EarlyExitEngine
 
@@ -145,93 +157,105 @@ def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None
     idx = split_indices(ds, split, seed=split_seed)
     frames, labels, snrs = ds.frames[idx], ds.labels[idx], ds.snrs[idx]
 
-    progress(f"eval: {len(idx)} {split} frames, exits {engine.exit_names}, thresholds {engine.thresholds}")
-    t0 = time.perf_counter()
-    result = classify_per_snr(engine, frames, snrs)  # the engine's own decisions: what the block would do
-    bb_probs, _ = engine.backbone_probs(frames)
-    all_probs, valid = engine.all_exit_probs(frames)
-    if not valid.all():
-        raise ValueError(f"{int((~valid).sum())} frames of the {split} split are all-zero or not finite")
-    ee_pred, bb_pred, exits = result.classes, bb_probs.argmax(1), result.exits
-    entropies = np.stack([entropy10(p) for p in all_probs])
-    give_up = list(engine.give_up)
-    sim_exits = simulate_exits(entropies, engine.thresholds, give_up, all_probs.argmax(2))
+    if progress:
+        print(f"eval: {len(idx)} {split} frames, exits {', '.join(engine.exit_names)}, thresholds "
+              f"{format_thresholds(engine.thresholds, engine.exit_names, engine.classes)}", file=sys.stderr)
+    n_snrs = len(np.unique(snrs))
+    # One step per SNR subset classified and, with timing, per SNR subset timed
+    # and one for the time ceiling's measurement.
+    bar = tqdm(total=n_snrs * 2 + 1 if timing else n_snrs, desc="eval: classify", unit="step",
+               disable=None if progress else True, dynamic_ncols=True)
+    with bar:
+        t0 = time.perf_counter()
+        # The engine's own decisions: what the block would do.
+        result = classify_per_snr(engine, frames, snrs, done=bar.update)
+        bb_probs, _ = engine.backbone_probs(frames)
+        all_probs, valid = engine.all_exit_probs(frames)
+        if not valid.all():
+            raise ValueError(f"{int((~valid).sum())} frames of the {split} split are all-zero or not finite")
+        ee_pred, bb_pred, exits = result.classes, bb_probs.argmax(1), result.exits
+        entropies = np.stack([entropy10(p) for p in all_probs])
+        give_up = list(engine.give_up)
+        sim_exits = simulate_exits(entropies, engine.thresholds, give_up, all_probs.argmax(2))
 
-    report = {
-        "model": os.path.abspath(model_path), "model_version": meta.get("model_version"),
-        "data": os.path.abspath(data), "split": split, "split_seed": split_seed, "frames": int(len(idx)),
-        "classes": list(engine.classes), "exit_names": list(engine.exit_names),
-        "thresholds": thresholds_to_json(engine.thresholds),
-        "give_up": [None if g == float("inf") else g for g in give_up],
-        "min_exit_share": list(engine.min_exit_share), "exit_macs": costs, "backbone_macs": backbone_macs,
-        "calibration": meta.get("calibration"),
-        "simulation_agreement": float((sim_exits == exits).mean()),
-    }
-    high = snrs >= HIGH_SNR_DB
-    shares = exit_shares(exits, k)
-    report["overall"] = {
-        "accuracy_backbone": _acc(bb_pred, labels), "accuracy_early_exit": _acc(ee_pred, labels),
-        "accuracy_backbone_high_snr": _acc(bb_pred[high], labels[high]),
-        "accuracy_early_exit_high_snr": _acc(ee_pred[high], labels[high]),
-        "accuracy_loss_pp": 100 * (_acc(bb_pred, labels) - _acc(ee_pred, labels)),
-        "accuracy_per_exit_all_frames": [_acc(all_probs[j].argmax(1), labels) for j in range(k)],
-        "exit_shares": shares.tolist(), "expected_macs": expected_macs(shares, costs),
-        "compute_ceiling": backbone_macs / expected_macs(shares, costs),
-    }
-    report["per_snr"] = per_snr_table(labels, snrs, ee_pred, exits, bb_pred, k)
+        report = {
+            "model": os.path.abspath(model_path), "model_version": engine.model.version,
+            "model_description": engine.model.description,
+            "data": os.path.abspath(data), "split": split, "split_seed": split_seed, "frames": int(len(idx)),
+            "classes": list(engine.classes), "exit_names": list(engine.exit_names),
+            "thresholds": thresholds_to_json(engine.thresholds),
+            "give_up": [None if g == float("inf") else g for g in give_up],
+            "min_exit_share": list(engine.min_exit_share), "exit_macs": costs, "backbone_macs": backbone_macs,
+            "calibration": meta.get("calibration"),
+            "simulation_agreement": float((sim_exits == exits).mean()),
+        }
+        high = snrs >= HIGH_SNR_DB
+        shares = exit_shares(exits, k)
+        report["overall"] = {
+            "accuracy_backbone": _acc(bb_pred, labels), "accuracy_early_exit": _acc(ee_pred, labels),
+            "accuracy_backbone_high_snr": _acc(bb_pred[high], labels[high]),
+            "accuracy_early_exit_high_snr": _acc(ee_pred[high], labels[high]),
+            "accuracy_loss_pp": 100 * (_acc(bb_pred, labels) - _acc(ee_pred, labels)),
+            "accuracy_per_exit_all_frames": [_acc(all_probs[j].argmax(1), labels) for j in range(k)],
+            "exit_shares": shares.tolist(), "expected_macs": expected_macs(shares, costs),
+            "compute_ceiling": backbone_macs / expected_macs(shares, costs),
+        }
+        report["per_snr"] = per_snr_table(labels, snrs, ee_pred, exits, bb_pred, k)
 
-    # Threshold sweep (one T for every early exit) and the paper's three values.
-    report["sweep"] = [operating_point(all_probs, entropies, labels, snrs, [t] * (k - 1), costs,
-                                       backbone_macs, give_up)[0]
-                       for t in sorted(set(sweep) | set(PAPER_THRESHOLDS))]
-    report["paper_thresholds"] = {}
-    for t in PAPER_THRESHOLDS:
-        point, ex, pred = operating_point(all_probs, entropies, labels, snrs, [t] * (k - 1), costs,
-                                          backbone_macs, give_up)
-        point["per_snr"] = per_snr_table(labels, snrs, pred, ex, bb_pred, k)
-        report["paper_thresholds"][str(t)] = point
-    report["confusion"] = {"early_exit": confusion(ee_pred, labels, len(engine.classes)).tolist(),
-                           "backbone": confusion(bb_pred, labels, len(engine.classes)).tolist(),
-                           "early_exit_high_snr": confusion(ee_pred[high], labels[high],
-                                                            len(engine.classes)).tolist()}
-    report["classify_seconds"] = round(time.perf_counter() - t0, 2)
+        # Threshold sweep (one T for every early exit) and the paper's three values.
+        report["sweep"] = [operating_point(all_probs, entropies, labels, snrs, [t] * (k - 1), costs,
+                                           backbone_macs, give_up)[0]
+                           for t in sorted(set(sweep) | set(PAPER_THRESHOLDS))]
+        report["paper_thresholds"] = {}
+        for t in PAPER_THRESHOLDS:
+            point, ex, pred = operating_point(all_probs, entropies, labels, snrs, [t] * (k - 1), costs,
+                                              backbone_macs, give_up)
+            point["per_snr"] = per_snr_table(labels, snrs, pred, ex, bb_pred, k)
+            report["paper_thresholds"][str(t)] = point
+        report["confusion"] = {"early_exit": confusion(ee_pred, labels, len(engine.classes)).tolist(),
+                               "backbone": confusion(bb_pred, labels, len(engine.classes)).tolist(),
+                               "early_exit_high_snr": confusion(ee_pred[high], labels[high],
+                                                                len(engine.classes)).tolist()}
+        report["classify_seconds"] = round(time.perf_counter() - t0, 2)
 
-    if timing:
-        progress(f"eval: timing engine vs backbone per SNR ({repeats} interleaved repeats)")
-        sets = {"model": None}  # the engine's own settings, as a stream (the decisions above)
-        for t in (0.05, 0.6):
-            sets[f"T={t}"] = [t] * (k - 1)
-        timing_rows = time_per_snr(engine, frames, snrs, sets, repeats)
-        times = measure_exit_time_costs(engine, frames)
-        report["exit_time_costs"] = times.to_json()
-        for row, timed in zip(report["per_snr"], timing_rows):
-            spf = timed["seconds_per_frame"]
-            row["seconds_per_frame_backbone"] = spf["backbone"]
-            row["seconds_per_frame_engine"] = spf["model"]
-            row["speedup"] = timed["speedup_median"]["model"]
-            row["speedup_of_medians"] = spf["backbone"] / spf["model"]
-            row["speedup_quartiles"] = timed["speedup_quartiles"]["model"]
-            row["compute_ceiling"] = backbone_macs / expected_macs(row["exit_shares"], costs)
-            row["speedup_over_ceiling"] = row["speedup"] / row["compute_ceiling"]
-            row["time_ceiling"] = times.ceiling(row["exit_shares"])
-            row["speedup_over_time_ceiling"] = row["speedup"] / row["time_ceiling"]
-        for t in (0.05, 0.6):
-            for row, timed in zip(report["paper_thresholds"][str(t)]["per_snr"], timing_rows):
+        if timing:
+            bar.set_description(f"eval: timing ({repeats} repeats)")
+            sets = {"model": None}  # the engine's own settings, as a stream (the decisions above)
+            for t in (0.05, 0.6):
+                sets[f"T={t}"] = [t] * (k - 1)
+            timing_rows = time_per_snr(engine, frames, snrs, sets, repeats, done=bar.update)
+            bar.set_description("eval: time ceiling")
+            times = measure_exit_time_costs(engine, frames)
+            bar.update()
+            report["exit_time_costs"] = times.to_json()
+            for row, timed in zip(report["per_snr"], timing_rows):
                 spf = timed["seconds_per_frame"]
                 row["seconds_per_frame_backbone"] = spf["backbone"]
-                row["seconds_per_frame_engine"] = spf[f"T={t}"]
-                row["speedup"] = timed["speedup_median"][f"T={t}"]
-        total_bb = sum(r["seconds_per_frame_backbone"] * r["frames"] for r in report["per_snr"])
-        total_ee = sum(r["seconds_per_frame_engine"] * r["frames"] for r in report["per_snr"])
-        report["overall"]["speedup"] = total_bb / total_ee
-        report["overall"]["speedup_over_ceiling"] = report["overall"]["speedup"] / report["overall"]["compute_ceiling"]
-        report["overall"]["time_ceiling"] = times.ceiling(report["overall"]["exit_shares"])
-        report["overall"]["speedup_over_time_ceiling"] = report["overall"]["speedup"] / report["overall"]["time_ceiling"]
-        report["timing"] = {"repeats": repeats, "max_batch": engine.max_batch,
-                            "threads": __import__("torch").get_num_threads(),
-                            "method": "median of interleaved repeats per SNR subset, same process; a speed-up "
-                                      "is the median of the per-round ratios (all SNRs: total medians)",
-                            "host": host_info()}
+                row["seconds_per_frame_engine"] = spf["model"]
+                row["speedup"] = timed["speedup_median"]["model"]
+                row["speedup_of_medians"] = spf["backbone"] / spf["model"]
+                row["speedup_quartiles"] = timed["speedup_quartiles"]["model"]
+                row["compute_ceiling"] = backbone_macs / expected_macs(row["exit_shares"], costs)
+                row["speedup_over_ceiling"] = row["speedup"] / row["compute_ceiling"]
+                row["time_ceiling"] = times.ceiling(row["exit_shares"])
+                row["speedup_over_time_ceiling"] = row["speedup"] / row["time_ceiling"]
+            for t in (0.05, 0.6):
+                for row, timed in zip(report["paper_thresholds"][str(t)]["per_snr"], timing_rows):
+                    spf = timed["seconds_per_frame"]
+                    row["seconds_per_frame_backbone"] = spf["backbone"]
+                    row["seconds_per_frame_engine"] = spf[f"T={t}"]
+                    row["speedup"] = timed["speedup_median"][f"T={t}"]
+            total_bb = sum(r["seconds_per_frame_backbone"] * r["frames"] for r in report["per_snr"])
+            total_ee = sum(r["seconds_per_frame_engine"] * r["frames"] for r in report["per_snr"])
+            report["overall"]["speedup"] = total_bb / total_ee
+            report["overall"]["speedup_over_ceiling"] = report["overall"]["speedup"] / report["overall"]["compute_ceiling"]
+            report["overall"]["time_ceiling"] = times.ceiling(report["overall"]["exit_shares"])
+            report["overall"]["speedup_over_time_ceiling"] = report["overall"]["speedup"] / report["overall"]["time_ceiling"]
+            report["timing"] = {"repeats": repeats, "max_batch": engine.max_batch,
+                                "threads": __import__("torch").get_num_threads(),
+                                "method": "median of interleaved repeats per SNR subset, same process; a speed-up "
+                                          "is the median of the per-round ratios (all SNRs: total medians)",
+                                "host": host_info()}
     predictions = {"index": idx.astype(np.int64), "exit": exits.astype(np.int64),
                    "class": ee_pred.astype(np.int64), "entropy": result.entropy.astype(np.float32),
                    "label": labels.astype(np.int64), "snr": snrs.astype(np.float32),
@@ -254,17 +278,6 @@ def write_outputs(report, predictions, out_dir):
         f.write(summary_markdown(report))
 
 
-def format_thresholds(thresholds, exit_names, classes):
-    """'0.21, 0.23', or per class 'V0 (QAM16 0.52, QAM64 0.32, ...), V1 0.23'."""
-    parts = []
-    for name, t in zip(exit_names, thresholds):
-        if isinstance(t, (list, tuple)):
-            parts.append(f"{name} (" + ", ".join(f"{c} {v:.3g}" for c, v in zip(classes, t)) + ")")
-        else:
-            parts.append(f"{t:.4g}")
-    return ", ".join(parts)
-
-
 def _pct(x):
     return "n/a" if x is None or x != x else f"{100 * x:.1f} %"
 
@@ -273,8 +286,10 @@ def summary_markdown(r):
     o = r["overall"]
     names = r["exit_names"]
     gating = r.get("min_exit_share") or []
-    lines = [
-        f"# Evaluation of `{r['model_version']}`", "",
+    lines = [f"# Evaluation of `{r['model_version']}`", ""]
+    if r.get("model_description"):
+        lines += [r["model_description"], ""]
+    lines += [
         f"Model `{os.path.basename(r['model'])}`, exits {', '.join(names)}, thresholds "
         f"{format_thresholds(r['thresholds'], names, r['classes'])}; data `{os.path.basename(r['data'])}`, "
         f"{r['split']} split ({r['frames']} frames). Exit gating (min_exit_share): "

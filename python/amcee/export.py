@@ -11,7 +11,9 @@ import datetime
 import json
 import math
 import os
+import re
 import warnings
+import zipfile
 from dataclasses import dataclass
 
 import torch
@@ -27,8 +29,54 @@ REQUIRED_KEYS = ("format", "format_version", "classes", "frame_len", "num_exits"
                  "input_layout", "model_version")
 
 
+#: Longest model version: a name like amcee-default-6 (the description goes in its own field).
+MAX_VERSION_LENGTH = 64
+
+
 class ModelFileError(ValueError):
     """A model file that is missing, unreadable or not an amcee model."""
+
+
+def torch_file_kind(path):
+    """What torch archive ``path`` is, read from its zip listing without
+    unpickling anything: "torchscript" (torch.jit.save, an exported model:
+    code/ and constants.pkl), "checkpoint" (torch.save, e.g. `amcee train`'s
+    best.pt: data.pkl without code) or None (neither)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None
+    inside = {name.split("/", 1)[1] for name in names if "/" in name}  # below the archive's top folder
+    if "constants.pkl" in inside or any(name.startswith("code/") for name in inside):
+        return "torchscript"
+    if "data.pkl" in inside:
+        return "checkpoint"
+    return None
+
+
+def check_model_version(version):
+    """A model version is a short name without spaces (e.g. amcee-default-6);
+    what the model is goes in the metadata's ``description``."""
+    text = str(version).strip()
+    if not text or re.search(r"\s", text) or len(text) > MAX_VERSION_LENGTH:
+        raise ValueError(f"model version must be a short name without spaces, e.g. amcee-default-7 (at "
+                         f"most {MAX_VERSION_LENGTH} characters; describe the model with --description), "
+                         f"got {str(version)[:80]!r}")
+    return text
+
+
+def model_version_parts(meta):
+    """(version, description) of a model's metadata.  Files exported before the
+    ``description`` field kept both in ``model_version``, e.g.
+    "amcee-default-6 (V0+V1 conv heads+final; ...)": the version is its first
+    word, the rest (without the parentheses) the description."""
+    text = str(meta.get("model_version") or "unversioned").strip()
+    version, _, rest = text.partition(" ")
+    rest = rest.strip()
+    if rest.startswith("(") and rest.endswith(")"):
+        rest = rest[1:-1].strip()
+    return version.rstrip(":;,"), str(meta.get("description") or rest)
 
 
 @dataclass
@@ -40,6 +88,16 @@ class LoadedModel:
     @property
     def classes(self):
         return tuple(self.meta["classes"])
+
+    @property
+    def version(self):
+        """The short model version (model_version_parts)."""
+        return model_version_parts(self.meta)[0]
+
+    @property
+    def description(self):
+        """What the model is, in words ("" when the file does not say)."""
+        return model_version_parts(self.meta)[1]
 
     @property
     def num_exits(self):
@@ -105,7 +163,7 @@ def _script(model):
 
 
 def build_metadata(model, classes, thresholds, model_version="unversioned", extra=None, give_up=None,
-                   min_exit_share=None):
+                   min_exit_share=None, description=""):
     from .model import exit_costs  # training-side helper, not needed at load time
 
     config = model.config
@@ -119,7 +177,8 @@ def build_metadata(model, classes, thresholds, model_version="unversioned", extr
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "model_version": model_version,
+        "model_version": check_model_version(model_version),
+        "description": str(description or ""),
         "classes": classes,
         "frame_len": config.frame_len,
         "input_layout": "float32 [B, 2, L]: row 0 = I, row 1 = Q",
@@ -140,7 +199,8 @@ def build_metadata(model, classes, thresholds, model_version="unversioned", extr
     return meta
 
 
-def export_model(model, path, classes, thresholds, model_version="unversioned", extra=None, give_up=None):
+def export_model(model, path, classes, thresholds, model_version="unversioned", extra=None, give_up=None,
+                 description=""):
     """Script ``model`` (an EarlyExitNet) and write it with its metadata to ``path``.
 
     What is scripted is an inference copy (inference_graph.for_inference:
@@ -149,7 +209,7 @@ def export_model(model, path, classes, thresholds, model_version="unversioned", 
     """
     from .inference_graph import for_inference
 
-    meta = build_metadata(model, classes, thresholds, model_version, extra, give_up)
+    meta = build_metadata(model, classes, thresholds, model_version, extra, give_up, description=description)
     scripted = _script(for_inference(model))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     scripted.save(path, _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
@@ -157,9 +217,11 @@ def export_model(model, path, classes, thresholds, model_version="unversioned", 
 
 
 def rewrite_metadata(path, updates, out_path=None):
-    """Rewrite a model file with some metadata fields changed (e.g. thresholds)."""
+    """Rewrite a model file with some metadata fields changed (e.g. thresholds).
+    A file whose model_version also holds the description gets the two apart."""
     loaded = load_model(path)
     meta = dict(loaded.meta)
+    meta["model_version"], meta["description"] = loaded.version, loaded.description
     meta.update(updates)
     meta["thresholds"] = thresholds_to_json(loaded.check_thresholds(meta["thresholds"]))
     meta["give_up"] = give_up_to_json(validate_give_up(meta.get("give_up"), loaded.num_exits))
@@ -209,6 +271,18 @@ def validate_thresholds(value, num_exits, num_classes=None):
                 raise ValueError(f"threshold of exit {i} must be finite and >= 0, got {v}")
         values.append(t)
     return tuple(values)
+
+
+def format_thresholds(thresholds, exit_names, classes):
+    """Thresholds as short text: 'V0 0.2105, V1 0.2339', or with class
+    thresholds 'V0 (QAM16 0.454, QAM64 0.318, ...), V1 0.2339'."""
+    parts = []
+    for name, t in zip(exit_names, thresholds):
+        if isinstance(t, (list, tuple)):
+            parts.append(f"{name} (" + ", ".join(f"{c} {v:.3g}" for c, v in zip(classes, t)) + ")")
+        else:
+            parts.append(f"{name} {t:.4g}")
+    return ", ".join(parts)
 
 
 def thresholds_tensor(values, num_classes, device="cpu"):
@@ -294,6 +368,9 @@ def load_model(path, device="cpu"):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ModelFileError(f"model file not found: {path}")
+    if torch_file_kind(path) == "checkpoint":
+        raise ModelFileError(f"{path} is a training checkpoint, not an exported model: export it with "
+                             f"`amcee export {path} --out MODEL.pt` and give MODEL.pt")
     extra = {METADATA_FILE: ""}
     try:
         with warnings.catch_warnings():

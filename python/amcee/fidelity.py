@@ -80,37 +80,58 @@ def measure(ds, clean=None):
     return report
 
 
-def plot_examples(ds, path, frames_per_class=20):
-    """Per class at its highest SNR: I/Q scatter (top) and one frame's I/Q (bottom)."""
+def plot_examples(ds, path, frames_per_class=20, columns=5):
+    """Per class at its highest SNR: I/Q scatter of a few frames over one frame's I and Q.
+
+    Classes fill a grid ``columns`` wide (two axes rows per grid row), so ten
+    classes make a 2 x 5 grid rather than one strip too wide to read.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     n = len(ds.classes)
-    fig, axes = plt.subplots(2, n, figsize=(2.4 * n, 5.2), squeeze=False)
-    for i, name in enumerate(ds.classes):
-        idx = np.flatnonzero(ds.labels == i)
-        top, bottom = axes[0, i], axes[1, i]
-        top.set_title(name, fontsize=9)
+    cols = max(1, min(columns, n))
+    grid_rows = -(-n // cols)
+    fig, axes = plt.subplots(2 * grid_rows, cols, figsize=(max(2.7 * cols, 6.5), 4.3 * grid_rows + 0.6),
+                             gridspec_kw={"height_ratios": [1.6, 1.0] * grid_rows},
+                             squeeze=False, layout="constrained")
+    for i in range(grid_rows * cols):
+        top, bottom = axes[2 * (i // cols), i % cols], axes[2 * (i // cols) + 1, i % cols]
+        idx = np.flatnonzero(ds.labels == i) if i < n else []
         if not len(idx):
+            if i >= n:  # grid cells past the last class
+                top.set_axis_off()
+                bottom.set_axis_off()
+            else:
+                top.set_title(f"{ds.classes[i]} (no frames)", fontsize=10)
             continue
         best = ds.snrs[idx].max()
         idx = idx[ds.snrs[idx] == best][:frames_per_class]
         x = _complex(ds.frames[idx])
         lim = 1.1 * np.abs(x).max()
+        top.set_title(f"{ds.classes[i]} ({best:g} dB)", fontsize=10)
         top.scatter(x.real.ravel(), x.imag.ravel(), s=1, alpha=0.4)
-        top.set_xlim(-lim, lim)
-        top.set_ylim(-lim, lim)
-        top.set_aspect("equal")
-        top.tick_params(labelsize=6)
-        bottom.plot(x[0].real, lw=0.8, label="I")
-        bottom.plot(x[0].imag, lw=0.8, label="Q")
-        bottom.set_xlabel(f"sample ({best:g} dB)", fontsize=7)
-        bottom.tick_params(labelsize=6)
-    axes[1, 0].legend(fontsize=6)
-    fig.suptitle(f"{ds.meta.get('generator', 'dataset')} variant={ds.meta.get('variant', '?')}: "
-                 "I/Q scatter and one frame per class at the highest SNR", fontsize=10)
-    fig.tight_layout()
+        top.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+        bottom.plot(x[0].real, "C0", lw=0.8)
+        bottom.plot(x[0].imag, "C1", lw=0.8)
+        bottom.set_ylim(-lim, lim)  # the scatter's scale, so the two panels read together
+        bottom.set_xlim(0, x.shape[1] - 1)
+        bottom.set_xlabel("sample", fontsize=8)
+        for ax in (top, bottom):
+            # L1-normalised frames have amplitudes of about 1e-2: one shared exponent per axis.
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0), useMathText=True)
+            ax.yaxis.set_major_locator(MaxNLocator(4))
+            ax.tick_params(labelsize=7)
+            ax.yaxis.get_offset_text().set_fontsize(7)
+        top.ticklabel_format(axis="x", style="sci", scilimits=(0, 0), useMathText=True)
+        top.xaxis.set_major_locator(MaxNLocator(4))
+        top.xaxis.get_offset_text().set_fontsize(7)
+    # The colours are named in the title: a legend box would cover a panel's samples.
+    fig.suptitle(f"{ds.meta.get('generator', 'dataset')} variant={ds.meta.get('variant', '?')}, "
+                 "each class at its highest SNR\nI/Q scatter of a few frames (top); "
+                 "one frame's I (blue) and Q (orange) (bottom)", fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -1,6 +1,7 @@
 """Inference-only rewrite of a trained EarlyExitNet, applied at export.
 
-On this 2-core CPU the time does not follow facts.md's multiply-accumulates:
+On this 2-core CPU the time does not follow the multiply-accumulates of
+docs/dataset-and-network.md:
 profiled at batch 256, conv1 (3 % of the MACs) took as long as a third of
 conv2 (48 %), the max-pools and the BatchNorm/ReLU passes over the largest
 activations (64 x 128 floats per frame) cost as much as conv4, and each exit
@@ -30,7 +31,7 @@ than MACs.  So, for inference only (each step exact in eval mode):
 The rewritten network keeps the EarlyExitNet structure (blocks, segment,
 head) and methods, so the batched early exit is unchanged; its outputs equal
 the original's to float rounding (tests: 1e-5).  The MAC figures in the
-model's metadata stay those of the paper's layers (facts.md accounting).
+model's metadata stay those of the paper's layers (docs/dataset-and-network.md).
 """
 import copy
 

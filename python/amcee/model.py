@@ -1,6 +1,6 @@
 """The paper's 1D-CNN backbone with early-exit heads at any list of points.
 
-The backbone (facts.md, "The paper's networks") is a flat sequence of named
+The backbone (docs/dataset-and-network.md) is a flat sequence of named
 layers.  An early exit is placed *after* one of them; the network is cut there
 into segments, and each segment is paired with the head that reads its output:
 
@@ -35,7 +35,7 @@ LAYER_NAMES = tuple(name for name, *_ in BACKBONE_LAYERS)
 #: The paper's single-exit versions: where their early exit branches off.
 PAPER_VERSIONS = {"V0": "pool1", "V1": "conv2", "V2": "conv3", "V3": "conv5"}
 
-#: Features every early-exit head sees after its pooling (facts.md).
+#: Features every early-exit head sees after its pooling (docs/dataset-and-network.md).
 HEAD_FEATURES = 1024
 #: The batched early exit gathers the rows that go on only when at least this
 #: share of the rows in flight has left; below it the few answered rows ride
@@ -522,7 +522,7 @@ def head_macs(head: nn.Sequential, length: int) -> int:
 def exit_costs(model: EarlyExitNet):
     """MACs a frame costs when it leaves at each exit (heads on the way included),
     and the backbone alone's cost.  Convolutions and linear layers only, the
-    accounting of facts.md."""
+    accounting of docs/dataset-and-network.md."""
     per_layer = layer_macs(model.config.frame_len)
     costs = []
     spent = 0

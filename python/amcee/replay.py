@@ -21,7 +21,7 @@ import numpy as np
 from gnuradio import blocks, gr
 
 from .classification_sink import classification_sink
-from .classifier import CLASSIFICATION_PORT, classifier, upstream_buffer
+from .classifier import CLASSIFICATION_PORT, classifier
 from .dataset_source import dataset_source
 from .datasets import DatasetError, load_dataset, split_indices
 from .engine import DEFAULT_BATCH
@@ -78,13 +78,11 @@ class replay_flowgraph(gr.top_block):
                 frames_to_vectors(ds.frames[rows], layout).tofile(data_path)
                 self.temp_file = data_path
             self.source = blocks.file_source(itemsize, data_path, False)
-        # A recording is not a live stream: no latency to keep low, so the
-        # block waits for full batches (and the source buffers twice that).
-        batch = max_batch or DEFAULT_BATCH
-        self.source.set_min_output_buffer(upstream_buffer(batch))
+        # A recording comes as fast as the classifier takes it: the block's
+        # batching hands the network full batches on its own.
         self.classifier = classifier(model_path=model_path, threshold=threshold,
-                                     input_format=layout, frame_len=L, max_batch=max_batch,
-                                     min_batch=batch, min_exit_share=min_exit_share)
+                                     input_format=layout, frame_len=L, max_batch=max_batch or DEFAULT_BATCH,
+                                     min_exit_share=min_exit_share)
         self.sink = classification_sink(self.classifier.classes())
         self.connect(self.source, self.classifier, blocks.null_sink(itemsize))
         self.msg_connect(self.classifier, CLASSIFICATION_PORT, self.sink, "in")

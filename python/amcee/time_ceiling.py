@@ -1,6 +1,6 @@
 """The speed-up exit shares allow by measured time on this machine.
 
-The compute ceiling (model.compute_ceiling with facts.md's multiply-accumulates)
+The compute ceiling (model.compute_ceiling, MACs of docs/dataset-and-network.md)
 says how much faster than the backbone alone the early exit could be if time
 followed the MACs.  On a CPU it does not: conv1 has 2 input channels and an
 8 MB output per batch of 256 and runs memory-bound, and a head's pools and

@@ -41,6 +41,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .datasets import load_dataset, paper_split
 from .engine import l1_normalize_frames  # the engine's own normalisation: train as we infer
 from .exit_stats import exit_shares, simulate_exits
+from .export import MAX_VERSION_LENGTH, check_model_version
 from .model import EXIT_HEADS, EarlyExitNet, ModelConfig, transfer_weights
 
 SCHEMES = ("paper", "joint")
@@ -80,12 +81,15 @@ class TrainConfig:
     eval_batch: int = 4096
     threshold: float = PAPER_THRESHOLD
     calibrate_max_loss: Optional[float] = None  # calibrate thresholds on validation at the end
-    model_version: Optional[str] = None
+    model_version: Optional[str] = None  # short name; default: the run folder's name
+    description: str = ""               # what the model is, in words (stored beside the version)
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.exits = tuple(self.exits)
+        if self.model_version is not None:
+            self.model_version = check_model_version(self.model_version)
         if self.scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {self.scheme!r}; use one of {', '.join(SCHEMES)}")
         if self.schedule not in SCHEDULES:
@@ -386,6 +390,12 @@ def run_name(config):
     return os.path.basename(os.path.normpath(config.out_dir)) or "run"
 
 
+def run_model_version(config):
+    """The version written into the run's model: ``model_version``, else the
+    run folder's name (a version has no spaces: they become '-')."""
+    return config.model_version or "-".join(run_name(config).split())[:MAX_VERSION_LENGTH]
+
+
 def train(config, resume=None):
     """Train as ``config`` says; returns the summary dict (rank 0) or None."""
     device = torch.device(config.device)
@@ -490,7 +500,7 @@ def _train(config, resume, d, device):
                          scheduler_state=scheduler.state_dict(), epoch=epoch, rng=states,
                          best_metric=best, bad_epochs=bad_epochs, history=history,
                          train_seconds=train_seconds, world_size=d.world,
-                         model_version=config.model_version or run_name(config))
+                         model_version=run_model_version(config), description=config.description)
             save_checkpoint(os.path.join(config.out_dir, "last.pt"), model, splits.classes, **state)
             if improved:
                 save_checkpoint(os.path.join(config.out_dir, "best.pt"), model, splits.classes, **state)
@@ -531,7 +541,7 @@ def finish(config, splits, history, train_seconds, stopped_early):
 
     best_path = os.path.join(config.out_dir, "best.pt")
     model, state = load_checkpoint(best_path)
-    version = config.model_version or run_name(config)
+    version = run_model_version(config)
     best_epoch = int(state["epoch"])
     summary = {
         "run": run_name(config), "model_version": version, "scheme": config.scheme,
@@ -543,7 +553,7 @@ def finish(config, splits, history, train_seconds, stopped_early):
     if model.num_exits > 1:
         model_path = os.path.join(config.out_dir, "model.pt")
         export_model(model, model_path, splits.classes, config.threshold, version,
-                     extra={"training": summary})
+                     extra={"training": summary}, description=config.description)
         summary["model"] = model_path
         if config.calibrate_max_loss is not None:
             from .calibrate import calibrate

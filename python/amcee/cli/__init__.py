@@ -3,16 +3,39 @@
 Each subcommand module defines ``add_parser(subparsers)``, which registers its
 arguments and sets ``func`` to its ``run(args)``.  Subcommand modules import
 torch, GNU Radio and friends inside ``run`` so that ``amcee --help`` is instant.
+
+What every subcommand shares lives here: the SNR list syntax, the rounding of
+printed numbers, and the creation of missing parent folders of output paths.
 """
 import argparse
 import importlib
+import json
+import math
+import os
+import re
 import sys
+
+from ..version import __version__
 
 #: Subcommands in the order ``amcee --help`` lists them.
 SUBCOMMANDS = (
     "synth", "export-stream", "report", "train", "eval", "calibrate",
     "export", "replay", "demo", "bench", "info",
 )
+
+#: Arguments that name a file or folder a subcommand writes: their missing
+#: parent folders are created before the subcommand runs.
+OUTPUT_ARGUMENTS = ("out", "report", "predictions", "screenshot")
+
+#: Step of an SNR range written LO:HI: RML22's 2 dB grid.
+DEFAULT_SNR_STEP = 2.0
+
+#: Significant digits of the numbers a subcommand prints (files keep full precision).
+PRINTED_DIGITS = 4
+
+# A value such as -10:20:2 or -10,0,10 that argparse would take for an option
+# (it only lets plain negative numbers like -10 through).
+_NEGATIVE_LIST = re.compile(r"-\.?\d[0-9.:,+-]*")
 
 
 def _module_name(subcommand):
@@ -27,11 +50,104 @@ def one_or_per_exit(values):
     return values[0] if len(values) == 1 else list(values)
 
 
+# ------------------------------------------------------------------ SNR lists
+def add_snr_argument(parser, default, what="SNRs"):
+    """``--snrs`` (alias ``--snr``): one syntax for every subcommand that takes SNRs."""
+    parser.add_argument(
+        "--snrs", "--snr", dest="snrs", nargs="+", default=default, metavar="DB",
+        help=f"{what} in dB: numbers and LO:HI[:STEP] ranges (HI included, STEP "
+             f"{DEFAULT_SNR_STEP:g} when left out), separated by spaces or commas, e.g. "
+             "-20:20:2 or 0 10 20 (default: %(default)s)")
+
+
+def parse_snrs(values):
+    """SNRs in dB from ``--snrs`` values (a string or a list of strings):
+    numbers and ``LO:HI[:STEP]`` ranges, separated by spaces or commas."""
+    if isinstance(values, str):
+        values = [values]
+    tokens = [t.strip() for value in values for t in str(value).split(",") if t.strip()]
+    snrs = []
+    for token in tokens:
+        try:
+            if ":" in token:
+                parts = [float(p) for p in token.split(":")]
+                if len(parts) not in (2, 3):
+                    raise ValueError
+                lo, hi = parts[:2]
+                step = parts[2] if len(parts) == 3 else DEFAULT_SNR_STEP
+                if not step > 0 or not hi >= lo or not math.isfinite(hi - lo):
+                    raise ValueError
+                count = int(math.floor((hi - lo) / step + 1e-9)) + 1
+                # Rounded so that 0:1:0.1 gives 0.3, not 0.30000000000000004.
+                snrs += [round(lo + i * step, 9) for i in range(count)]
+            else:
+                snrs.append(float(token))
+        except ValueError:
+            raise ValueError(
+                f"bad SNR {token!r}: give numbers in dB and LO:HI[:STEP] ranges (HI >= LO, "
+                f"STEP > 0, {DEFAULT_SNR_STEP:g} when left out), e.g. -20:20:2 or 0 10 20") from None
+    if not snrs:
+        raise ValueError("no SNR given")
+    bad = [s for s in snrs if not math.isfinite(s)]
+    if bad:
+        raise ValueError(f"SNRs must be finite, got {bad[0]}")
+    snrs = [s + 0.0 for s in snrs]  # -0.0 -> 0.0
+    twice = sorted({s for s in snrs if snrs.count(s) > 1})
+    if twice:
+        raise ValueError("SNR listed more than once: " + ", ".join(f"{s:g}" for s in twice))
+    return snrs
+
+
+def _protect_negative_lists(argv):
+    """argv with values like -10:20:2 marked as values: a leading space makes
+    argparse read them as arguments, not options (parse_snrs strips it)."""
+    return [" " + a if _NEGATIVE_LIST.fullmatch(a) and (":" in a or "," in a) else a for a in argv]
+
+
+# ------------------------------------------------------------------ printing
+def rounded(value, digits=PRINTED_DIGITS):
+    """``value`` with every float rounded to ``digits`` significant digits, but
+    never into its integer part (in dicts, lists and tuples too):
+    0.5000000000000004 -> 0.5, 0.123456 -> 0.1235, 1027941.77 -> 1027942.0."""
+    if isinstance(value, float):
+        if value == 0 or not math.isfinite(value):
+            return value
+        return round(value, max(0, digits - 1 - math.floor(math.log10(abs(value)))))
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
+def print_json(value, indent=None):
+    """Print a subcommand's result as JSON, numbers rounded (rounded())."""
+    print(json.dumps(rounded(value), indent=indent))
+
+
+# ------------------------------------------------------------------ outputs
+def make_output_parents(args):
+    """Create the missing parent folders of every output path in ``args``."""
+    for name in OUTPUT_ARGUMENTS:
+        path = getattr(args, name, None)
+        if path:
+            parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+            try:
+                os.makedirs(parent, exist_ok=True)
+            except OSError as exc:
+                option = "--" + name.replace("_", "-")
+                raise OSError(f"cannot create the folder {parent} of {option} {path}: "
+                              f"{exc.strerror or exc}") from None
+
+
+# ------------------------------------------------------------------ the program
 def get_parser():
     parser = argparse.ArgumentParser(
         prog="amcee",
         description="Early-exit automatic modulation classification for GNU Radio.",
+        epilog="Run `amcee COMMAND --help` for the options of a command.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in SUBCOMMANDS:
@@ -40,8 +156,15 @@ def get_parser():
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else [os.fspath(a) for a in argv]
+    parser = get_parser()
+    if not argv:
+        # No command is a request for the command list, not a mistake: print it, exit 0.
+        parser.print_help()
+        return 0
+    args = parser.parse_args(_protect_negative_lists(argv))
     try:
+        make_output_parents(args)
         return args.func(args) or 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

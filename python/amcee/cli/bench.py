@@ -1,5 +1,4 @@
 """amcee bench: frames/s of the batched early-exit engine vs the backbone alone."""
-import json
 
 
 def add_parser(subparsers):
@@ -30,7 +29,7 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from . import one_or_per_exit
+    from . import one_or_per_exit, print_json
     from ..bench import run_bench
 
     thresholds = one_or_per_exit(args.threshold)
@@ -38,5 +37,5 @@ def run(args):
                        repeats=args.repeats, batch_sizes=args.batch_sizes, max_batch=args.max_batch,
                        threads=args.threads, device=args.device, thresholds=thresholds,
                        loop_frames=args.loop_frames, sections=args.sections)
-    print(json.dumps(report, indent=1))
+    print_json(report, indent=1)
     return 0

@@ -1,5 +1,4 @@
 """amcee calibrate: pick per-exit thresholds (and temperatures) on validation data."""
-import json
 
 
 def add_parser(subparsers):
@@ -15,7 +14,7 @@ def add_parser(subparsers):
                                   "--exit-gating-only")
     p.add_argument("--out", required=True, help="calibrated model file to write (may equal MODEL)")
     p.add_argument("--max-loss", type=float, default=0.5,
-                   help="largest accuracy loss against the final exit, percentage points (default: 0.5)")
+                   help="largest accuracy loss against the final exit, percentage points (default: %(default)s)")
     p.add_argument("--target-compute", type=float, default=None,
                    help="instead: largest expected compute as a fraction of the backbone's (e.g. 0.4)")
     p.add_argument("--temperature", action="store_true",
@@ -46,24 +45,26 @@ def add_parser(subparsers):
                         "calibrated elsewhere on the machine that runs it")
     p.add_argument("--split", default="val", choices=("val", "train", "test", "all"),
                    help="split to calibrate on (default: val)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the paper split (default: 0)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the paper split (default: %(default)s)")
     p.add_argument("--grid-points", type=int, default=None,
                    help="candidate thresholds per exit (default: 400 / 60 / 24 for 1 / 2 / 3 early exits; "
                         "100 / 20 / 8 with --give-up)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p
 
 
 def run(args):
+    from . import print_json
     from ..calibrate import calibrate, calibrate_exit_gating
 
     if args.exit_gating_only:
         gating = calibrate_exit_gating(args.model, args.out, data=args.data, split=args.split,
                                        split_seed=args.split_seed)
-        print(json.dumps({"model": args.out, "min_exit_share": gating["min_exit_share"],
-                          "previous_min_exit_share": gating["previous_min_exit_share"],
-                          "segment_seconds": gating["segment_seconds"], "head_seconds": gating["head_seconds"],
-                          "gather_seconds": gating["gather_seconds"]}))
+        print_json({"model": args.out, "min_exit_share": gating["min_exit_share"],
+                    "previous_min_exit_share": gating["previous_min_exit_share"],
+                    "segment_seconds": gating["segment_seconds"], "head_seconds": gating["head_seconds"],
+                    "gather_seconds": gating["gather_seconds"]})
         return 0
     if not args.data:
         raise ValueError("amcee calibrate needs --data (unless --exit-gating-only)")
@@ -74,12 +75,12 @@ def run(args):
                        give_up=args.give_up, favour_snr=args.favour_snr,
                        min_snr_ceiling=args.min_snr_ceiling,
                        min_exit_share=_parse_min_exit_share(args.min_exit_share),
-                       class_thresholds=args.class_thresholds)
-    print(json.dumps({"model": record["model"], "constraint": record["constraint"],
-                      "temperatures": record["temperatures"],
-                      "favour_snr": record["favour_snr"], "min_snr_ceiling_bound": record["min_snr_ceiling"],
-                      "final_exit_accuracy": record["final_exit_accuracy"],
-                      "min_exit_share": record["exit_gating"]["min_exit_share"], **record["chosen"]}))
+                       class_thresholds=args.class_thresholds, progress=not args.quiet)
+    print_json({"model": record["model"], "model_version": record["model_version"],
+                "constraint": record["constraint"], "temperatures": record["temperatures"],
+                "favour_snr": record["favour_snr"], "min_snr_ceiling_bound": record["min_snr_ceiling"],
+                "final_exit_accuracy": record["final_exit_accuracy"],
+                "min_exit_share": record["exit_gating"]["min_exit_share"], **record["chosen"]})
     return 0
 
 

@@ -1,5 +1,4 @@
 """amcee eval: accuracy, exits, timing and compute of a model on a dataset split."""
-import json
 
 
 def add_parser(subparsers):
@@ -20,7 +19,7 @@ def add_parser(subparsers):
                    help="entropy threshold(s) for the engine (default: the model's)")
     p.add_argument("--sweep", type=float, nargs="+", default=None,
                    help="thresholds of the sweep (default: 0..0.95 fine, plus 0.05, 0.35, 0.6)")
-    p.add_argument("--repeats", type=int, default=5, help="timing repeats per SNR (default: 5)")
+    p.add_argument("--repeats", type=int, default=5, help="timing repeats per SNR (default: %(default)s)")
     p.add_argument("--max-batch", type=int, default=None,
                    help="engine batch size (default: the engine's, 256)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
@@ -29,12 +28,13 @@ def add_parser(subparsers):
     p.add_argument("--no-exit-gating", action="store_true",
                    help="run every early exit's head on every batch (min_exit_share 0; default: "
                         "the model's gating)")
+    p.add_argument("--quiet", action="store_true", help="no progress line or bar")
     p.set_defaults(func=run)
     return p
 
 
 def run(args):
-    from . import one_or_per_exit
+    from . import one_or_per_exit, print_json
     from ..evaluate import SWEEP_THRESHOLDS, evaluate_model, write_outputs
 
     thresholds = one_or_per_exit(args.threshold)
@@ -42,12 +42,12 @@ def run(args):
         args.model, args.data, split=args.split, split_seed=args.split_seed, thresholds=thresholds,
         sweep=args.sweep or SWEEP_THRESHOLDS, repeats=args.repeats, max_batch=args.max_batch,
         threads=args.threads, device=args.device, timing=not args.no_timing,
-        min_exit_share=0.0 if args.no_exit_gating else None)
+        min_exit_share=0.0 if args.no_exit_gating else None, progress=not args.quiet)
     write_outputs(report, predictions, args.out)
     o = report["overall"]
-    print(json.dumps({"out": args.out, "thresholds": report["thresholds"],
-                      **{k: o[k] for k in ("accuracy_backbone", "accuracy_early_exit",
-                                           "accuracy_backbone_high_snr", "accuracy_early_exit_high_snr",
-                                           "accuracy_loss_pp", "exit_shares", "compute_ceiling")},
-                      **({"speedup": o["speedup"]} if "speedup" in o else {})}))
+    print_json({"out": args.out, "model_version": report["model_version"], "thresholds": report["thresholds"],
+                **{k: o[k] for k in ("accuracy_backbone", "accuracy_early_exit",
+                                     "accuracy_backbone_high_snr", "accuracy_early_exit_high_snr",
+                                     "accuracy_loss_pp", "exit_shares", "compute_ceiling")},
+                **({"speedup": o["speedup"]} if "speedup" in o else {})})
     return 0

@@ -1,5 +1,4 @@
 """amcee export-stream: write a dataset as a SigMF recording that file_source replays."""
-import json
 
 
 def add_parser(subparsers):
@@ -27,6 +26,7 @@ def add_parser(subparsers):
 
 
 def run(args):
+    from . import print_json
     from ..datasets import load_dataset, split_indices
     from ..replay_files import save_replay
 
@@ -35,7 +35,7 @@ def run(args):
     part.meta.update(split=args.split, split_seed=args.seed)
     data_path, meta_path = save_replay(args.out, part, layout=args.layout,
                                        sample_rate=args.sample_rate)
-    print(json.dumps({
+    print_json({
         "data": data_path,
         "meta": meta_path,
         "frames": len(part),
@@ -43,4 +43,4 @@ def run(args):
         "layout": args.layout,
         "split": args.split,
         "classes": list(part.classes),
-    }, indent=1))
+    }, indent=1)

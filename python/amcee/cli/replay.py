@@ -49,7 +49,7 @@ def add_parser(subparsers):
 def run(args):
     import numpy as np
 
-    from . import one_or_per_exit
+    from . import one_or_per_exit, print_json
     from ..replay import format_report, replay
 
     if args.max_frames < 0:
@@ -68,4 +68,7 @@ def run(args):
     if args.out:
         with open(args.out, "w") as f:
             json.dump(report, f, indent=1)
-    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    if args.json:
+        print_json(report, indent=1)
+    else:
+        print(format_report(report))

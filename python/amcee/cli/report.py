@@ -1,9 +1,8 @@
 """``amcee report``: fidelity report of a dataset, or of a freshly generated one."""
-import json
 
 
 def add_parser(subparsers):
-    from .synth import add_synth_arguments
+    from .synth import REPORT_FRAMES_PER_KEY, add_synth_arguments
 
     p = subparsers.add_parser(
         "report", help="fidelity report (SNR table, statistics, example plots)",
@@ -13,8 +12,7 @@ def add_parser(subparsers):
     p.add_argument("dataset", nargs="?", default=None,
                    help="dataset to describe (.npz / RML pickle / SigMF); omit to regenerate")
     p.add_argument("--out", required=True, help="output folder")
-    add_synth_arguments(p)
-    p.set_defaults(frames_per_key=200)
+    add_synth_arguments(p, frames_per_key=REPORT_FRAMES_PER_KEY)
     p.add_argument("--trusted", action="store_true",
                    help="allow a full pickle load of a trusted RML file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -23,6 +21,7 @@ def add_parser(subparsers):
 
 
 def run(args):
+    from . import print_json
     from ..fidelity import write_report
 
     if args.dataset:
@@ -34,5 +33,5 @@ def run(args):
     summary = {"out": str(args.out), "frames": report["frames"]}
     if "snr" in report:
         summary["snr"] = {f"{r['nominal_db']:g}": round(r["measured_db"], 2) for r in report["snr"]}
-    print(json.dumps(summary))
+    print_json(summary)
     return 0

@@ -3,7 +3,6 @@
 Runs as one process, or under ``torchrun --nproc_per_node N`` with
 DistributedDataParallel (gloo on CPU, NCCL on GPU).
 """
-import json
 
 
 def get_args_parser(subparsers=None):
@@ -73,7 +72,11 @@ def get_args_parser(subparsers=None):
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--eval-batch", type=int, default=4096, help="validation batch size (default: 4096)")
-    p.add_argument("--model-version", default=None, help="version stored in model.pt (default: run name)")
+    p.add_argument("--model-version", default=None,
+                   help="short version name stored in model.pt, e.g. amcee-default-7 (default: the name "
+                        "of the --out folder)")
+    p.add_argument("--description", default="",
+                   help="what the model is, in words, stored in model.pt beside the version")
     p.add_argument("--resume", metavar="CHECKPOINT", default=None,
                    help="continue from a last.pt/best.pt (same settings; the stored config wins)")
     p.add_argument("--test-only", action="store_true",
@@ -102,17 +105,18 @@ def config_from_args(args):
         device=args.device, threads=args.threads,
         eval_batch=args.eval_batch, threshold=args.threshold,
         calibrate_max_loss=args.calibrate, model_version=args.model_version,
-        progress=not args.quiet)
+        description=args.description, progress=not args.quiet)
 
 
 def run(args):
+    from . import print_json
     from .. import train as training
 
     if args.test_only:
         if not args.resume:
             raise ValueError("--test-only needs --resume CHECKPOINT")
-        print(json.dumps(training.test_only(args.resume, args.data, device=args.device,
-                                            threshold=args.threshold)))
+        print_json(training.test_only(args.resume, args.data, device=args.device,
+                                      threshold=args.threshold))
         return 0
     config = config_from_args(args)
     if args.resume:
@@ -127,5 +131,5 @@ def run(args):
         config = training.TrainConfig(**stored)
     summary = training.train(config, resume=args.resume)
     if summary is not None:
-        print(json.dumps(summary))
+        print_json(summary)
     return 0

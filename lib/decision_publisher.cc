@@ -1,0 +1,126 @@
+/*
+ * Copyright 2026 gr-amcee authors.
+ *
+ * SPDX-License-Identifier: GPL-3.0-or-later
+ */
+
+#include <gnuradio/amcee/decision_publisher.h>
+#include <gnuradio/block_detail.h>
+#include <algorithm>
+#include <stdexcept>
+
+namespace gr {
+namespace amcee {
+
+namespace {
+const pmt::pmt_t TAG_KEY = pmt::intern("amc");
+const pmt::pmt_t KEY_LABEL = pmt::intern("label");
+const pmt::pmt_t KEY_CLASS = pmt::intern("class");
+const pmt::pmt_t KEY_CONFIDENCE = pmt::intern("confidence");
+const pmt::pmt_t KEY_ENTROPY = pmt::intern("entropy");
+const pmt::pmt_t KEY_EXIT = pmt::intern("exit");
+const pmt::pmt_t KEY_PROBS = pmt::intern("probs");
+const pmt::pmt_t KEY_OFFSET = pmt::intern("offset");
+} // namespace
+
+decision_publisher::decision_publisher(const std::vector<std::string>& classes,
+                                       int num_exits)
+    : d_all_port(pmt::intern("classification")),
+      d_invalid_label(pmt::intern("invalid")),
+      d_error_label(pmt::intern("error")),
+      d_minus_one(pmt::from_long(-1))
+{
+    if (classes.empty())
+        throw std::invalid_argument("decision_publisher: no classes");
+    if (num_exits < 1)
+        throw std::invalid_argument("decision_publisher: num_exits must be >= 1");
+    for (size_t c = 0; c < classes.size(); c++) {
+        d_labels.push_back(pmt::intern(classes[c]));
+        d_class_values.push_back(pmt::from_long(static_cast<long>(c)));
+    }
+    for (int k = 0; k < num_exits; k++) {
+        d_exit_ports.push_back(pmt::intern("exit" + std::to_string(k)));
+        d_exit_values.push_back(pmt::from_long(k));
+    }
+    // Replayed datasets tag their frames; the messages carry the values so
+    // that a consumer can score the decisions (frame_index matches fanned-out
+    // frames back up).
+    d_truth_keys = { { pmt::intern("snr"), pmt::intern("snr") },
+                     { pmt::intern("label"), pmt::intern("true_label") },
+                     { pmt::intern("frame_index"), pmt::intern("frame_index") } };
+    reset();
+}
+
+void decision_publisher::reset()
+{
+    d_truth_values.assign(d_truth_keys.size(), pmt::PMT_NIL);
+}
+
+void decision_publisher::publish(gr::block* block,
+                                 uint64_t first,
+                                 size_t n,
+                                 const int64_t* classes,
+                                 const int64_t* exits,
+                                 const float* probs,
+                                 const float* entropy)
+{
+    gr::block_detail* detail = block->detail().get();
+    if (detail == nullptr)
+        throw std::runtime_error("decision_publisher: the block is not running");
+
+    d_tags.clear();
+    detail->get_tags_in_range(d_tags, 0, first, first + n, block->unique_id());
+    std::stable_sort(d_tags.begin(), d_tags.end(), gr::tag_t::offset_compare);
+    auto next_tag = d_tags.begin();
+
+    const size_t num_classes = d_labels.size();
+    const int num_exits = static_cast<int>(d_exit_ports.size());
+    for (size_t i = 0; i < n; i++) {
+        const uint64_t offset = first + i;
+        for (; next_tag != d_tags.end() && next_tag->offset <= offset; ++next_tag) {
+            for (size_t t = 0; t < d_truth_keys.size(); t++)
+                if (pmt::eq(next_tag->key, d_truth_keys[t].first))
+                    d_truth_values[t] = next_tag->value;
+        }
+
+        const float* p = probs + i * num_classes;
+        const int64_t cls = classes[i];
+        const bool classified = cls >= 0 && static_cast<size_t>(cls) < num_classes;
+        const int64_t exit_k = classified ? exits[i] : -1;
+        if (classified && (exit_k < 0 || exit_k >= num_exits))
+            throw std::out_of_range("decision_publisher: exit index out of range");
+
+        pmt::pmt_t label = classified         ? d_labels[cls]
+                           : cls == ERROR     ? d_error_label
+                                              : d_invalid_label;
+        float confidence = 0.0f;
+        for (size_t c = 0; c < num_classes; c++)
+            confidence = std::max(confidence, p[c]);
+
+        pmt::pmt_t info = pmt::make_dict();
+        info = pmt::dict_add(info, KEY_LABEL, label);
+        info = pmt::dict_add(info, KEY_CLASS, classified ? d_class_values[cls] : d_minus_one);
+        info = pmt::dict_add(info, KEY_CONFIDENCE, pmt::from_double(confidence));
+        info = pmt::dict_add(info, KEY_ENTROPY, pmt::from_double(entropy[i]));
+        info = pmt::dict_add(info, KEY_EXIT, classified ? d_exit_values[exit_k] : d_minus_one);
+        info = pmt::dict_add(info, KEY_PROBS, pmt::init_f32vector(num_classes, p));
+
+        gr::tag_t tag;
+        tag.offset = offset;
+        tag.key = TAG_KEY;
+        tag.value = info;
+        tag.srcid = pmt::PMT_F;
+        detail->add_item_tag(0, tag);
+
+        pmt::pmt_t msg = pmt::dict_add(info, KEY_OFFSET, pmt::from_uint64(offset));
+        for (size_t t = 0; t < d_truth_keys.size(); t++)
+            if (!pmt::is_null(d_truth_values[t]))
+                msg = pmt::dict_add(msg, d_truth_keys[t].second, d_truth_values[t]);
+        if (classified)
+            block->message_port_pub(d_exit_ports[exit_k], msg);
+        block->message_port_pub(d_all_port, msg);
+    }
+}
+
+} // namespace amcee
+} // namespace gr
