@@ -186,19 +186,20 @@ def test_batching_rule_by_counts():
     assert rule.inputs_required(512, 300, False) == 512         # a full batch waits: go
     assert rule.inputs_required(512, 10, False) == 512          # ask for more than is there: hold
     assert rule.inputs_required(100, 10, False) == 256          # hold for a full batch
+    assert rule.timer_ms == 10                                  # checks at least every 10 ms
     now[0] = 0.05
     assert rule.inputs_required(100, 20, False) == 256          # 50 ms of 100: still hold
-    now[0] = 0.1
-    assert rule.inputs_required(100, 25, False) == 100          # the oldest frame's budget is up: go
-    rule.call_done(0.1, 0.11)                                   # work() took 16 of them
+    now[0] = 0.091
+    assert rule.inputs_required(100, 25, False) == 100          # 91 ms + one check's 10 ms: go
+    rule.call_done(0.09, 0.1)                                   # work() took 16 of them
     assert rule.inputs_required(100, 9, False) == 100           # the other 9 follow at once
-    rule.call_done(0.11, 0.12)
+    rule.call_done(0.1, 0.11)
     assert rule.inputs_required(100, 0, False) == 100           # nothing waits: blocked on input
     now[0] = 0.5                                                # a new frame long after that call
     assert rule.inputs_required(100, 1, False) == 256
-    now[0] = 0.59
-    assert rule.inputs_required(100, 1, False) == 256           # 90 ms + a call's 10 ms: not yet
-    now[0] = 0.6
+    now[0] = 0.575
+    assert rule.inputs_required(100, 1, False) == 256           # 75 ms + a check + a call's 2 ms: not yet
+    now[0] = 0.591
     assert rule.inputs_required(100, 1, False) == 100
     rule.reset(capacity=1)
     assert rule.inputs_required(100, 1, True) == 100            # upstream finished: take the tail

@@ -17,7 +17,7 @@ def evaluated(tmp_path_factory):
     make_tiny_dataset(data, frames_per_key=60)
     model = train_tiny_model(data, base / "run", epochs=2)
     report, predictions = evaluate_model(model, str(data), repeats=1, max_batch=64,
-                                         sweep=(0.0, 0.2, 0.5, 1.0), progress=lambda *_: None)
+                                         sweep=(0.0, 0.2, 0.5, 1.0), progress=False)
     out = base / "out"
     write_outputs(report, predictions, str(out))
     return str(data), model, out
@@ -104,12 +104,21 @@ def test_bench_reports_every_section(evaluated):
     from gnuradio.amcee.bench import run_bench
 
     data, model, _ = evaluated
-    report = run_bench(model, data=data, frames=300, repeats=1, batch_sizes=(1, 64), loop_frames=20)
+    report = run_bench(model, data=data, frames=300, repeats=1, batch_sizes=(1, 64), loop_frames=20,
+                       block_frames=300, latency_seconds=0.5)
     assert [b["batch"] for b in report["batch_sizes"]] == [1, 64]
     assert len(report["per_snr"]) == 3 and all(r["engine_fps"] > 0 for r in report["per_snr"])
     assert all(r["compute_ceiling"] > 0 and r["time_ceiling"] > 0 for r in report["per_snr"])
     assert report["host"]["cores"] >= 1
     assert report["per_frame_loop"]["loop_fps"] > 0 and report["peak_rss_mib"] > 0
+    block = report["block_vs_engine"]
+    snrs = [r["snr"] for r in report["per_snr"]]
+    assert [(r["torch_threads"], r["snr"]) for r in block["throughput"]] == \
+        [(t, s) for t in (1, 2) for s in (None, max(snrs), min(snrs))]
+    assert all(r["block_early_exit_fps"] > 0 and r["engine_backbone_fps"] > 0 for r in block["throughput"])
+    slow = block["slow_stream"]
+    assert slow["frames_received"] == slow["frames"] > 0
+    assert slow["wait_ms_p50"] <= slow["wait_ms_p99"] <= slow["wait_ms_max"]
     with pytest.raises(ValueError, match="unknown bench section"):
         run_bench(model, sections=["nope"])
 

@@ -8,8 +8,9 @@ through forecast(), whose answer is how many input items a call needs:
 * a full batch (the engine's ``max_batch``) once that many frames wait: a fast
   stream (file replay, a busy SDR) is classified in engine-sized batches;
 * whatever waits, once the oldest waiting frame has waited its budget
-  (``max_latency`` less the time a call is expected to take): on a slow stream
-  no frame stays in the block longer than ``max_latency``;
+  (``max_latency`` less the time a call is expected to take and less the time
+  to the next check): on a slow stream no frame stays in the block longer
+  than ``max_latency``;
 * whatever waits, once the upstream block has finished (the end of a file).
 
 GNU Radio's scheduler has no timeouts of its own except one: a block blocked
@@ -33,8 +34,10 @@ import time
 #: person notices lags of a few hundred; at RML22's rate (234 frames/s) 100 ms
 #: still lets the block classify batches of about 20 frames instead of one.
 DEFAULT_MAX_LATENCY_MS = 100.0
-#: Share of the budget between two retries while frames wait on a stopped stream.
-TIMER_FRACTION = 0.2
+#: Share of the budget between two retries while frames wait on a stopped
+#: stream.  The block decides to classify at one of these checks (or when a
+#: frame arrives), so a frame is released up to one period before its budget runs out.
+TIMER_FRACTION = 0.1
 #: Weight of the newest call in the running estimate of a call's duration.
 _DURATION_WEIGHT = 0.2
 
@@ -88,7 +91,7 @@ class LatencyBoundBatching:
             # Woken right after a call: these frames may have come during it.
             recent = self._last_call is not None and now - self._last_call[1] <= self._last_call[1] - self._last_call[0]
             self._waiting_since = self._last_call[0] if recent else now
-        if now - self._waiting_since >= self.max_latency_s - self._call_seconds:
+        if now - self._waiting_since >= self.max_latency_s - self._call_seconds - self.timer_ms / 1000.0:
             # The scheduler's halving hands work() the largest power of two of
             # what waits; the rest follows in the next calls, not a budget later.
             self._draining = True

@@ -93,6 +93,8 @@ class BenchContext:
     repeats: int = 5
     batch_sizes: tuple = DEFAULT_BATCH_SIZES
     loop_frames: int = 300
+    block_frames: int = 10000       # frames per subset of the block section
+    latency_seconds: float = 10.0   # length of the block section's slow stream
     results: dict = field(default_factory=dict)  # sections already run
 
 
@@ -231,7 +233,8 @@ SECTIONS = {
 
 def run_bench(model_path=None, data=None, split="test", frames=20000, repeats=5,
               batch_sizes=DEFAULT_BATCH_SIZES, max_batch=None, threads=0, device="cpu",
-              thresholds=None, loop_frames=300, sections=None, seed=0):
+              thresholds=None, loop_frames=300, sections=None, seed=0, block_frames=10000,
+              latency_seconds=10.0):
     """Run the chosen ``sections`` (default all) and return one JSON-able dict."""
     import torch
 
@@ -258,7 +261,8 @@ def run_bench(model_path=None, data=None, split="test", frames=20000, repeats=5,
         rng = np.random.default_rng(seed)
         x = rng.standard_normal((frames or 20000, 2, engine.frame_len)).astype(np.float32)
     ctx = BenchContext(engine=engine, frames=x, snrs=snrs, repeats=repeats,
-                       batch_sizes=tuple(batch_sizes), loop_frames=loop_frames)
+                       batch_sizes=tuple(batch_sizes), loop_frames=loop_frames,
+                       block_frames=int(block_frames), latency_seconds=float(latency_seconds))
     report = {"model": os.path.abspath(model_path), "model_version": engine.meta.get("model_version"),
               "exit_names": list(engine.exit_names), "thresholds": thresholds_to_json(engine.thresholds),
               "min_exit_share": list(engine.min_exit_share),

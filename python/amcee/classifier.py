@@ -175,6 +175,7 @@ class classifier(gr.sync_block):
 
     # -- scheduling -----------------------------------------------------------------
     def start(self):
+        self._threads_set = False  # every run has scheduler threads of its own
         self.set_output_multiple(1)
         _, _, capacity = read_input_state(self.gateway)
         self._batching.reset(capacity)

@@ -22,6 +22,10 @@ def add_parser(subparsers):
                    help="entropy threshold(s) (default: the model's)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--block-frames", type=int, default=10000,
+                   help="frames per subset of the block_vs_engine section (default: 10000)")
+    p.add_argument("--latency-seconds", type=float, default=10.0,
+                   help="length of the slow stream whose waits block_vs_engine measures (default: 10)")
     p.add_argument("--sections", nargs="+", default=None,
                    help="sections to run: batch_sizes, per_snr, per_frame_loop, ... (default: all)")
     p.set_defaults(func=run)
@@ -36,6 +40,7 @@ def run(args):
     report = run_bench(args.model, data=args.data, split=args.split, frames=args.frames,
                        repeats=args.repeats, batch_sizes=args.batch_sizes, max_batch=args.max_batch,
                        threads=args.threads, device=args.device, thresholds=thresholds,
-                       loop_frames=args.loop_frames, sections=args.sections)
+                       loop_frames=args.loop_frames, sections=args.sections,
+                       block_frames=args.block_frames, latency_seconds=args.latency_seconds)
     print_json(report, indent=1)
     return 0
