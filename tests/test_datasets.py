@@ -284,3 +284,16 @@ def test_split_indices():
     np.testing.assert_array_equal(split_indices(ds, "test", seed=1), paper_split(ds, seed=1)[2])
     with pytest.raises(DatasetError, match="unknown split 'dev'"):
         split_indices(ds, "dev")
+
+
+def test_paper_split_refuses_groups_too_small_for_every_part():
+    from gnuradio.amcee.datasets import min_frames_per_group
+
+    assert min_frames_per_group() == 6  # 1 test, 1 validation, 4 training
+    train, val, test = paper_split(make_dataset(per_group=6))
+    assert (len(train), len(val), len(test)) == (4 * 30, 30, 30)
+    ds = make_dataset(per_group=6)
+    ds.labels[0] = 1  # QAM16 at -4 dB keeps 5 frames
+    with pytest.raises(DatasetError, match=r"QAM16 at -4 dB has 5 frames; every \(class, SNR\) group "
+                                           r"needs at least 6.*\(1 of 30 groups have fewer\)"):
+        split_indices(ds, "test")

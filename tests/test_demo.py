@@ -74,7 +74,7 @@ def test_demo_flowgraph_truth_lands_on_frame_starts(tiny_model_path, hop):
     assert sum(r["frames"] for r in summary["per_class"]) == summary["scored_frames"]
 
 
-def test_demo_cli_prints_live_table_and_json_summary(tiny_model_path):
+def test_demo_cli_prints_json_summary(tiny_model_path):
     result = subprocess.run(AMCEE + ["demo", "--model", tiny_model_path, "--frames", "400",
                                      "--refresh", "0.2", "--json"],
                             capture_output=True, text=True, timeout=120)
@@ -84,7 +84,9 @@ def test_demo_cli_prints_live_table_and_json_summary(tiny_model_path):
     assert summary["scored_frames"] + summary["transition_frames"] == 400
     assert [r["class"] for r in summary["per_class"]][:2] == ["QAM16", "QAM64"]
     assert summary["frames_per_second"] > 0
-    assert "acc%" in result.stderr and "frames/s" in result.stderr  # the live table
+    # stderr is a pipe here: no live table (a progress line every few seconds instead,
+    # none in a run this short); test_cli.py tests the live view on a terminal.
+    assert "acc%" not in result.stderr
 
 
 def test_demo_cli_table_and_bad_arguments(tiny_model_path):

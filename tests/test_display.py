@@ -101,7 +101,7 @@ def test_display_shows_classifier_messages_from_a_flowgraph(qapp, model, tiny_mo
     assert sum(clf.exit_counts()) == n
     text = widget.decision.text()
     assert snap["current"]["label"] in text and "truth QPSK at 12 dB" in text
-    assert f">{clf.exit_names()[snap['current']['exit']]}<" in text
+    assert f">exit {clf.exit_names()[snap['current']['exit']]}<" in text
     assert widget.exits.exit_names == clf.exit_names()  # the legend of the exit chart
     assert f"{n} frames" in widget.details.text()
 

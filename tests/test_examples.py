@@ -192,7 +192,7 @@ def test_qt_example_runs_offscreen_and_shows_the_models_exits(path, model, tmp_p
     for shown in displays:
         assert shown["exit_names"] == shown["legend"] == exit_names
         assert shown["frames"] >= 20, result.stderr[-2000:]
-        assert re.search(">(" + "|".join(exit_names) + ")<", shown["decision"]), shown["decision"]
+        assert re.search(">exit (" + "|".join(exit_names) + ")<", shown["decision"]), shown["decision"]
         assert min(shown["size"]) > 0
 
 

@@ -34,10 +34,13 @@ def _python_with_torch():
         return str(venv_python)
     try:  # <prefix>/lib/python3/dist-packages/gnuradio/amcee -> <prefix>/bin/amcee
         with open(here.parents[4] / "bin" / "amcee") as command:
-            shebang = command.readline()
+            interpreter = command.readline().removeprefix("#!").split()
     except (OSError, IndexError):
         return None
-    return shebang[2:].strip() if shebang.startswith("#!/") else None
+    # One absolute path (not "/usr/bin/env python3", which names no particular Python).
+    if len(interpreter) == 1 and pathlib.Path(interpreter[0]).is_file():
+        return interpreter[0]
+    return None
 
 
 # GNU Radio Companion runs a flowgraph with the Python that runs GRC, and

@@ -81,11 +81,12 @@ class ExitShareView(QtWidgets.QWidget):
         p = QtGui.QPainter(self)
         p.fillRect(self.rect(), QtCore.Qt.white)
         p.setPen(TEXT)
-        p.drawText(8, 16, "share of frames per exit, over time")
-        # Legend: exit names with their latest share.
+        title = "share of frames per exit, over time"
+        p.drawText(8, 16, title)
+        # Legend after the title: the model's exit names with their latest share.
         bins = self.snapshot["exit_bins"] if self.snapshot else []
         latest = next((b for b in reversed(bins) if b.sum()), None)
-        x = 240
+        x = 8 + p.fontMetrics().horizontalAdvance(title) + 16
         for k, name in enumerate(self.exit_names):
             p.fillRect(x, 6, 12, 12, exit_color(k))
             share = f" {100 * latest[k] / latest.sum():.0f}%" if latest is not None else ""
@@ -138,7 +139,7 @@ class DisplayWidget(QtWidgets.QWidget):
             self.decision.setText(
                 f"<span style='font-size:28pt; font-weight:bold'>{current['label']}</span>"
                 f"&nbsp;&nbsp;<span style='font-size:20pt'>{100 * current['confidence']:.0f}%</span>"
-                f"&nbsp;&nbsp;<span style='font-size:14pt'>{exit_name}</span>{truth}")
+                f"&nbsp;&nbsp;<span style='font-size:14pt'>exit {exit_name}</span>{truth}")
         accuracy = snap["window_accuracy"]
         self.details.setText(
             f"{snap['total']} frames, {snap['frames_per_second']:.0f} frames/s"

@@ -38,21 +38,25 @@ class ModelFileError(ValueError):
 
 
 def torch_file_kind(path):
-    """What torch archive ``path`` is, read from its zip listing without
-    unpickling anything: "torchscript" (torch.jit.save, an exported model:
-    code/ and constants.pkl), "checkpoint" (torch.save, e.g. `amcee train`'s
-    best.pt: data.pkl without code) or None (neither)."""
+    """What torch archive ``path`` is, read from the zip without unpickling
+    anything: "torchscript" (torch.jit.save, e.g. an exported model: code/ and
+    constants.pkl), "checkpoint" (an `amcee train` checkpoint, best.pt or
+    last.pt), "torch.save" (another torch.save file, e.g. a bare state dict)
+    or None (not a torch archive)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
+            inside = {name.split("/", 1)[1]: name for name in archive.namelist() if "/" in name}
+            if "constants.pkl" in inside or any(name.startswith("code/") for name in inside):
+                return "torchscript"
+            if "data.pkl" not in inside:
+                return None
+            from .checkpoint import CHECKPOINT_FORMAT
+
+            # The format tag is a plain string in the pickle of a checkpoint's dict.
+            marker = CHECKPOINT_FORMAT.encode()
+            return "checkpoint" if marker in archive.read(inside["data.pkl"]) else "torch.save"
     except (zipfile.BadZipFile, OSError):
         return None
-    inside = {name.split("/", 1)[1] for name in names if "/" in name}  # below the archive's top folder
-    if "constants.pkl" in inside or any(name.startswith("code/") for name in inside):
-        return "torchscript"
-    if "data.pkl" in inside:
-        return "checkpoint"
-    return None
 
 
 def check_model_version(version):
@@ -368,9 +372,13 @@ def load_model(path, device="cpu"):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ModelFileError(f"model file not found: {path}")
-    if torch_file_kind(path) == "checkpoint":
+    kind = torch_file_kind(path)
+    if kind == "checkpoint":
         raise ModelFileError(f"{path} is a training checkpoint, not an exported model: export it with "
                              f"`amcee export {path} --out MODEL.pt` and give MODEL.pt")
+    if kind == "torch.save":
+        raise ModelFileError(f"{path} is a torch.save file (tensors, a state dict), not an amcee model: "
+                             "models are exported from training checkpoints with `amcee export`")
     extra = {METADATA_FILE: ""}
     try:
         with warnings.catch_warnings():

@@ -18,7 +18,7 @@ def add_parser(subparsers):
                    help="entropy threshold, one for all early exits or one per early exit "
                         "(default: the model's calibrated thresholds)")
     add_snr_argument(p, "0:20:2", what="SNRs to cycle through")
-    p.add_argument("--seconds", type=float, default=0.0,
+    p.add_argument("--seconds", type=float, default=None,
                    help="stop after this many seconds (default: 10 unless --frames is given)")
     p.add_argument("--frames", type=int, default=0, help="stop after this many frames")
     p.add_argument("--segment-frames", type=int, default=32,
@@ -49,7 +49,7 @@ def run(args):
     from . import one_or_per_exit, parse_snrs, print_json
     from ..demo import LiveTable, demo_flowgraph, format_table, run_gui, run_headless
 
-    if args.frames < 0 or args.seconds < 0:
+    if args.frames < 0 or (args.seconds or 0) < 0:
         raise ValueError("--frames and --seconds must be >= 0")
     if args.refresh <= 0:
         raise ValueError("--refresh must be > 0")
