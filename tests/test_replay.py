@@ -93,6 +93,12 @@ def test_replay_cli_table_json_and_predictions(small_dataset, tiny_model_path, t
     assert as_json.returncode == 0, as_json.stderr[-2000:]
     assert json.loads(as_json.stdout)["frames"] == 50
 
+    # A dataset file with --max-frames: the file source replays the first rows.
+    npz = subprocess.run(AMCEE + ["replay", str(folder / "small.npz"), "--model", tiny_model_path,
+                                  "--max-frames", "40", "--json"], capture_output=True, text=True, timeout=120)
+    assert npz.returncode == 0, npz.stderr[-2000:]
+    assert json.loads(npz.stdout)["frames"] == 40
+
 
 def test_replay_rejects_unknown_source(small_dataset, tiny_model_path):
     from gnuradio.amcee.replay import replay

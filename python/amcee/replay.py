@@ -100,6 +100,8 @@ def replay(path, model_path="", threshold=None, split="all", seed=0, source="aut
     0 = off, for a frame-by-frame comparison with ``amcee eval``)."""
     if source == "dataset" and max_frames:
         raise ValueError("--max-frames needs the file source (dataset_source replays the whole split)")
+    if source == "auto" and max_frames:
+        source = "file"  # dataset_source replays a whole split; the file source any rows
     ds = load_dataset(path, trusted=trusted)
     rows = split_indices(ds, split, seed=seed)
     if max_frames:
