@@ -24,10 +24,10 @@ def high_snr_mask(snrs):
 
 
 def evaluate_run(run, ds, test_idx, repeats, max_loss):
-    from gnuradio.amcee.bench import time_interleaved
-    from gnuradio.amcee.calibrate import calibrate
-    from gnuradio.amcee.engine import EarlyExitEngine
-    from gnuradio.amcee.exit_stats import exit_shares
+    from gnuradio.amcee.inference.engine import EarlyExitEngine
+    from gnuradio.amcee.timing import time_interleaved
+    from gnuradio.amcee.training.calibrate import calibrate
+    from gnuradio.amcee.training.exit_simulation import exit_shares
 
     summary = json.load(open(os.path.join(run, "summary.json")))
     config = json.load(open(os.path.join(run, "config.json")))
@@ -40,8 +40,8 @@ def evaluate_run(run, ds, test_idx, repeats, max_loss):
     if not summary.get("model"):  # backbone alone: no exported file, use the checkpoint
         import torch
 
-        from gnuradio.amcee.checkpoint import load_checkpoint
-        from gnuradio.amcee.engine import l1_normalize_frames
+        from gnuradio.amcee.frames import l1_normalize_frames
+        from gnuradio.amcee.network.checkpoint import load_checkpoint
 
         model, _ = load_checkpoint(os.path.join(run, "best.pt"))
         model.eval()
@@ -138,7 +138,8 @@ def main(argv=None):
         return
     import torch
 
-    from gnuradio.amcee.datasets import load_dataset, split_indices
+    from gnuradio.amcee.data.dataset import split_indices
+    from gnuradio.amcee.data.files import load_dataset
 
     torch.set_num_threads(args.threads)
     ds = load_dataset(args.data)

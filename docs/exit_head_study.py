@@ -20,11 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gnuradio.amcee.calibrate import Evaluator, apply_temperatures, fit_temperature, search
-from gnuradio.amcee.checkpoint import load_checkpoint
-from gnuradio.amcee.datasets import load_dataset, paper_split
-from gnuradio.amcee.engine import l1_normalize_frames
-from gnuradio.amcee.model import StatsPool, conv_exit_head, exit_costs, head_macs
+from gnuradio.amcee.data.dataset import paper_split
+from gnuradio.amcee.data.files import load_dataset
+from gnuradio.amcee.frames import l1_normalize_frames
+from gnuradio.amcee.network.architecture import StatsPool, conv_exit_head
+from gnuradio.amcee.network.checkpoint import load_checkpoint
+from gnuradio.amcee.network.compute_costs import exit_costs, head_macs
+from gnuradio.amcee.training.calibrate import Evaluator, apply_temperatures, fit_temperature, search
 
 
 def candidate_heads(classes):

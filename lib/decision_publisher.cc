@@ -75,6 +75,17 @@ void decision_publisher::publish(gr::block* block,
 
     const size_t num_classes = d_labels.size();
     const int num_exits = static_cast<int>(d_exit_ports.size());
+    // A message nobody subscribed to is not built (a flowgraph often uses only
+    // "classification", or only the tags).
+    auto subscribed = [block](const pmt::pmt_t& port) {
+        const pmt::pmt_t subscribers = block->message_subscribers(port);
+        return pmt::is_pair(subscribers);
+    };
+    std::vector<char> exit_subscribed(num_exits);
+    for (int k = 0; k < num_exits; k++)
+        exit_subscribed[k] = subscribed(d_exit_ports[k]);
+    const bool all_subscribed = subscribed(d_all_port);
+
     for (size_t i = 0; i < n; i++) {
         const uint64_t offset = first + i;
         for (; next_tag != d_tags.end() && next_tag->offset <= offset; ++next_tag) {
@@ -112,13 +123,17 @@ void decision_publisher::publish(gr::block* block,
         tag.srcid = pmt::PMT_F;
         detail->add_item_tag(0, tag);
 
+        const bool to_exit = classified && exit_subscribed[exit_k];
+        if (!to_exit && !all_subscribed)
+            continue;
         pmt::pmt_t msg = pmt::dict_add(info, KEY_OFFSET, pmt::from_uint64(offset));
         for (size_t t = 0; t < d_truth_keys.size(); t++)
             if (!pmt::is_null(d_truth_values[t]))
                 msg = pmt::dict_add(msg, d_truth_keys[t].second, d_truth_values[t]);
-        if (classified)
+        if (to_exit)
             block->message_port_pub(d_exit_ports[exit_k], msg);
-        block->message_port_pub(d_all_port, msg);
+        if (all_subscribed)
+            block->message_port_pub(d_all_port, msg);
     }
 }
 

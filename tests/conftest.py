@@ -3,10 +3,10 @@ whatever copy is installed.
 
 `gnuradio/__init__.py` extends its package path over every `gnuradio/` folder
 on sys.path (pkgutil.extend_path), so a folder `gnuradio/amcee` placed first on
-sys.path, holding links to every file of python/amcee plus the pybind11 module
-built in build/, makes `from gnuradio import amcee` load the sources.  The same
-path goes into PYTHONPATH for flowgraphs the tests run as subprocesses, and
-GRC_BLOCKS_PATH points grcc at the source YAML.
+sys.path, holding links to every file and subpackage folder of python/amcee
+plus the pybind11 module built in build/, makes `from gnuradio import amcee`
+load the sources.  The same path goes into PYTHONPATH for flowgraphs the tests
+run as subprocesses, and GRC_BLOCKS_PATH points grcc at the source YAML.
 """
 import os
 import sys
@@ -98,10 +98,11 @@ def export_tiny_model(path, exits=("V0", "V1"), seed=0, frame_len=128, threshold
     import numpy as np
     import torch
 
-    from gnuradio.amcee.engine import as_float_frames, l1_normalize_frames
-    from gnuradio.amcee.export import export_model
+    from gnuradio.amcee.frames import as_float_frames, l1_normalize_frames
+    from gnuradio.amcee.inference.exit_rule import entropy10
     from gnuradio.amcee.labels import RML22_CLASSES
-    from gnuradio.amcee.model import EarlyExitNet, ModelConfig, entropy10
+    from gnuradio.amcee.network.architecture import EarlyExitNet, ModelConfig
+    from gnuradio.amcee.network.export import export_model
 
     torch.manual_seed(seed)
     model = EarlyExitNet(ModelConfig(exits=exits, frame_len=frame_len, exit_head=exit_head)).eval()

@@ -57,7 +57,8 @@ def small_replay_dataset(tmp_path_factory):
     """A 200-frame dataset (10 classes x 2 SNRs x 10) for examples that replay one."""
     import numpy as np
 
-    from gnuradio.amcee.datasets import Dataset, save_dataset
+    from gnuradio.amcee.data.dataset import Dataset
+    from gnuradio.amcee.data.npz import save_dataset
     from gnuradio.amcee.labels import RML22_CLASSES
 
     rng = np.random.default_rng(3)
@@ -132,7 +133,7 @@ def test_headless_example_runs_with_any_model(path, model, tmp_path, models, sma
 
 @pytest.mark.parametrize("split", ["all", "test", "val"])
 def test_replay_dataset_replays_the_split_given(split, tmp_path, models, small_replay_dataset):
-    from gnuradio.amcee.datasets import split_indices
+    from gnuradio.amcee.data.dataset import split_indices
 
     path = ROOT / "examples" / "replay_dataset.grc"
     script = _compile(path, tmp_path)

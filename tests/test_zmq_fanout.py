@@ -63,7 +63,8 @@ def _stop(proc):
 
 @pytest.fixture(scope="module")
 def fanout_dataset(tmp_path_factory):
-    from gnuradio.amcee.datasets import Dataset, save_dataset
+    from gnuradio.amcee.data.dataset import Dataset
+    from gnuradio.amcee.data.npz import save_dataset
     from gnuradio.amcee.labels import RML22_CLASSES
 
     rng = np.random.default_rng(11)
@@ -76,7 +77,7 @@ def fanout_dataset(tmp_path_factory):
 
 
 def test_two_workers_classify_every_frame_exactly_once(fanout_dataset, tiny_model_path, tmp_path):
-    from gnuradio.amcee.engine import EarlyExitEngine
+    from gnuradio.amcee.inference.engine import EarlyExitEngine
 
     ds, path = fanout_dataset
     frames_addr = f"tcp://127.0.0.1:{_free_port()}"

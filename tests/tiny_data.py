@@ -8,7 +8,8 @@ import numpy as np
 
 
 def make_tiny_dataset(path=None, frames_per_key=40, snrs=(0, 10, 20), frame_len=128, seed=0):
-    from gnuradio.amcee.datasets import Dataset, save_dataset
+    from gnuradio.amcee.data.dataset import Dataset
+    from gnuradio.amcee.data.npz import save_dataset
     from gnuradio.amcee.labels import RML22_CLASSES
 
     rng = np.random.default_rng(seed)
@@ -33,7 +34,7 @@ def make_tiny_dataset(path=None, frames_per_key=40, snrs=(0, 10, 20), frame_len=
 
 def train_tiny_model(data_path, out_dir, epochs=3, exits=("V0", "V1")):
     """A briefly trained early-exit model on the tiny dataset; returns its model.pt path."""
-    from gnuradio.amcee.train import TrainConfig, train
+    from gnuradio.amcee.training.train import TrainConfig, train
 
     config = TrainConfig(data=str(data_path), out_dir=str(out_dir), exits=exits, scheme="joint",
                          epochs=epochs, batch_size=100, lr=3e-3, threads=1, progress=False,

@@ -57,8 +57,8 @@ if importlib.util.find_spec("torch") is None:
         " or start GNU Radio Companion as `gnuradio-companion` (the launcher scripts/setup.sh installs)",
         name="torch")
 
-from .classifier import classifier  # noqa: E402,F401
-from .dataset_source import dataset_source  # noqa: E402,F401
-from .classification_sink import classification_sink  # noqa: E402,F401
-from .demo_source import demo_source  # noqa: E402,F401
-from .display import display  # noqa: E402,F401
+from .blocks.classifier import classifier  # noqa: E402,F401
+from .blocks.dataset_source import dataset_source  # noqa: E402,F401
+from .blocks.classification_sink import classification_sink  # noqa: E402,F401
+from .blocks.demo_source import demo_source  # noqa: E402,F401
+from .blocks.display import display  # noqa: E402,F401

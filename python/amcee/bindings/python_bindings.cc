@@ -17,6 +17,7 @@ namespace py = pybind11;
 void bind_frame_prep(py::module& m);
 void bind_decision_publisher(py::module& m);
 void bind_input_state(py::module& m);
+void bind_decision_sink(py::module& m);
 
 PYBIND11_MODULE(amcee_python, m)
 {
@@ -27,4 +28,5 @@ PYBIND11_MODULE(amcee_python, m)
     bind_frame_prep(m);
     bind_decision_publisher(m);
     bind_input_state(m);
+    bind_decision_sink(m);
 }

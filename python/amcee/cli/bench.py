@@ -34,7 +34,7 @@ def add_parser(subparsers):
 
 def run(args):
     from . import one_or_per_exit, print_json
-    from ..bench import run_bench
+    from ..tools.bench import run_bench
 
     thresholds = one_or_per_exit(args.threshold)
     report = run_bench(args.model, data=args.data, split=args.split, frames=args.frames,

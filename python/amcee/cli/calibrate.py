@@ -56,7 +56,7 @@ def add_parser(subparsers):
 
 def run(args):
     from . import print_json
-    from ..calibrate import calibrate, calibrate_exit_gating
+    from ..training.calibrate import calibrate, calibrate_exit_gating
 
     if args.exit_gating_only:
         gating = calibrate_exit_gating(args.model, args.out, data=args.data, split=args.split,

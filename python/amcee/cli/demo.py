@@ -47,7 +47,7 @@ def run(args):
     import sys
 
     from . import one_or_per_exit, parse_snrs, print_json
-    from ..demo import LiveTable, demo_flowgraph, format_table, run_gui, run_headless
+    from ..tools.demo import LiveTable, demo_flowgraph, format_table, run_gui, run_headless
 
     if args.frames < 0 or (args.seconds or 0) < 0:
         raise ValueError("--frames and --seconds must be >= 0")

@@ -35,7 +35,7 @@ def add_parser(subparsers):
 
 def run(args):
     from . import one_or_per_exit, print_json
-    from ..evaluate import SWEEP_THRESHOLDS, evaluate_model, write_outputs
+    from ..training.evaluate import SWEEP_THRESHOLDS, evaluate_model, write_outputs
 
     thresholds = one_or_per_exit(args.threshold)
     report, predictions = evaluate_model(

@@ -22,8 +22,8 @@ def add_parser(subparsers):
 
 def run(args):
     from . import one_or_per_exit, print_json
-    from ..checkpoint import load_checkpoint
-    from ..export import export_model
+    from ..network.checkpoint import load_checkpoint
+    from ..network.export import export_model
 
     model, state = load_checkpoint(args.checkpoint)
     thresholds = one_or_per_exit(args.threshold) or state.get("thresholds") or 0.35

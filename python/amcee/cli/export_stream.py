@@ -27,8 +27,9 @@ def add_parser(subparsers):
 
 def run(args):
     from . import print_json
-    from ..datasets import load_dataset, split_indices
-    from ..replay_files import save_replay
+    from ..data.dataset import split_indices
+    from ..data.files import load_dataset
+    from ..data.sigmf_recording import save_replay
 
     ds = load_dataset(args.dataset, trusted=args.trusted)
     part = ds.subset(split_indices(ds, args.split, seed=args.seed))

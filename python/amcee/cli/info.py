@@ -19,7 +19,7 @@ def _share_list(names, values):
 
 def format_info(loaded):
     """A model's metadata as a few lines of text, numbers rounded."""
-    from ..export import format_thresholds
+    from ..inference.model_file import format_thresholds
 
     meta = loaded.meta
     early = loaded.exit_names[:-1]
@@ -61,8 +61,7 @@ def format_info(loaded):
 
 
 def run(args):
-    from ..engine import default_model_path
-    from ..export import load_model
+    from ..inference.model_file import default_model_path, load_model
 
     loaded = load_model(args.model or default_model_path())
     print(json.dumps(loaded.meta, indent=1) if args.json else format_info(loaded))

@@ -50,7 +50,7 @@ def run(args):
     import numpy as np
 
     from . import one_or_per_exit, print_json
-    from ..replay import format_report, replay
+    from ..tools.replay import format_report, replay
 
     if args.max_frames < 0:
         raise ValueError("--max-frames must be >= 0")

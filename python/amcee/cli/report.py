@@ -22,10 +22,10 @@ def add_parser(subparsers):
 
 def run(args):
     from . import print_json
-    from ..fidelity import write_report
+    from ..data.synth.fidelity import write_report
 
     if args.dataset:
-        from ..datasets import load_dataset
+        from ..data.files import load_dataset
         report = write_report(args.out, ds=load_dataset(args.dataset, trusted=args.trusted))
     else:
         from .synth import synth_kwargs

@@ -53,8 +53,8 @@ def synth_kwargs(args):
 
 def run(args):
     from . import print_json
-    from ..datasets import save_dataset
-    from ..synth import generate
+    from ..data.npz import save_dataset
+    from ..data.synth.generate import generate
 
     kwargs = synth_kwargs(args)
     ds = generate(progress=not args.quiet, **kwargs)
@@ -67,7 +67,7 @@ def run(args):
         "workers": ds.meta["workers"],
     })
     if args.report:
-        from ..fidelity import write_report
+        from ..data.synth.fidelity import write_report
         kwargs["frames_per_key"] = min(args.frames_per_key, REPORT_FRAMES_PER_KEY)
         write_report(args.report, progress=not args.quiet, **kwargs)
     return 0

@@ -91,7 +91,7 @@ def add_parser(subparsers):
 
 
 def config_from_args(args):
-    from ..train import TrainConfig
+    from ..training.train import TrainConfig
 
     exits = () if [e.lower() for e in args.exits] == ["none"] else tuple(args.exits)
     return TrainConfig(
@@ -110,7 +110,7 @@ def config_from_args(args):
 
 def run(args):
     from . import print_json
-    from .. import train as training
+    from ..training import train as training
 
     if args.test_only:
         if not args.resume:
@@ -122,7 +122,7 @@ def run(args):
     if args.resume:
         # Resuming continues the stored run: its settings win over the flags,
         # except the epoch budget (may be extended), the paths and --calibrate.
-        from ..checkpoint import load_checkpoint
+        from ..network.checkpoint import load_checkpoint
 
         _, state = load_checkpoint(args.resume)
         stored = dict(state["train_config"])

@@ -1,0 +1,233 @@
+"""amcee.classifier: early-exit modulation classification of IQ vectors.
+
+Input and output are the same vector stream, passed through unchanged.  Every
+vector gets one stream tag ``amc`` whose value is a PMT dict (label, class,
+confidence, entropy, exit, probs) and one PMT dict message (the same plus
+offset and, when the input carries them, the ``snr``, ``label`` and
+``frame_index`` tags of replayed data as ``snr`` / ``true_label`` /
+``frame_index``) on the port of the exit that decided it (``exit0`` ..
+``exit{K-1}``) and on ``classification``.  Vectors with NaN/Inf or all zeros
+never reach the network: they pass through tagged ``invalid`` with exit -1 and
+are published on ``classification`` only; so are the vectors of a network call
+that failed, tagged ``error``.
+
+The per-frame work runs in C++ (lib/, through the pybind11 module
+amcee_python), one call per work(): the frames' preparation for the network
+(frame_prep.cc) and their tags and messages (decision_publisher.cc).  Python
+keeps the parameters, the engine call and the batching rule (batching.py).
+"""
+import threading
+import time
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from ..amcee_python import decision_publisher, read_input_state
+from ..inference.engine import DEFAULT_BATCH, EarlyExitEngine
+from ..inference.model_file import default_model_path
+from .batching import DEFAULT_MAX_LATENCY_MS, LatencyBoundBatching
+from .schema import CLASSIFICATION_PORT, exit_port
+
+INPUT_FORMATS = ("complex", "rml")
+
+
+def _rounded(values, digits=4):
+    """Settings as short text for the log (thresholds may be per-class tables)."""
+    if isinstance(values, (list, tuple)):
+        return "[" + ", ".join(_rounded(v, digits) for v in values) + "]"
+    return f"{values:.{digits}g}" if isinstance(values, float) else str(values)
+
+
+class classifier(gr.sync_block):
+    """Early-exit AMC block; see the module docstring and the GRC documentation."""
+
+    def __init__(self, model_path="", threshold=None, input_format="complex", frame_len=128,
+                 max_batch=DEFAULT_BATCH, device="cpu", num_threads=1, num_exits=0, give_up=None,
+                 max_latency=DEFAULT_MAX_LATENCY_MS, min_exit_share=None):
+        if input_format not in INPUT_FORMATS:
+            raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
+        model_path = model_path or default_model_path()
+        # Everything is checked before the block exists: a bad model file,
+        # threshold or device is an error here, never in work().
+        # num_threads is applied in work()'s thread, not here: torch.set_num_threads
+        # in the constructing (main) thread would change it for the whole program.
+        if int(num_threads) < 0:
+            raise ValueError(f"num_threads must be >= 0 (0 = torch's default), got {num_threads}")
+        self.engine = EarlyExitEngine(model_path, thresholds=threshold, device=device,
+                                      max_batch=max_batch, give_up=give_up, min_exit_share=min_exit_share)
+        if int(frame_len) != self.engine.frame_len:
+            raise ValueError(f"frame_len {frame_len} does not match the model's frame length "
+                             f"{self.engine.frame_len} ({model_path})")
+        if num_exits and int(num_exits) != self.engine.num_exits:
+            raise ValueError(f"num_exits {num_exits} does not match the model, which has "
+                             f"{self.engine.num_exits} exits {self.engine.exit_names} ({model_path})")
+        self._batching = LatencyBoundBatching(self.engine.max_batch, max_latency)
+        self.frame_len = self.engine.frame_len
+        # torch's CPU thread count is per calling thread (OpenMP), and work()
+        # runs in GNU Radio's scheduler thread: set it there, on the first call.
+        # Two OpenMP threads inside a scheduler thread ran at about half the
+        # rate of one on a 2-core machine (docs/performance.md).
+        self._num_threads = int(num_threads)
+        self._threads_set = False
+        self.input_format = input_format
+        if input_format == "complex":
+            sig = (np.complex64, self.frame_len)
+        else:
+            sig = (np.float32, 2 * self.frame_len)
+        gr.sync_block.__init__(self, name="amcee_classifier", in_sig=[sig], out_sig=[sig])
+        # GNU Radio sizes the buffer upstream for the output multiple of the
+        # blocks it feeds: announce two batches while the flowgraph is built,
+        # so that one fills while the other is classified (batching.py);
+        # start() drops it to 1.
+        self.set_output_multiple(self._buffered_items())
+        # One work() call is at most one network batch.
+        self.set_max_noutput_items(self._batching.max_batch)
+        self.set_blkd_input_timer_value(self._batching.timer_ms)
+
+        self.model_path = model_path
+        self._publisher = decision_publisher(list(self.engine.classes), self.engine.num_exits)
+        for k in range(self.engine.num_exits):
+            self.message_port_register_out(pmt.intern(exit_port(k)))
+        self.message_port_register_out(pmt.intern(CLASSIFICATION_PORT))
+        self._counts_lock = threading.Lock()
+        self._exit_counts = [0] * self.engine.num_exits
+        self._invalid_count = 0
+        self._error_count = 0
+        self._error_logged = False
+        self.logger = gr.logger("amcee.classifier")
+        e = self.engine
+        self.logger.info(f"model {e.model.version or model_path}: exits {list(e.exit_names)}, "
+                         f"{'class thresholds' if any(isinstance(t, list) for t in e.thresholds) else 'thresholds ' + _rounded(e.thresholds)}, "
+                         f"give-up {_rounded(e.give_up, 3)}, exit gating {_rounded(e.min_exit_share, 3)}, "
+                         f"device {e.device}, max batch {e.max_batch}, max latency {_rounded(float(max_latency), 3)} ms")
+
+    # -- runtime parameters (GRC callbacks) -------------------------------------
+    def set_threshold(self, threshold):
+        """One float for all early exits, or one per early exit (each a float or
+        one per class); None = the model's defaults.  Takes effect at the next work()."""
+        if threshold is None:
+            threshold = self.engine.model.default_thresholds
+        self.engine.set_thresholds(threshold)
+
+    def get_threshold(self):
+        return self.engine.thresholds
+
+    def set_give_up(self, give_up):
+        """Give-up entropy per early exit (None = the model's default; inf disables)."""
+        if give_up is None:
+            give_up = self.engine.model.default_give_up
+        self.engine.set_give_up(give_up)
+
+    def get_give_up(self):
+        return self.engine.give_up
+
+    def set_min_exit_share(self, min_exit_share):
+        """Exit gating per early exit (None = the model's default; 0 = off)."""
+        if min_exit_share is None:
+            min_exit_share = self.engine.model.default_min_exit_share
+        self.engine.set_min_exit_share(min_exit_share)
+
+    def get_min_exit_share(self):
+        return self.engine.min_exit_share
+
+    def set_max_latency(self, max_latency):
+        """The longest a frame may wait in the block for its batch (ms)."""
+        self._batching.set_max_latency(max_latency)
+        self.set_blkd_input_timer_value(self._batching.timer_ms)
+
+    def get_max_latency(self):
+        return self._batching.max_latency_s * 1000.0
+
+    # -- counters -----------------------------------------------------------------
+    def exit_counts(self):
+        """Vectors decided by each exit so far (list of K ints)."""
+        with self._counts_lock:
+            return list(self._exit_counts)
+
+    def invalid_count(self):
+        """Vectors that could not be classified (NaN/Inf/all zeros)."""
+        with self._counts_lock:
+            return self._invalid_count
+
+    def error_count(self):
+        """Vectors of network calls that failed (tagged ``error``)."""
+        with self._counts_lock:
+            return self._error_count
+
+    def reset_counts(self):
+        with self._counts_lock:
+            self._exit_counts = [0] * self.engine.num_exits
+            self._invalid_count = 0
+            self._error_count = 0
+
+    def num_exits(self):
+        return self.engine.num_exits
+
+    def exit_names(self):
+        return list(self.engine.exit_names)
+
+    def classes(self):
+        return list(self.engine.classes)
+
+    # -- scheduling -----------------------------------------------------------------
+    def start(self):
+        self._threads_set = False  # every run has scheduler threads of its own
+        self.set_output_multiple(1)
+        _, _, capacity = read_input_state(self.gateway)
+        self._batching.reset(capacity)
+        self._publisher.reset()
+        return True
+
+    def stop(self):
+        # The next run's buffers are sized again from the output multiple.
+        self.set_output_multiple(self._buffered_items())
+        return True
+
+    def _buffered_items(self):
+        return 2 * self._batching.max_batch
+
+    def forecast(self, noutput_items, ninputs):
+        available, done, _ = read_input_state(self.gateway)
+        return [self._batching.inputs_required(noutput_items, available, done)]
+
+    # -- stream processing ----------------------------------------------------------
+    def work(self, input_items, output_items):
+        start = time.monotonic()
+        if not self._threads_set:
+            if self._num_threads > 0:
+                import torch
+
+                torch.set_num_threads(self._num_threads)
+            self._threads_set = True
+        x = input_items[0]
+        n = len(x)
+        output_items[0][:] = x
+        frames = x if self.input_format == "complex" else x.reshape(n, 2, self.frame_len)
+        try:
+            result = self.engine.classify(frames)
+            classes, exits = result.classes, result.exits
+            probs, entropy = result.probs, result.entropy
+            valid = result.valid
+        except Exception as exc:  # a model that fails on some batch must not stop the flowgraph
+            classes = np.full(n, decision_publisher.ERROR, dtype=np.int64)
+            exits = np.full(n, -1, dtype=np.int64)
+            probs = np.zeros((n, len(self.engine.classes)), dtype=np.float32)
+            entropy = np.full(n, np.nan, dtype=np.float32)
+            valid = None
+            if not self._error_logged:
+                self._error_logged = True
+                self.logger.error(f"the model failed on a batch of {n} frames; they and any others that "
+                                  f"fail are tagged 'error' (logged once): {type(exc).__name__}: {exc}")
+        self._publisher.publish(self.gateway, self.nitems_written(0), classes, exits, probs, entropy)
+
+        with self._counts_lock:
+            if valid is None:
+                self._error_count += n
+            else:
+                counts = np.bincount(exits[valid], minlength=self.engine.num_exits)
+                for k in range(self.engine.num_exits):
+                    self._exit_counts[k] += int(counts[k])
+                self._invalid_count += int(n - np.count_nonzero(valid))
+        self._batching.call_done(start, time.monotonic())
+        return n

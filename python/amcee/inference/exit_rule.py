@@ -1,0 +1,35 @@
+"""The early-exit rule, in torch: which rows leave an exit.
+
+A row leaves an early exit when the base-10 entropy E of its class
+probabilities is at most the exit's threshold (the paper's rule) or at
+least its give-up value.  The exported forward (network.architecture,
+scripted into every model file) and the engine apply it through these
+functions; training.exit_simulation is its numpy twin.
+"""
+import math
+
+import torch
+from torch import Tensor
+
+
+def class_probabilities(logits: Tensor) -> Tensor:
+    """softmax(logits, dim=1), computed over dim 0 of the transpose: for 10
+    classes softmax over the last dimension took 46 us per batch of 256
+    here, over the first 5 us (the heads' W @ x^T already leaves the
+    transpose contiguous)."""
+    return torch.softmax(logits.t(), dim=0).t()
+
+
+def entropy10(p: Tensor) -> Tensor:
+    """Entropy -sum p log10 p per row (0 log 0 = 0), as in the paper."""
+    return -torch.xlogy(p, p).sum(dim=1) / math.log(10.0)
+
+
+def leaves(p: Tensor, e: Tensor, threshold: Tensor, give_up: Tensor) -> Tensor:
+    """Rows that leave an early exit: entropy E <= threshold (the paper's
+    rule) or E >= give_up.  ``threshold`` is one number for the exit, or one
+    per class [C]: then each row is held to the threshold of the class it is
+    predicted as (class thresholds, training.calibrate.search_class_thresholds)."""
+    if threshold.dim() > 0:
+        threshold = threshold.index_select(0, p.argmax(1))
+    return (e <= threshold) | (e >= give_up)

@@ -1,0 +1,417 @@
+"""The paper's 1D-CNN backbone with early-exit heads at any list of points.
+
+The backbone (docs/dataset-and-network.md) is a flat sequence of named
+layers.  An early exit is placed *after* one of them; the network is cut there
+into segments, and each segment is paired with the head that reads its output:
+
+    segment 0 -> head 0 (first early exit)
+    segment 1 -> head 1 ...
+    last segment -> the backbone's own classifier (the final exit)
+
+The same module serves training (``exit_logits``: every head on the whole
+batch) and inference (``forward``: batched early exit, TorchScript-able, with
+the exit rule and exit gating of inference/).  What a network costs is in
+compute_costs, moving weights between networks in checkpoint.
+"""
+from dataclasses import asdict, dataclass
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..inference.exit_gating import PROBE_ROWS, gating_applies, skips_head
+from ..inference.exit_rule import class_probabilities, entropy10, leaves
+
+#: Backbone layers in order: (name, kind, in_channels, out_channels).
+BACKBONE_LAYERS = (
+    ("conv1", "conv", 2, 64),
+    ("pool1", "pool", 64, 64),
+    ("conv2", "conv", 64, 64),
+    ("pool2", "pool", 64, 64),
+    ("conv3", "conv", 64, 64),
+    ("conv4", "conv", 64, 32),
+    ("conv5", "conv", 32, 32),
+    ("conv6", "conv", 32, 16),
+    ("pool3", "pool", 16, 16),
+)
+LAYER_NAMES = tuple(name for name, *_ in BACKBONE_LAYERS)
+
+#: The paper's single-exit versions: where their early exit branches off.
+PAPER_VERSIONS = {"V0": "pool1", "V1": "conv2", "V2": "conv3", "V3": "conv5"}
+
+#: Features every early-exit head sees after its pooling (docs/dataset-and-network.md).
+HEAD_FEATURES = 1024
+#: The batched early exit gathers the rows that go on only when at least this
+#: share of the rows in flight has left; below it the few answered rows ride
+#: along and are ignored.  Measured on this CPU: copying a row's cached
+#: features costs about 1/16 of running it through the next segment.
+MIN_SHARE_TO_GATHER = 1.0 / 16
+#: Hidden sizes of an early-exit head and of the backbone's classifier.
+HEAD_HIDDEN = (64, 32)
+BACKBONE_HIDDEN = (256, 64)
+#: Exit head kinds: the paper's (pool to 1024 features, three Linear layers)
+#: or "conv", ours (see conv_exit_head).
+EXIT_HEADS = ("paper", "conv")
+#: The conv head: positions after its pooling, its convolution's channels,
+#: its hidden Linear width.
+CONV_HEAD_LENGTH = 16
+CONV_HEAD_CHANNELS = 16
+CONV_HEAD_HIDDEN = 64
+
+
+def resolve_exit(name):
+    """Layer name of an exit given as a layer name or a paper version (V0..V3)."""
+    layer = PAPER_VERSIONS.get(name, name)
+    if layer not in LAYER_NAMES or layer == LAYER_NAMES[-1]:
+        raise ValueError(
+            f"unknown exit point {name!r}; use one of {', '.join(PAPER_VERSIONS)} "
+            f"or a layer name from {', '.join(LAYER_NAMES[:-1])}")
+    return layer
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a network (stored in every checkpoint)."""
+
+    #: Early exits, by layer name or paper version; the final exit is implicit.
+    exits: Tuple[str, ...] = ("V1",)
+    num_classes: int = 10
+    frame_len: int = 128
+    dropout: float = 0.5
+    #: Kind of every early-exit head (EXIT_HEADS); the final exit is the paper's classifier.
+    exit_head: str = "paper"
+
+    def __post_init__(self):
+        self.exits = tuple(self.exits)
+        if self.exit_head not in EXIT_HEADS:
+            raise ValueError(f"unknown exit head {self.exit_head!r}; use one of {', '.join(EXIT_HEADS)}")
+        layers = [resolve_exit(e) for e in self.exits]
+        positions = [LAYER_NAMES.index(layer) for layer in layers]
+        if positions != sorted(set(positions)):
+            raise ValueError(f"exits {self.exits} must be distinct and in backbone order")
+        if self.frame_len % 8 or self.frame_len < 8:
+            raise ValueError(f"frame_len must be a positive multiple of 8, got {self.frame_len}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+
+    @property
+    def exit_layers(self):
+        return tuple(resolve_exit(e) for e in self.exits)
+
+    @property
+    def exit_names(self):
+        """Display names: the paper's V-names where they apply, then 'final'."""
+        inverse = {layer: v for v, layer in PAPER_VERSIONS.items()}
+        return tuple(inverse.get(layer, layer) for layer in self.exit_layers) + ("final",)
+
+    @property
+    def num_exits(self):
+        return len(self.exits) + 1
+
+    @property
+    def cuts(self):
+        """Index in BACKBONE_LAYERS of the last layer of each block, the final one included."""
+        return tuple(LAYER_NAMES.index(layer) for layer in self.exit_layers) + (len(LAYER_NAMES) - 1,)
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**d)
+
+
+class InputGain(nn.Module):
+    """Multiplies the input by a constant (not a parameter).
+
+    L1-normalised frames have sample magnitudes around 1/L, so conv1's outputs
+    are ~1e-3 while Adam moves its bias by about lr per step: with lr >= 1e-3
+    BatchNorm's running mean could not follow and eval-mode accuracy collapsed
+    (measured: 0.14 in eval mode vs 0.56 in train mode on the same frames).
+    Scaling by L brings the mean magnitude to 1; exported models fold it into
+    conv1's weights.
+    """
+
+    def __init__(self, gain: float):
+        super().__init__()
+        self.gain = float(gain)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gain
+
+    def extra_repr(self):
+        return f"gain={self.gain}"
+
+
+def conv_block(cin, cout):
+    """Conv1d(k=3, same padding) + BatchNorm1d + ReLU, as in the paper's code."""
+    return nn.Sequential(nn.Conv1d(cin, cout, 3, padding=1), nn.BatchNorm1d(cout), nn.ReLU())
+
+
+def _mlp(sizes, dropout):
+    """Linear layers with dropout between them and no activation (paper's code)."""
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if i:
+            layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(a, b))
+    return layers
+
+
+def shape_after(layer_index, frame_len):
+    """(channels, length) of the backbone's output after layer ``layer_index``."""
+    length = frame_len
+    channels = 2
+    for name, kind, _, cout in BACKBONE_LAYERS[: layer_index + 1]:
+        channels = cout
+        if kind == "pool":
+            length //= 2
+    return channels, length
+
+
+def exit_head(channels, length, num_classes, dropout):
+    """The paper's exit head: pool to HEAD_FEATURES, then 1024-64-32-C."""
+    pool = max(1, channels * length // HEAD_FEATURES)
+    if length % pool:
+        raise ValueError(f"cannot pool {channels}x{length} features evenly for an exit head")
+    features = channels * (length // pool)
+    layers = [nn.MaxPool1d(pool)] if pool > 1 else []
+    layers += [nn.Flatten()] + _mlp((features,) + HEAD_HIDDEN + (num_classes,), dropout)
+    return nn.Sequential(*layers)
+
+
+class StatsPool(nn.Module):
+    """Mean, maximum and standard deviation of each channel over the length:
+    [B, C, L] -> [B, 3C] (in that order)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([x.mean(2), x.amax(2), x.std(2, correction=0)], dim=1)
+
+
+def conv_exit_head(channels, length, num_classes, dropout, conv_channels=CONV_HEAD_CHANNELS,
+                   positions=CONV_HEAD_LENGTH):
+    """Our exit head: MaxPool to ``positions`` positions, one Conv1d(k=3) +
+    BatchNorm + ReLU to ``conv_channels``, per-channel mean/max/std over the
+    positions, then Linear-ReLU-Linear (other sizes: docs/exit_head_study.py).
+
+    Why: the paper's head is affine after a max-pool (its Linear layers have
+    no activation between them), so at V0 it sees conv1's 3-tap filters
+    only.  Trained on the frozen conv1 of a V0+V1 model, this head (53k MACs,
+    less than the paper head's 68k) raised V0's test accuracy from 48 % to
+    56 %, at 20 dB BPSK 75 -> 100 % and 8PSK 2 -> 56 %, and the 20 dB compute
+    ceiling at 0.4 pp loss from 1.55x to 2.04x (docs/exit_head_study.py,
+    docs/default-model/README.md).
+    """
+    pool = max(1, length // positions)
+    if length % pool:
+        raise ValueError(f"cannot pool {channels}x{length} features evenly for a conv exit head")
+    layers = [nn.MaxPool1d(pool)] if pool > 1 else []
+    layers += [conv_block(channels, conv_channels), StatsPool(),
+               nn.Linear(3 * conv_channels, CONV_HEAD_HIDDEN), nn.ReLU(), nn.Dropout(dropout),
+               nn.Linear(CONV_HEAD_HIDDEN, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def backbone_head(channels, length, num_classes, dropout):
+    """The backbone's classifier: flatten, then 256-256-64-C (for 2x128 frames)."""
+    features = channels * length
+    return nn.Sequential(nn.Flatten(), *_mlp((features,) + BACKBONE_HIDDEN + (num_classes,), dropout))
+
+
+EXIT_HEAD_BUILDERS = {"paper": exit_head, "conv": conv_exit_head}
+
+
+class ExitBlock(nn.Module):
+    """A backbone segment and the head that classifies from its output."""
+
+    def __init__(self, segment: nn.Module, head: nn.Module):
+        super().__init__()
+        self.segment = segment
+        self.head = head
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        features = self.segment(x)
+        return features, self.head(features)
+
+
+class EarlyExitNet(nn.Module):
+    """Backbone with early-exit heads; ``forward`` is the batched early exit."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.num_classes = config.num_classes
+        self.num_exits = config.num_exits
+        self.min_share_to_gather = MIN_SHARE_TO_GATHER
+        self.probe_rows = PROBE_ROWS
+        blocks = []
+        start = 0
+        cuts = config.cuts
+        for i, cut in enumerate(cuts):
+            layers = [self._make_layer(j) for j in range(start, cut + 1)]
+            if i == 0:
+                layers.insert(0, InputGain(config.frame_len))
+            segment = nn.Sequential(*layers)
+            channels, length = shape_after(cut, config.frame_len)
+            final = i == len(cuts) - 1
+            make_head = backbone_head if final else EXIT_HEAD_BUILDERS[config.exit_head]
+            blocks.append(ExitBlock(segment, make_head(channels, length, config.num_classes, config.dropout)))
+            start = cut + 1
+        self.blocks = nn.ModuleList(blocks)
+
+    @staticmethod
+    def _make_layer(index):
+        _, kind, cin, cout = BACKBONE_LAYERS[index]
+        return conv_block(cin, cout) if kind == "conv" else nn.MaxPool1d(2)
+
+    # -- training -----------------------------------------------------------
+    @torch.jit.export
+    def exit_logits(self, x: Tensor) -> List[Tensor]:
+        """Logits of every exit for the whole batch (training and analysis)."""
+        outputs: List[Tensor] = []
+        for block in self.blocks:
+            x, logits = block(x)
+            outputs.append(logits)
+        return outputs
+
+    # -- inference ----------------------------------------------------------
+    @torch.jit.export
+    def forward_features(self) -> List[str]:
+        """What this file's forward understands beyond the first exported
+        format (model_file.LoadedModel reads it; older files lack the method)."""
+        return ["exit_gating", "class_thresholds"]
+
+    @torch.jit.export
+    def backbone(self, x: Tensor) -> Tensor:
+        """Class probabilities of the backbone alone: no early-exit head runs."""
+        k = 0
+        for block in self.blocks:
+            if k == self.num_exits - 1:
+                x = block.head(block.segment(x))
+            else:
+                x = block.segment(x)
+            k += 1
+        return class_probabilities(x)
+
+    def forward(self, x: Tensor, thresholds: Tensor, give_up: Tensor,
+                min_share: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        """Batched early exit.
+
+        x: [B, 2, L] normalised frames; thresholds: [K-1] entropy bounds of
+        the early exits, or [K-1, C] one per exit and predicted class;
+        give_up: [K-1].  Every row still in flight runs the next
+        segment from its cached features; a row leaves at the first exit whose
+        entropy E satisfies E <= threshold (confident, the paper's rule) or
+        E >= give_up (so unsure that the deeper layers are not expected to
+        help: low-SNR frames, the paper's suggested extension; +inf disables
+        it), or at the final exit.  The rows that go on are gathered once
+        MIN_SHARE_TO_GATHER of those in flight has left (below that, the few
+        answered rows ride along and their later outputs are ignored).
+
+        min_share: optional [K-1] exit gating, the protocol of
+        inference.exit_gating: with min_share[k] > 0 and enough rows in
+        flight (gating_applies), head k first runs on probe_rows rows spread
+        evenly over the batch; only if at least min_share[k] of those leave
+        does it run on every row.  Otherwise the probed rows that qualified
+        leave and every other row goes on to the next exit without its
+        entropy being looked at here.  A share above 1 (skips_head) skips
+        the head without a probe.
+
+        Returns per row the class probabilities [B, C], the exit index [B]
+        and the entropy [B].
+        """
+        batch = x.size(0)
+        probs = torch.zeros(batch, self.num_classes, dtype=x.dtype, device=x.device)
+        exits = torch.full([batch], -1, dtype=torch.long, device=x.device)
+        entropy = torch.zeros(batch, dtype=x.dtype, device=x.device)
+        rows = torch.arange(batch, device=x.device)    # output row of each row of x
+        answered = torch.zeros(batch, dtype=torch.bool, device=x.device)  # rows of x that already left
+        n_answered = 0
+        k = 0
+        last = self.num_exits - 1
+        probe = self.probe_rows
+        for block in self.blocks:
+            if rows.numel() > n_answered:
+                x = block.segment(x)
+                n_flight = rows.numel()
+                share = 0.0  # this exit's gating share; 0 = the head runs on every row
+                if min_share is not None and k < last and gating_applies(n_flight, probe):
+                    share = float(min_share[k])
+                gated = share > 0.0
+                skip = False
+                p = torch.empty(0)
+                e = torch.empty(0)
+                take = torch.empty(0, dtype=torch.bool)
+                if skips_head(share):
+                    # No probe can meet a share above 1: every row goes on
+                    # without a head call (the engine's back-off, exit_gating).
+                    skip = True
+                elif gated:
+                    # The probe rows are spread over the batch, so that a batch
+                    # whose first rows differ from the rest (a modulation or
+                    # SNR change) is judged on all of it.
+                    stride = n_flight // probe
+                    end = probe * stride
+                    probe_p = class_probabilities(block.head(x[0:end:stride]))
+                    probe_e = entropy10(probe_p)
+                    probe_take = leaves(probe_p, probe_e, thresholds[k], give_up[k])
+                    live = probe
+                    if n_answered > 0:
+                        probe_answered = answered[0:end:stride]
+                        probe_take = probe_take & ~probe_answered
+                        live = probe - int(probe_answered.sum())
+                    n_probe_take = int(probe_take.sum())
+                    if n_probe_take < share * live:
+                        # Not worth it for this batch: only probed rows may leave.
+                        # (When none of them qualified, take stays empty: nothing leaves.)
+                        skip = True
+                        if n_probe_take > 0:
+                            take = torch.zeros(n_flight, dtype=torch.bool, device=x.device)
+                            p = torch.zeros(n_flight, self.num_classes, dtype=x.dtype, device=x.device)
+                            e = torch.zeros(n_flight, dtype=x.dtype, device=x.device)
+                            p[0:end:stride] = probe_p
+                            e[0:end:stride] = probe_e
+                            take[0:end:stride] = probe_take
+                if not skip:
+                    # (After a passed probe the head runs on every row, the
+                    # probed ones again: cheaper than gathering the others.)
+                    p = class_probabilities(block.head(x))
+                    e = entropy10(p)
+                    if k == last:
+                        take = ~answered
+                    else:
+                        take = leaves(p, e, thresholds[k], give_up[k])
+                        if n_answered > 0:
+                            take = take & ~answered
+                n_take = int(take.sum()) if take.numel() > 0 else 0
+                if n_take == n_flight and n_flight == batch:  # the whole batch leaves here, in order
+                    probs, entropy = p, e
+                    exits.fill_(k)
+                    n_answered = n_take
+                elif n_take == n_flight:  # every row in flight leaves: no gather needed
+                    probs.index_copy_(0, rows, p)
+                    exits.index_fill_(0, rows, k)
+                    entropy.index_copy_(0, rows, e)
+                    n_answered = n_take
+                elif n_take > 0:
+                    # index_select/index_copy_ with explicit indices: cheaper
+                    # than boolean-mask indexing, which finds the indices again
+                    # for every tensor it touches.  (With a skipped head only
+                    # the probed rows of p and e are filled, and only they can
+                    # leave.)
+                    out = torch.nonzero(take).squeeze(1)
+                    leaving = rows.index_select(0, out)
+                    probs.index_copy_(0, leaving, p.index_select(0, out))
+                    exits.index_fill_(0, leaving, k)
+                    entropy.index_copy_(0, leaving, e.index_select(0, out))
+                    answered = answered | take
+                    n_answered += n_take
+                if n_answered > 0 and n_answered < n_flight and \
+                        n_answered >= self.min_share_to_gather * n_flight:
+                    keep = torch.nonzero(~answered).squeeze(1)
+                    x = x.index_select(0, keep)
+                    rows = rows.index_select(0, keep)
+                    answered = answered.index_select(0, keep)
+                    n_answered = 0
+            k += 1
+        return probs, exits, entropy

@@ -1,0 +1,86 @@
+"""Self-describing training checkpoints (nanoGPT style), and moving weights
+from one network into another with other exits.
+
+A checkpoint is a dict of plain types and tensors: the model's weights and
+config, the class list, the training config, the optimiser state, the epoch
+and the best metric, so that any checkpoint can be rebuilt, resumed or
+exported without knowing how it was made.  Loading uses
+``torch.load(weights_only=True)``, which cannot execute code from the file.
+"""
+import os
+
+import torch
+
+from ..inference.model_file import CHECKPOINT_FORMAT, torch_file_kind
+from .architecture import LAYER_NAMES, EarlyExitNet, InputGain, ModelConfig
+
+
+def save_checkpoint(path, model, classes, **extra):
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "model_config": model.config.to_dict(),
+        "model_state": model.state_dict(),
+        "classes": list(classes),
+    }
+    state.update(extra)
+    tmp = f"{path}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # never leave a half-written checkpoint behind
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """(model, checkpoint dict); a clear ValueError for anything else."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if torch_file_kind(path) == "torchscript":
+        raise ValueError(f"{path} is an exported model, not a training checkpoint (the best.pt or last.pt "
+                         "of an `amcee train` run)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path} is not a readable amcee checkpoint ({str(exc).splitlines()[0]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an amcee checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    model = EarlyExitNet(ModelConfig.from_dict(state["model_config"]))
+    model.load_state_dict(state["model_state"])
+    return model, state
+
+
+def portable_state(model: EarlyExitNet):
+    """Weights keyed by backbone layer and exit rather than by block, e.g.
+    'conv2.0.weight', 'head.conv2.paper.1.weight', 'head.final.1.weight':
+    the same tensor has the same key whatever exits the model has."""
+    state = {}
+    start = 0
+    for block, cut in zip(model.blocks, model.config.cuts):
+        layers = [m for m in block.segment if not isinstance(m, InputGain)]
+        for name, layer in zip(LAYER_NAMES[start:cut + 1], layers):
+            for key, value in layer.state_dict().items():
+                state[f"{name}.{key}"] = value
+        final = cut == len(LAYER_NAMES) - 1
+        head = "head.final" if final else f"head.{LAYER_NAMES[cut]}.{model.config.exit_head}"
+        for key, value in block.head.state_dict().items():
+            state[f"{head}.{key}"] = value
+        start = cut + 1
+    return state
+
+
+def transfer_weights(source: EarlyExitNet, target: EarlyExitNet):
+    """Copy every backbone layer and exit head ``target`` shares with ``source``
+    (fine-tuning a model with other exits from a trained one).  Returns the
+    sorted keys of target's portable state that were not in source."""
+    src = portable_state(source)
+    dst = portable_state(target)
+    fresh = []
+    with torch.no_grad():
+        for key, value in dst.items():
+            if key not in src:
+                fresh.append(key)
+            elif src[key].shape != value.shape:
+                raise ValueError(f"cannot transfer {key}: shape {tuple(src[key].shape)} "
+                                 f"in the source, {tuple(value.shape)} here (other classes or frame length?)")
+            else:
+                value.copy_(src[key])
+    if len(fresh) == len(dst):
+        raise ValueError("the source model shares no layer with this one")
+    return sorted(fresh)

@@ -1,0 +1,96 @@
+"""Exporting a trained network as a model file, and rewriting a file's
+metadata: the one writer of model files (inference.model_file reads them
+and describes their format).
+
+What is scripted is an inference copy of the network (inference_graph);
+its metadata is checked by the reader's own validators before it is written.
+"""
+import datetime
+import json
+import os
+import warnings
+
+import torch
+
+from ..inference.model_file import (FORMAT, FORMAT_VERSION, METADATA_FILE, check_model_version, give_up_to_json,
+                                    load_model, thresholds_to_json, validate_give_up, validate_min_exit_share,
+                                    validate_thresholds)
+from .compute_costs import exit_costs
+from .inference_graph import for_inference
+
+
+def _script(model):
+    with warnings.catch_warnings():
+        # torch 2.13 deprecates TorchScript; it is still the one format that
+        # keeps data-dependent early-exit control flow and loads without Python.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(model)
+
+
+def build_metadata(model, classes, thresholds, model_version="unversioned", extra=None, give_up=None,
+                   min_exit_share=None, description=""):
+    config = model.config
+    classes = [str(c) for c in classes]
+    if len(classes) != config.num_classes:
+        raise ValueError(f"{len(classes)} class labels for a model with {config.num_classes} outputs")
+    thresholds = validate_thresholds(thresholds, config.num_exits, config.num_classes)
+    give_up = validate_give_up(give_up, config.num_exits)
+    min_exit_share = validate_min_exit_share(min_exit_share, config.num_exits)
+    costs, backbone_macs = exit_costs(model)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_version": check_model_version(model_version),
+        "description": str(description or ""),
+        "classes": classes,
+        "frame_len": config.frame_len,
+        "input_layout": "float32 [B, 2, L]: row 0 = I, row 1 = Q",
+        "normalization": "l1",
+        "num_exits": config.num_exits,
+        "exit_names": list(config.exit_names),
+        "thresholds": thresholds_to_json(thresholds),
+        "give_up": give_up_to_json(give_up),
+        "min_exit_share": list(min_exit_share),
+        "entropy_base": 10,
+        "exit_macs": costs,
+        "backbone_macs": backbone_macs,
+        "config": config.to_dict(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch_version": torch.__version__,
+    }
+    meta.update(extra or {})
+    return meta
+
+
+def export_model(model, path, classes, thresholds, model_version="unversioned", extra=None, give_up=None,
+                 description=""):
+    """Script ``model`` (an EarlyExitNet) and write it with its metadata to ``path``.
+
+    What is scripted is an inference copy (inference_graph.for_inference:
+    BatchNorm folded, [B, L, C] layout, collapsed heads); ``model`` itself
+    is not changed.
+    """
+    meta = build_metadata(model, classes, thresholds, model_version, extra, give_up, description=description)
+    scripted = _script(for_inference(model))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_model_file(scripted, meta, path)
+    return meta
+
+
+def rewrite_metadata(path, updates, out_path=None):
+    """Rewrite a model file with some metadata fields changed (e.g. thresholds).
+    A file whose model_version also holds the description gets the two apart."""
+    loaded = load_model(path)
+    meta = dict(loaded.meta)
+    meta["model_version"], meta["description"] = loaded.version, loaded.description
+    meta.update(updates)
+    meta["thresholds"] = thresholds_to_json(loaded.check_thresholds(meta["thresholds"]))
+    meta["give_up"] = give_up_to_json(validate_give_up(meta.get("give_up"), loaded.num_exits))
+    meta["min_exit_share"] = list(loaded.check_min_exit_share(meta.get("min_exit_share")))
+    write_model_file(loaded.module, meta, out_path or path)
+    return meta
+
+
+def write_model_file(module, meta, path):
+    """Write a scripted module with ``meta`` as its metadata to ``path``."""
+    module.save(path, _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})

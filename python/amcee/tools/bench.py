@@ -1,0 +1,212 @@
+"""Throughput of the early-exit engine against the backbone alone (``amcee bench``).
+
+The benchmark is a list of named sections, each a function of a shared
+:class:`BenchContext` returning a JSON-able dict; ``SECTIONS`` is the registry
+(add a section by writing one function and listing it).  Timings are medians of
+interleaved repeats, so that CPU contention shared by the compared candidates
+hits them alike; a speed-up is the median of the per-round ratios
+(paired_ratio_median).
+"""
+import os
+import resource
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..data.dataset import split_indices
+from ..data.files import load_dataset
+from ..inference.engine import EarlyExitEngine
+from ..inference.exit_rule import entropy10
+from ..inference.model_file import default_model_path, thresholds_to_json
+from ..network.compute_costs import compute_ceiling
+from ..timing import host_info, paired_ratio_median, paired_ratio_spread, time_interleaved, time_interleaved_samples
+from ..training.time_costs import measure_exit_time_costs
+
+DEFAULT_BATCH_SIZES = (1, 16, 64, 256, 1024, 4096)
+
+
+def peak_rss_mib():
+    """Peak resident set size of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@dataclass
+class BenchContext:
+    engine: object                  # inference.engine.EarlyExitEngine
+    frames: np.ndarray              # float32 [N, 2, L] frames to classify
+    snrs: Optional[np.ndarray]      # per-frame SNR (None without a dataset)
+    repeats: int = 5
+    batch_sizes: tuple = DEFAULT_BATCH_SIZES
+    loop_frames: int = 300
+    block_frames: int = 10000       # frames per subset of the block section
+    latency_seconds: float = 10.0   # length of the block section's slow stream
+    results: dict = field(default_factory=dict)  # sections already run
+
+
+def _engine_with_batch(ctx, batch):
+    """The same engine object, chunking at ``batch`` (cheap: no model reload)."""
+    ctx.engine.max_batch = int(batch)
+    return ctx.engine
+
+
+def section_batch_sizes(ctx):
+    """Frames/s of the batched early exit vs the backbone alone per batch size."""
+    out = []
+    saved = ctx.engine.max_batch
+    for batch in ctx.batch_sizes:
+        n = min(len(ctx.frames), max(batch * 4, 2048))
+        frames = ctx.frames[:n]
+        engine = _engine_with_batch(ctx, batch)
+        samples = time_interleaved_samples({"engine": lambda: engine.classify(frames),
+                                            "backbone": lambda: engine.backbone_probs(frames)}, ctx.repeats)
+        t = {name: statistics.median(v) for name, v in samples.items()}
+        out.append({"batch": int(batch), "frames": int(n),
+                    "engine_fps": n / t["engine"], "backbone_fps": n / t["backbone"],
+                    "speedup": paired_ratio_median(samples["backbone"], samples["engine"]),
+                    "speedup_quartiles": paired_ratio_spread(samples["backbone"], samples["engine"])})
+    ctx.engine.max_batch = saved
+    return out
+
+
+def section_per_snr(ctx):
+    """Frames/s of both per SNR subset at the engine's max_batch, with exit
+    shares and the ceilings they allow by MACs and by measured time
+    (training.time_costs); with exit gating on, also the engine without it (same run)."""
+    if ctx.snrs is None:
+        return {"skipped": "needs --data"}
+    gated = any(ctx.engine.min_exit_share)
+    times = measure_exit_time_costs(ctx.engine, ctx.frames)
+    meta = ctx.engine.meta
+    out = []
+    for snr in np.unique(ctx.snrs):
+        frames = ctx.frames[ctx.snrs == snr]
+        candidates = {"engine": lambda: ctx.engine.classify(frames),
+                      "backbone": lambda: ctx.engine.backbone_probs(frames)}
+        if gated:
+            candidates["ungated"] = lambda: ctx.engine.classify(frames, min_exit_share=0.0)
+        samples = time_interleaved_samples(candidates, ctx.repeats)
+        t = {name: statistics.median(v) for name, v in samples.items()}
+        row = {"snr": float(snr), "frames": int(len(frames)),
+               "engine_fps": len(frames) / t["engine"], "backbone_fps": len(frames) / t["backbone"],
+               "speedup": paired_ratio_median(samples["backbone"], samples["engine"]),
+               "speedup_quartiles": paired_ratio_spread(samples["backbone"], samples["engine"]),
+               "speedup_of_medians": t["backbone"] / t["engine"],
+               "exit_shares": _shares(ctx.engine.classify(frames).exits, ctx)}
+        row["compute_ceiling"] = compute_ceiling(row["exit_shares"], meta["exit_macs"], meta["backbone_macs"])
+        row["time_ceiling"] = times.ceiling(row["exit_shares"])
+        if gated:
+            row.update({"ungated_fps": len(frames) / t["ungated"],
+                        "ungated_speedup": paired_ratio_median(samples["backbone"], samples["ungated"]),
+                        "ungated_speedup_quartiles": paired_ratio_spread(samples["backbone"], samples["ungated"]),
+                        "ungated_exit_shares": _shares(ctx.engine.classify(frames, min_exit_share=0.0).exits, ctx)})
+        out.append(row)
+    return out
+
+
+def _shares(exits, ctx):
+    return (np.bincount(exits[exits >= 0], minlength=ctx.engine.num_exits) / max(1, len(exits))).tolist()
+
+
+def paper_style_loop(module, frames, thresholds):
+    """One frame at a time, as the paper's inference code: run a segment and its
+    head, exit if the entropy is <= T (with class thresholds, the T of the
+    predicted class), else go on (features are reused here; the
+    paper's timing path even recomputed the shared layers)."""
+    exits = []
+    num_blocks = len(thresholds) + 1
+    blocks = [getattr(module.blocks, str(k)) for k in range(num_blocks)]
+    with torch.inference_mode():
+        for i in range(len(frames)):
+            x = frames[i:i + 1]
+            for k, block in enumerate(blocks):
+                x, logits = block(x)
+                e = float(entropy10(torch.softmax(logits, 1)))
+                if k == num_blocks - 1:
+                    exits.append(k)
+                    break
+                t = thresholds[k]
+                if isinstance(t, tuple):  # class thresholds: the predicted class's
+                    t = t[int(logits.argmax())]
+                if e <= t:
+                    exits.append(k)
+                    break
+    return exits
+
+
+def section_per_frame_loop(ctx):
+    """The paper's per-frame loop vs the backbone frame by frame (reference only)."""
+    n = min(ctx.loop_frames, len(ctx.frames))
+    x = torch.from_numpy(ctx.engine._prepare(ctx.frames[:n])[0])
+    module = ctx.engine.model.module
+    thresholds = ctx.engine.thresholds
+
+    def backbone_loop():
+        with torch.inference_mode():
+            for i in range(len(x)):
+                module.backbone(x[i:i + 1])
+
+    t = time_interleaved({"loop": lambda: paper_style_loop(module, x, thresholds),
+                          "backbone_loop": backbone_loop}, max(1, min(ctx.repeats, 3)))
+    return {"frames": int(n), "loop_fps": n / t["loop"], "backbone_loop_fps": n / t["backbone_loop"],
+            "speedup": t["backbone_loop"] / t["loop"]}
+
+
+def section_block_vs_engine(ctx):
+    """The GNU Radio block against the bare engine (imports GNU Radio lazily)."""
+    from .bench_block import section_block_vs_engine as run  # GNU Radio only for this section
+
+    return run(ctx)
+
+
+#: Sections in output order: name -> function(ctx) -> JSON-able result.
+SECTIONS = {
+    "batch_sizes": section_batch_sizes,
+    "per_snr": section_per_snr,
+    "per_frame_loop": section_per_frame_loop,
+    "block_vs_engine": section_block_vs_engine,
+}
+
+
+def run_bench(model_path=None, data=None, split="test", frames=20000, repeats=5,
+              batch_sizes=DEFAULT_BATCH_SIZES, max_batch=None, threads=0, device="cpu",
+              thresholds=None, loop_frames=300, sections=None, seed=0, block_frames=10000,
+              latency_seconds=10.0):
+    """Run the chosen ``sections`` (default all) and return one JSON-able dict."""
+    model_path = model_path or default_model_path()
+    unknown = [s for s in (sections or ()) if s not in SECTIONS]
+    if unknown:
+        raise ValueError(f"unknown bench section(s) {unknown}; known: {', '.join(SECTIONS)}")
+    if any(int(b) < 1 for b in batch_sizes):
+        raise ValueError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
+    engine = EarlyExitEngine(model_path, thresholds=thresholds, device=device,
+                             num_threads=threads, max_batch=max_batch)
+    snrs = None
+    if data:
+        ds = load_dataset(data)
+        idx = split_indices(ds, split)
+        if frames and len(idx) > frames:  # keep every SNR: an even sample
+            idx = np.sort(np.random.default_rng(seed).choice(idx, frames, replace=False))
+        x, snrs = ds.frames[idx], ds.snrs[idx]
+    else:
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((frames or 20000, 2, engine.frame_len)).astype(np.float32)
+    ctx = BenchContext(engine=engine, frames=x, snrs=snrs, repeats=repeats,
+                       batch_sizes=tuple(batch_sizes), loop_frames=loop_frames,
+                       block_frames=int(block_frames), latency_seconds=float(latency_seconds))
+    report = {"model": os.path.abspath(model_path), "model_version": engine.meta.get("model_version"),
+              "exit_names": list(engine.exit_names), "thresholds": thresholds_to_json(engine.thresholds),
+              "min_exit_share": list(engine.min_exit_share),
+              "data": data, "frames": int(len(x)), "threads": torch.get_num_threads(),
+              "device": str(engine.device), "max_batch": engine.max_batch, "repeats": int(repeats),
+              "host": host_info()}
+    for name in sections or SECTIONS:
+        t0 = time.perf_counter()
+        ctx.results[name] = SECTIONS[name](ctx)
+        report[name] = ctx.results[name]
+        report.setdefault("section_seconds", {})[name] = round(time.perf_counter() - t0, 2)
+    report["peak_rss_mib"] = peak_rss_mib()
+    return report

@@ -1,0 +1,181 @@
+"""``amcee bench`` section: the GNU Radio block as users run it, against the
+bare engine.
+
+The block runs with its default parameters (batching with its latency bound,
+nothing set by hand) in ``vector_source -> classifier -> null_sink`` with its
+``classification`` port connected to a ``classification_sink``, so that the
+time includes the tags, the messages and a consumer of them.  The engine
+classifies the same frames with the same settings in the same process, in
+interleaved rounds.  Both run with early exit (the model's settings) and as
+the backbone alone (threshold 0), on the full SNR mix and on the highest and
+lowest SNR (``ctx.block_frames`` each, tiled where a subset has fewer), at 1
+and 2 torch threads.
+
+A second part feeds the block one frame at a time at RML22's rate and
+measures how long each frame waits in the block: from the moment the source
+hands it over to the moment its message reaches the consumer.
+"""
+import statistics
+import time
+
+import numpy as np
+import pmt
+import torch
+from gnuradio import blocks, gr
+
+from ..blocks.batching import DEFAULT_MAX_LATENCY_MS
+from ..blocks.classification_sink import classification_sink
+from ..blocks.classifier import classifier
+from ..blocks.schema import CLASSIFICATION_PORT
+from ..frames import to_complex
+from ..inference.engine import EarlyExitEngine
+from ..timing import paired_ratio_median, paired_ratio_spread, time_interleaved_samples
+
+#: RML22's frame rate: 30 kHz / 128 samples.
+RML22_FRAME_RATE = 30e3 / 128
+#: An RTL-SDR's full rate, in samples/s (the question the bench answers).
+RTL_SDR_RATE = 2.4e6
+
+
+def _subsets(ctx):
+    """[(SNR or None for the mix, complex frames)]: the mix, the highest and the lowest SNR."""
+    size = ctx.block_frames
+    subsets = [(None, np.resize(ctx.frames, (size,) + ctx.frames.shape[1:]))]
+    if ctx.snrs is not None:
+        for snr in (float(ctx.snrs.max()), float(ctx.snrs.min())):
+            frames = ctx.frames[ctx.snrs == snr]
+            subsets.append((snr, np.resize(frames, (size,) + frames.shape[1:])))
+    return [(snr, to_complex(f)) for snr, f in subsets]
+
+
+def _settings(engine, backbone):
+    """The classifier's settings: the engine's, or every frame to the final exit."""
+    if backbone:
+        return dict(threshold=0.0, give_up=float("inf"), min_exit_share=list(engine.min_exit_share))
+    return dict(threshold=list(engine.thresholds), give_up=list(engine.give_up),
+                min_exit_share=list(engine.min_exit_share))
+
+
+def _block_run(model_path, frames, threads, settings):
+    """A flowgraph as users build it, and a function that runs it once."""
+    tb = gr.top_block()
+    src = blocks.vector_source_c(frames.ravel(), False, frames.shape[1])
+    clf = classifier(model_path, frame_len=frames.shape[1], num_threads=threads, **settings)
+    sink = classification_sink(clf.classes())
+    tb.connect(src, clf, blocks.null_sink(gr.sizeof_gr_complex * frames.shape[1]))
+    tb.msg_connect(clf, CLASSIFICATION_PORT, sink, "in")
+
+    def run():
+        src.rewind()
+        tb.run()
+    return run, (tb, src, clf, sink)
+
+
+def _throughput(ctx, threads):
+    torch.set_num_threads(threads)  # the engine's (this thread); the block sets its own
+    engine = ctx.engine
+    path = engine.model.path
+    engines = {"early_exit": engine,
+               "backbone": EarlyExitEngine(path, max_batch=engine.max_batch,
+                                           thresholds=0.0, give_up=float("inf"),
+                                           min_exit_share=list(engine.min_exit_share))}
+    rows = []
+    for snr, frames in _subsets(ctx):
+        keep, candidates = [], {}
+        for mode, mode_engine in engines.items():
+            run, objects = _block_run(path, frames, threads, _settings(engine, mode == "backbone"))
+            keep.append(objects)
+            candidates[f"block_{mode}"] = run
+            candidates[f"engine_{mode}"] = (lambda e: lambda: e.classify(frames))(mode_engine)
+        samples = time_interleaved_samples(candidates, ctx.repeats)
+        fps = {k: len(frames) / statistics.median(v) for k, v in samples.items()}
+        row = {"snr": snr, "frames": int(len(frames)), "torch_threads": threads,
+               **{f"{k}_fps": v for k, v in fps.items()}}
+        for mode in engines:
+            row[f"block_over_engine_{mode}"] = paired_ratio_median(samples[f"engine_{mode}"], samples[f"block_{mode}"])
+            row[f"block_over_engine_{mode}_quartiles"] = paired_ratio_spread(samples[f"engine_{mode}"],
+                                                                             samples[f"block_{mode}"])
+        row["early_exit_speedup_block"] = paired_ratio_median(samples["block_backbone"], samples["block_early_exit"])
+        row["early_exit_speedup_engine"] = paired_ratio_median(samples["engine_backbone"], samples["engine_early_exit"])
+        row["block_speedup_over_engine_speedup"] = row["early_exit_speedup_block"] / row["early_exit_speedup_engine"]
+        row["block_samples_per_s"] = fps["block_early_exit"] * frames.shape[1]
+        clf = keep[0][2]
+        row["block_exit_shares"] = (np.asarray(clf.exit_counts()) / max(1, sum(clf.exit_counts()))).tolist()
+        rows.append(row)
+    return rows
+
+
+def _slow_stream_waits(ctx, seconds, rate):
+    """Frames handed to the block one by one at ``rate``; how long each waits."""
+    n = max(1, int(seconds * rate))
+    frames = to_complex(np.resize(ctx.frames, (n,) + ctx.frames.shape[1:]))
+    sent = np.zeros(n)
+    received = np.full(n, np.nan)
+
+    class paced_source(gr.sync_block):
+        def __init__(self):
+            gr.sync_block.__init__(self, "paced_source", in_sig=None, out_sig=[(np.complex64, frames.shape[1])])
+            self.t0 = None
+
+        def work(self, input_items, output_items):
+            i = self.nitems_written(0)
+            if i >= n:
+                return -1
+            if self.t0 is None:
+                self.t0 = time.monotonic()
+            delay = self.t0 + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            output_items[0][0] = frames[i]
+            sent[i] = time.monotonic()
+            return 1
+
+    class arrival_clock(gr.basic_block):
+        def __init__(self):
+            gr.basic_block.__init__(self, "arrival_clock", in_sig=None, out_sig=None)
+            self.message_port_register_in(pmt.intern("in"))
+            self.set_msg_handler(pmt.intern("in"), self.handle)
+
+        def handle(self, msg):
+            received[pmt.to_uint64(pmt.dict_ref(msg, pmt.intern("offset"), pmt.PMT_NIL))] = time.monotonic()
+
+    tb = gr.top_block()
+    src = paced_source()
+    clf = classifier(ctx.engine.model.path, frame_len=frames.shape[1], num_threads=1)
+    calls = []
+    classify = clf.engine.classify
+    clf.engine.classify = lambda x, *a, **k: (calls.append(len(x)), classify(x, *a, **k))[1]
+    clock = arrival_clock()
+    tb.connect(src, clf, blocks.null_sink(gr.sizeof_gr_complex * frames.shape[1]))
+    tb.msg_connect(clf, CLASSIFICATION_PORT, clock, "in")
+    tb.run()
+    waits_ms = (received - sent) * 1000.0
+    done = np.isfinite(waits_ms)
+    return {"rate_frames_per_s": rate, "frames": int(n), "frames_received": int(done.sum()),
+            "max_latency_ms": clf.get_max_latency(),
+            "wait_ms_p50": float(np.percentile(waits_ms[done], 50)),
+            "wait_ms_p99": float(np.percentile(waits_ms[done], 99)),
+            "wait_ms_max": float(waits_ms[done].max()),
+            "network_calls": len(calls), "frames_per_call_median": float(np.median(calls)),
+            "frames_per_call_max": int(max(calls))}
+
+
+def section_block_vs_engine(ctx):
+    """The block as users run it against the bare engine; waits on a slow stream."""
+    # The block logs its model at info level on the console, which would break
+    # the JSON this command prints on stdout.
+    gr.logging().set_default_level(gr.log_levels.warn)
+    saved_threads = torch.get_num_threads()
+    try:
+        rows = [row for threads in (1, 2) for row in _throughput(ctx, threads)]
+    finally:
+        torch.set_num_threads(saved_threads)
+    # The RTL-SDR question: 2 threads at the highest SNR (most frames leave early).
+    top = max(rows, key=lambda r: (r["torch_threads"], -np.inf if r["snr"] is None else r["snr"]))
+    return {"default_max_latency_ms": DEFAULT_MAX_LATENCY_MS,
+            "throughput": rows,
+            "slow_stream": _slow_stream_waits(ctx, ctx.latency_seconds, RML22_FRAME_RATE),
+            "rtl_sdr": {"needed_samples_per_s": RTL_SDR_RATE, "snr": top["snr"],
+                        "torch_threads": top["torch_threads"],
+                        "block_samples_per_s": top["block_samples_per_s"],
+                        "sustained": bool(top["block_samples_per_s"] >= RTL_SDR_RATE)}}

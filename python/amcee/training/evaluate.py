@@ -1,0 +1,349 @@
+"""Evaluation of an exported early-exit model on a dataset split (``amcee eval``).
+
+Early-exit predictions come from :meth:`EarlyExitEngine.classify`, the code the
+GNU Radio block and ``amcee replay`` run, on one SNR subset at a time (a stream
+at one SNR).  Without exit gating ``predictions.npz`` equals a replay frame for
+frame; with it, a frame's exit may also depend on the frames batched with it.
+Threshold sweeps are simulated from every
+exit's probabilities (``all_exit_probs``) with the same exit rule.  Timing runs
+the batched engine and the backbone alone on each SNR subset in the same
+process, interleaved, and reports medians; the compute ceiling per SNR is the
+speed-up the exit shares allow by multiply-accumulates (``exit_costs``), the
+time ceiling the same with the segments' and heads' seconds measured on this
+machine (``training/time_costs.py``).
+"""
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from ..data.dataset import split_indices
+from ..data.files import load_dataset
+from ..inference.engine import Classification, EarlyExitEngine
+from ..inference.model_file import format_thresholds, thresholds_to_json
+from ..timing import host_info, paired_ratio_median, paired_ratio_spread, time_interleaved_samples
+from .exit_simulation import entropy10, exit_shares, expected_macs, pick_by_exit, simulate_exits
+from .time_costs import measure_exit_time_costs
+
+#: The paper's thresholds (Figures 4-6) ...
+PAPER_THRESHOLDS = (0.05, 0.35, 0.6)
+#: ... and a fine sweep for the accuracy-versus-compute frontier.
+SWEEP_THRESHOLDS = tuple(round(float(t), 3) for t in np.concatenate(
+    [np.arange(0.0, 0.1, 0.01), np.arange(0.1, 1.0, 0.05)]))
+HIGH_SNR_DB = 10.0
+
+
+def _acc(pred, labels):
+    return float((pred == labels).mean()) if len(labels) else float("nan")
+
+
+def confusion(pred, labels, num_classes):
+    """Rows = true class, columns = predicted class (counts)."""
+    m = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(m, (labels, pred), 1)
+    return m
+
+
+def operating_point(all_probs, entropies, labels, snrs, thresholds, costs, backbone_macs, give_up=None):
+    """Accuracy, exit shares and compute of simulated early exit at ``thresholds``."""
+    k = all_probs.shape[0]
+    predictions = all_probs.argmax(2)
+    exits = simulate_exits(entropies, thresholds, give_up, predictions)
+    pred = pick_by_exit(predictions, exits)
+    shares = exit_shares(exits, k)
+    macs = expected_macs(shares, costs)
+    point = {"thresholds": thresholds_to_json(thresholds), "accuracy": _acc(pred, labels),
+             "accuracy_high_snr": _acc(pred[snrs >= HIGH_SNR_DB], labels[snrs >= HIGH_SNR_DB]),
+             "exit_shares": shares.tolist(), "expected_macs": macs,
+             "compute_fraction": macs / backbone_macs, "compute_ceiling": backbone_macs / macs}
+    return point, exits, pred
+
+
+def per_snr_table(labels, snrs, ee_pred, exits, bb_pred, k):
+    rows = []
+    for snr in np.unique(snrs):
+        m = snrs == snr
+        early = m & (exits < k - 1)
+        rows.append({
+            "snr": float(snr), "frames": int(m.sum()),
+            "accuracy_backbone": _acc(bb_pred[m], labels[m]),
+            "accuracy_early_exit": _acc(ee_pred[m], labels[m]),
+            "exit_shares": exit_shares(exits[m], k).tolist(),
+            "early_exit_share": float(early.sum() / max(1, m.sum())),
+            "accuracy_of_early_exited": _acc(ee_pred[early], labels[early]),
+            "accuracy_per_exit_taken": [_acc(ee_pred[m & (exits == j)], labels[m & (exits == j)])
+                                        for j in range(k)],
+        })
+    return rows
+
+
+def classify_per_snr(engine, frames, snrs, done=None):
+    """engine.classify on each SNR subset in turn, results in frame order.
+
+    These are the calls time_per_snr times, so exit shares, accuracy and time
+    per SNR come from the same decisions: with exit gating a batch's decisions
+    depend on the frames batched with it and on the batches before (the
+    engine's gating memory), so each subset is classified as a stream at that
+    SNR: once to settle the memory, then again for the result, as the timed
+    repeats run after an untimed one.  ``done()`` is called after each subset."""
+    def settled(subset):
+        engine.classify(subset)
+        result = engine.classify(subset)
+        if done is not None:
+            done()
+        return result
+
+    parts = [(m, settled(frames[m])) for m in (snrs == snr for snr in np.unique(snrs))]
+    first = parts[0][1]
+    out = Classification(probs=np.zeros((len(frames),) + first.probs.shape[1:], dtype=np.float32),
+                         exits=np.zeros(len(frames), dtype=np.int64),
+                         entropy=np.zeros(len(frames), dtype=np.float32),
+                         valid=np.zeros(len(frames), dtype=bool))
+    for m, part in parts:
+        out.probs[m], out.exits[m], out.entropy[m], out.valid[m] = part.probs, part.exits, part.entropy, part.valid
+    return out
+
+
+def time_per_snr(engine, frames, snrs, thresholds_sets, repeats, done=None):
+    """Median seconds per frame of the engine (per threshold set) and of the
+    backbone alone on each SNR subset, all interleaved in one loop, and the
+    quartiles of the per-round speed-ups (how much they move between rounds).
+
+    A set of None runs the engine's own settings as a stream: its gating
+    memory carries over from one repeat to the next (after the untimed
+    warm-up call, the state of a stream at that SNR).  A set of thresholds
+    starts every call afresh (EarlyExitEngine.classify).  ``done()`` is
+    called after each SNR."""
+    out = []
+    for snr in np.unique(snrs):
+        subset = frames[snrs == snr]
+        candidates = {"backbone": lambda s=subset: engine.backbone_probs(s)}
+        for name, t in thresholds_sets.items():
+            candidates[name] = lambda s=subset, t=t: engine.classify(s, thresholds=t)
+        samples = time_interleaved_samples(candidates, repeats)
+        out.append({"snr": float(snr), "frames": int(len(subset)),
+                    "seconds_per_frame": {n: statistics.median(v) / len(subset) for n, v in samples.items()},
+                    "speedup_median": {n: paired_ratio_median(samples["backbone"], v)
+                                       for n, v in samples.items() if n != "backbone"},
+                    "speedup_quartiles": {n: paired_ratio_spread(samples["backbone"], v)
+                                          for n, v in samples.items() if n != "backbone"}})
+        if done is not None:
+            done()
+    return out
+
+
+def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None,
+                   sweep=SWEEP_THRESHOLDS, repeats=5, max_batch=None, threads=0, device="cpu",
+                   timing=True, progress=True, min_exit_share=None):
+    """Everything ``amcee eval`` reports, as (report dict, per-frame predictions dict).
+
+    ``progress``: a line and a progress bar (on a terminal) on stderr."""
+    from tqdm import tqdm
+
+    engine = EarlyExitEngine(model_path, thresholds=thresholds, device=device,
+                             num_threads=threads, max_batch=max_batch, min_exit_share=min_exit_share)
+    meta = engine.meta
+    k = engine.num_exits
+    costs, backbone_macs = meta["exit_macs"], meta["backbone_macs"]
+    ds = load_dataset(data)
+    if tuple(ds.classes) != tuple(engine.classes):
+        raise ValueError(f"dataset classes {ds.classes} differ from the model's {engine.classes}")
+    idx = split_indices(ds, split, seed=split_seed)
+    frames, labels, snrs = ds.frames[idx], ds.labels[idx], ds.snrs[idx]
+
+    if progress:
+        print(f"eval: {len(idx)} {split} frames, exits {', '.join(engine.exit_names)}, thresholds "
+              f"{format_thresholds(engine.thresholds, engine.exit_names, engine.classes)}", file=sys.stderr)
+    n_snrs = len(np.unique(snrs))
+    # One step per SNR subset classified and, with timing, per SNR subset timed
+    # and one for the time ceiling's measurement.
+    bar = tqdm(total=n_snrs * 2 + 1 if timing else n_snrs, desc="eval: classify", unit="step",
+               disable=None if progress else True, dynamic_ncols=True)
+    with bar:
+        t0 = time.perf_counter()
+        # The engine's own decisions: what the block would do.
+        result = classify_per_snr(engine, frames, snrs, done=bar.update)
+        bb_probs, _ = engine.backbone_probs(frames)
+        all_probs, valid = engine.all_exit_probs(frames)
+        if not valid.all():
+            raise ValueError(f"{int((~valid).sum())} frames of the {split} split are all-zero or not finite")
+        ee_pred, bb_pred, exits = result.classes, bb_probs.argmax(1), result.exits
+        entropies = np.stack([entropy10(p) for p in all_probs])
+        give_up = list(engine.give_up)
+        sim_exits = simulate_exits(entropies, engine.thresholds, give_up, all_probs.argmax(2))
+
+        report = {
+            "model": os.path.abspath(model_path), "model_version": engine.model.version,
+            "model_description": engine.model.description,
+            "data": os.path.abspath(data), "split": split, "split_seed": split_seed, "frames": int(len(idx)),
+            "classes": list(engine.classes), "exit_names": list(engine.exit_names),
+            "thresholds": thresholds_to_json(engine.thresholds),
+            "give_up": [None if g == float("inf") else g for g in give_up],
+            "min_exit_share": list(engine.min_exit_share), "exit_macs": costs, "backbone_macs": backbone_macs,
+            "calibration": meta.get("calibration"),
+            "simulation_agreement": float((sim_exits == exits).mean()),
+        }
+        high = snrs >= HIGH_SNR_DB
+        shares = exit_shares(exits, k)
+        report["overall"] = {
+            "accuracy_backbone": _acc(bb_pred, labels), "accuracy_early_exit": _acc(ee_pred, labels),
+            "accuracy_backbone_high_snr": _acc(bb_pred[high], labels[high]),
+            "accuracy_early_exit_high_snr": _acc(ee_pred[high], labels[high]),
+            "accuracy_loss_pp": 100 * (_acc(bb_pred, labels) - _acc(ee_pred, labels)),
+            "accuracy_per_exit_all_frames": [_acc(all_probs[j].argmax(1), labels) for j in range(k)],
+            "exit_shares": shares.tolist(), "expected_macs": expected_macs(shares, costs),
+            "compute_ceiling": backbone_macs / expected_macs(shares, costs),
+        }
+        report["per_snr"] = per_snr_table(labels, snrs, ee_pred, exits, bb_pred, k)
+
+        # Threshold sweep (one T for every early exit) and the paper's three values.
+        report["sweep"] = [operating_point(all_probs, entropies, labels, snrs, [t] * (k - 1), costs,
+                                           backbone_macs, give_up)[0]
+                           for t in sorted(set(sweep) | set(PAPER_THRESHOLDS))]
+        report["paper_thresholds"] = {}
+        for t in PAPER_THRESHOLDS:
+            point, ex, pred = operating_point(all_probs, entropies, labels, snrs, [t] * (k - 1), costs,
+                                              backbone_macs, give_up)
+            point["per_snr"] = per_snr_table(labels, snrs, pred, ex, bb_pred, k)
+            report["paper_thresholds"][str(t)] = point
+        report["confusion"] = {"early_exit": confusion(ee_pred, labels, len(engine.classes)).tolist(),
+                               "backbone": confusion(bb_pred, labels, len(engine.classes)).tolist(),
+                               "early_exit_high_snr": confusion(ee_pred[high], labels[high],
+                                                                len(engine.classes)).tolist()}
+        report["classify_seconds"] = round(time.perf_counter() - t0, 2)
+
+        if timing:
+            bar.set_description(f"eval: timing ({repeats} repeats)")
+            sets = {"model": None}  # the engine's own settings, as a stream (the decisions above)
+            for t in (0.05, 0.6):
+                sets[f"T={t}"] = [t] * (k - 1)
+            timing_rows = time_per_snr(engine, frames, snrs, sets, repeats, done=bar.update)
+            bar.set_description("eval: time ceiling")
+            times = measure_exit_time_costs(engine, frames)
+            bar.update()
+            report["exit_time_costs"] = times.to_json()
+            for row, timed in zip(report["per_snr"], timing_rows):
+                spf = timed["seconds_per_frame"]
+                row["seconds_per_frame_backbone"] = spf["backbone"]
+                row["seconds_per_frame_engine"] = spf["model"]
+                row["speedup"] = timed["speedup_median"]["model"]
+                row["speedup_of_medians"] = spf["backbone"] / spf["model"]
+                row["speedup_quartiles"] = timed["speedup_quartiles"]["model"]
+                row["compute_ceiling"] = backbone_macs / expected_macs(row["exit_shares"], costs)
+                row["speedup_over_ceiling"] = row["speedup"] / row["compute_ceiling"]
+                row["time_ceiling"] = times.ceiling(row["exit_shares"])
+                row["speedup_over_time_ceiling"] = row["speedup"] / row["time_ceiling"]
+            for t in (0.05, 0.6):
+                for row, timed in zip(report["paper_thresholds"][str(t)]["per_snr"], timing_rows):
+                    spf = timed["seconds_per_frame"]
+                    row["seconds_per_frame_backbone"] = spf["backbone"]
+                    row["seconds_per_frame_engine"] = spf[f"T={t}"]
+                    row["speedup"] = timed["speedup_median"][f"T={t}"]
+            total_bb = sum(r["seconds_per_frame_backbone"] * r["frames"] for r in report["per_snr"])
+            total_ee = sum(r["seconds_per_frame_engine"] * r["frames"] for r in report["per_snr"])
+            report["overall"]["speedup"] = total_bb / total_ee
+            report["overall"]["speedup_over_ceiling"] = report["overall"]["speedup"] / report["overall"]["compute_ceiling"]
+            report["overall"]["time_ceiling"] = times.ceiling(report["overall"]["exit_shares"])
+            report["overall"]["speedup_over_time_ceiling"] = report["overall"]["speedup"] / report["overall"]["time_ceiling"]
+            report["timing"] = {"repeats": repeats, "max_batch": engine.max_batch,
+                                "threads": __import__("torch").get_num_threads(),
+                                "method": "median of interleaved repeats per SNR subset, same process; a speed-up "
+                                          "is the median of the per-round ratios (all SNRs: total medians)",
+                                "host": host_info()}
+    predictions = {"index": idx.astype(np.int64), "exit": exits.astype(np.int64),
+                   "class": ee_pred.astype(np.int64), "entropy": result.entropy.astype(np.float32),
+                   "label": labels.astype(np.int64), "snr": snrs.astype(np.float32),
+                   "backbone_class": bb_pred.astype(np.int64)}
+    return report, predictions
+
+
+def write_outputs(report, predictions, out_dir):
+    """eval.json, predictions.npz, the figures and summary.md in ``out_dir``."""
+    from . import eval_plots
+
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "eval.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    np.savez(os.path.join(out_dir, "predictions.npz"), **predictions)
+    report["figures"] = eval_plots.write_figures(report, out_dir)
+    with open(os.path.join(out_dir, "eval.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    with open(os.path.join(out_dir, "summary.md"), "w") as f:
+        f.write(summary_markdown(report))
+
+
+def _pct(x):
+    return "n/a" if x is None or x != x else f"{100 * x:.1f} %"
+
+
+def summary_markdown(r):
+    o = r["overall"]
+    names = r["exit_names"]
+    gating = r.get("min_exit_share") or []
+    lines = [f"# Evaluation of `{r['model_version']}`", ""]
+    if r.get("model_description"):
+        lines += [r["model_description"], ""]
+    lines += [
+        f"Model `{os.path.basename(r['model'])}`, exits {', '.join(names)}, thresholds "
+        f"{format_thresholds(r['thresholds'], names, r['classes'])}; data `{os.path.basename(r['data'])}`, "
+        f"{r['split']} split ({r['frames']} frames). Exit gating (min_exit_share): "
+        + (", ".join(f"{n} {v:.3g}" for n, v in zip(names, gating)) + "; each SNR subset is classified "
+           "as one stream, as timed." if any(gating) else "off."), "",
+        "| | backbone alone | early exit |", "|---|---|---|",
+        f"| accuracy, all SNRs | {_pct(o['accuracy_backbone'])} | {_pct(o['accuracy_early_exit'])} |",
+        f"| accuracy, SNR >= {HIGH_SNR_DB:g} dB | {_pct(o['accuracy_backbone_high_snr'])} | "
+        f"{_pct(o['accuracy_early_exit_high_snr'])} |", "",
+        f"Accuracy loss of early exit: {o['accuracy_loss_pp']:.2f} pp. Exit shares (all SNRs): "
+        + ", ".join(f"{n} {_pct(s)}" for n, s in zip(names, o["exit_shares"]))
+        + f". Compute ceiling {o['compute_ceiling']:.2f}x"
+        + (f", measured speed-up {o['speedup']:.2f}x ({o['speedup_over_ceiling']:.0%} of the ceiling)."
+           if "speedup" in o else "."), "",
+    ]
+    if "time_ceiling" in o:
+        rel = r["exit_time_costs"]["relative"]
+        lines += ["Time ceiling (the same accounting with the seconds of each segment and head measured on "
+                  "this machine, no bookkeeping; training/time_costs.py): a frame leaving at "
+                  + ", ".join(f"{n} costs {t:.3f}" for n, t in zip(names, rel))
+                  + " of the backbone's time (by MACs: "
+                  + ", ".join(f"{c / r['backbone_macs']:.3f}" for c in r["exit_macs"])
+                  + f"); all SNRs {o['time_ceiling']:.2f}x, measured {o['speedup_over_time_ceiling']:.0%} of it.", ""]
+    timed = "speedup" in r["per_snr"][0]
+    head = "| SNR (dB) | backbone acc | early-exit acc | " + " | ".join(f"share {n}" for n in names)
+    head += " | acc of early-exited |"
+    sep = "|---" * (4 + len(names))
+    if timed:
+        head += " speed-up (quartiles of rounds) | ceiling | measured/ceiling | time ceiling | measured/time ceiling |"
+        sep += "|---|---|---|---|---"
+    lines += [head, sep + "|"]
+    for row in r["per_snr"]:
+        line = (f"| {row['snr']:g} | {_pct(row['accuracy_backbone'])} | {_pct(row['accuracy_early_exit'])} | "
+                + " | ".join(_pct(s) for s in row["exit_shares"])
+                + f" | {_pct(row['accuracy_of_early_exited'])} |")
+        if timed:
+            q = row.get("speedup_quartiles") or [float("nan")] * 2
+            line += (f" {row['speedup']:.2f}x ({q[0]:.2f}-{q[1]:.2f}) | {row['compute_ceiling']:.2f}x | "
+                     f"{row['speedup_over_ceiling']:.0%} |")
+            if "time_ceiling" in row:
+                line += f" {row['time_ceiling']:.2f}x | {row['speedup_over_time_ceiling']:.0%} |"
+            else:
+                line += " | |"
+        lines.append(line)
+    lines += ["", "Threshold sweep (one T for every early exit, simulated from all exits):", "",
+              "| T | accuracy | acc SNR >= 10 dB | compute | ceiling | " + " | ".join(f"share {n}" for n in names) + " |",
+              "|---" * (5 + len(names)) + "|"]
+    for p in r["sweep"]:
+        lines.append(f"| {p['thresholds'][0]:g} | {_pct(p['accuracy'])} | {_pct(p['accuracy_high_snr'])} | "
+                     f"{_pct(p['compute_fraction'])} | {p['compute_ceiling']:.2f}x | "
+                     + " | ".join(_pct(s) for s in p["exit_shares"]) + " |")
+    if r.get("timing"):
+        t = r["timing"]
+        lines += ["", f"Timing: {t['method']}; {t['repeats']} repeats, batch {t['max_batch']}, "
+                      f"{t['threads']} threads. Engine-vs-simulation exit agreement "
+                      f"{r['simulation_agreement']:.4%}."]
+    if r.get("figures"):
+        lines += ["", "Figures: " + ", ".join(f"[{os.path.basename(p)}]({os.path.basename(p)})"
+                                              for p in r["figures"])]
+    return "\n".join(lines) + "\n"

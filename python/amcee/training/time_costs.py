@@ -1,0 +1,168 @@
+"""The measured time of each exit on this machine: what calibration writes
+as exit gating, and the time ceiling that reports set beside the MACs.
+
+A head costs time for every row it sees and saves time only for the rows
+that leave there (inference.exit_gating).  The break-even share of exit k
+weighs the head's time and the copy of the rows that go on against the time
+the leaving rows save (the segments after k and the final head), see
+break_even_shares: below it the head costs more than it saves.  Times, not
+multiply-accumulates: on this CPU a conv exit head took 6-9 % of the
+backbone's time for 3 % of its MACs.  They are measured on the machine that
+calibrates, so ``amcee calibrate`` stores them with the shares in the model
+file (measured_min_exit_share).
+
+The compute ceiling (network.compute_costs.compute_ceiling, MACs of
+docs/dataset-and-network.md) says how much faster than the backbone alone the
+early exit could be if time followed the MACs.  On a CPU it does not: conv1
+has 2 input channels and an 8 MB output per batch of 256 and runs
+memory-bound, and a head's pools and statistics are memory-bound too.  On
+an AVX2 CPU a frame leaving at V0 of the shipped model cost 0.32 of the
+backbone's time for 0.062 of its MACs.
+
+The time ceiling (ExitTimeCosts) is the same accounting with the measured
+seconds of each segment and head (measure_block_times, one batch,
+interleaved repeats) in place of the MACs: what the exit shares would give
+with no bookkeeping at all (no gathers, no entropies, no outputs) and every
+head on the way run, as the MAC ceiling assumes.  So
+
+    measured / MAC ceiling = (time ceiling / MAC ceiling) x (measured / time ceiling)
+                             how far this CPU's    how much the engine's
+                             time is from the MACs  own overhead costs
+
+and a goal on the measured speed-up above the time ceiling cannot be met on
+this machine by the engine, only by faster kernels or other exit shares.
+"""
+from dataclasses import asdict, dataclass
+from typing import List
+
+import torch
+
+from ..network.architecture import MIN_SHARE_TO_GATHER
+from ..network.compute_costs import compute_ceiling
+from ..timing import time_interleaved
+
+#: Rows of the timing batch (the engine's default batch).
+TIMING_BATCH = 256
+
+
+def measure_block_times(module, batch, repeats=30):
+    """Seconds of each block's segment, head and row gather on ``batch`` (a
+    normalised [B, 2, L] tensor): (segment times, head times, gather times).
+
+    Segments and heads are differences of prefixes timed from the frames as
+    the engine runs them (segments 0..k, then with head k), medians of
+    interleaved repeats: a head timed alone on stored features ran up to 2x
+    slower here, its input no longer in the cache.  The gather is the copy
+    of the features of the rows that go on after one row in eight left."""
+    # A scripted ModuleList cannot be iterated from Python; its children can.
+    blocks = [block for _, block in module.blocks.named_children()]
+
+    def prefix(k, with_head):
+        def run():
+            x = batch
+            for block in blocks[:k + 1]:
+                x = block.segment(x)
+            if with_head:
+                blocks[k].head(x)
+        return run
+
+    features = []
+    x = batch
+    with torch.inference_mode():
+        for block in blocks:
+            x = block.segment(x)
+            features.append(x)
+    keep = torch.tensor([i for i in range(len(batch)) if i % 8], dtype=torch.long, device=batch.device)
+    candidates = {}
+    for k in range(len(blocks)):
+        candidates[(k, "segments")] = prefix(k, False)
+        candidates[(k, "head")] = prefix(k, True)
+        candidates[(k, "gather")] = lambda f=features[k]: f.index_select(0, keep)
+    with torch.inference_mode():
+        t = time_interleaved(candidates, repeats=repeats, warmup=3)
+    n = len(blocks)
+    segments = [t[(k, "segments")] - (t[(k - 1, "segments")] if k else 0.0) for k in range(n)]
+    heads = [max(0.0, t[(k, "head")] - t[(k, "segments")]) for k in range(n)]
+    gathers = [t[(k, "gather")] for k in range(n)]
+    return segments, heads, gathers
+
+
+def break_even_shares(segment_times, head_times, gather_times=None):
+    """Per early exit: the share f of rows leaving at which running the head
+    on a batch pays, capped at 1.  Running it costs h; the f that leave save
+    f * S (the segments after the exit and the final head); the rows that go
+    on are then copied, (1 - f) * G.  So f >= (h + G) / (S + G), and at
+    least architecture.MIN_SHARE_TO_GATHER (below it leaving rows are not
+    removed and save nothing).  Times are per batch."""
+    gather_times = gather_times or [0.0] * len(segment_times)
+    shares = []
+    last = len(segment_times) - 1
+    for k in range(last):
+        saved = sum(segment_times[k + 1:]) + head_times[last]
+        if saved <= 0:
+            shares.append(1.0)
+            continue
+        g = gather_times[k]
+        shares.append(min(1.0, max(MIN_SHARE_TO_GATHER, (head_times[k] + g) / (saved + g))))
+    return shares
+
+
+def measure_engine_block_times(engine, frames, repeats=30):
+    """measure_block_times of ``engine``'s model on the valid frames among the
+    first TIMING_BATCH of ``frames``, normalised as the engine does, with the
+    current torch threads: (segments, heads, gathers, rows timed)."""
+    x, _ = engine._prepare(frames[:TIMING_BATCH])
+    if len(x) == 0:
+        raise ValueError("no valid frame to time the exits on")
+    return (*measure_block_times(engine.model.module, torch.from_numpy(x).to(engine.device), repeats), len(x))
+
+
+def measured_min_exit_share(engine, frames, repeats=30, threads=1):
+    """(break-even shares, record of the times) for ``engine``'s model on this
+    machine, timed on the first TIMING_BATCH of ``frames`` with ``threads``
+    torch threads (the block's default is 1)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        segments, heads, gathers, rows = measure_engine_block_times(engine, frames, repeats)
+    finally:
+        torch.set_num_threads(before)
+    shares = break_even_shares(segments, heads, gathers)
+    record = {"batch": int(rows), "threads": threads, "repeats": repeats, "segment_seconds": segments,
+              "head_seconds": heads, "gather_seconds": gathers, "break_even_shares": shares}
+    return shares, record
+
+
+@dataclass
+class ExitTimeCosts:
+    """Seconds per batch of TIMING_BATCH rows."""
+
+    exit_seconds: List[float]   # a batch leaving at exit k: segments 0..k and heads 0..k
+    backbone_seconds: float     # every segment and the final head only
+    segment_seconds: List[float]
+    head_seconds: List[float]
+
+    @property
+    def relative(self):
+        """Cost of leaving at each exit, as a fraction of the backbone's time."""
+        return [s / self.backbone_seconds for s in self.exit_seconds]
+
+    def ceiling(self, exit_shares):
+        """Speed-up over the backbone alone that ``exit_shares`` allow by time."""
+        return compute_ceiling(exit_shares, self.exit_seconds, self.backbone_seconds)
+
+    def to_json(self):
+        out = asdict(self)
+        out["relative"] = self.relative
+        return out
+
+
+def measure_exit_time_costs(engine, frames, repeats=30):
+    """ExitTimeCosts of ``engine``'s model, timed on the first TIMING_BATCH of
+    ``frames`` (measure_engine_block_times) with the current torch threads."""
+    segments, heads, _, _ = measure_engine_block_times(engine, frames, repeats)
+    segments = [max(0.0, s) for s in segments]  # differences of timed prefixes: noise can dip below 0
+    n = len(segments)
+    exit_seconds = [sum(segments[:k + 1]) + sum(heads[:k + 1]) for k in range(n)]
+    return ExitTimeCosts(exit_seconds=exit_seconds, backbone_seconds=sum(segments) + heads[-1],
+                         segment_seconds=list(segments), head_seconds=list(heads))

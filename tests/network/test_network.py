@@ -1,0 +1,130 @@
+"""The paper's networks: layer layout, parameter counts, compute accounting."""
+import math
+
+import pytest
+import torch
+
+from gnuradio.amcee.inference.exit_rule import entropy10
+from gnuradio.amcee.network.architecture import EarlyExitNet, ModelConfig
+from gnuradio.amcee.network.checkpoint import portable_state, transfer_weights
+from gnuradio.amcee.network.compute_costs import compute_ceiling, count_parameters, exit_costs, parameter_split
+
+# docs/dataset-and-network.md: params shared / exit head / rest of backbone.
+PAPER_TABLE = {
+    "V0": (576, 68_010, 118_842),
+    "V1": (13_056, 68_010, 106_362),
+    "V2": (25_536, 68_010, 93_882),
+    "V3": (34_944, 68_010, 84_474),
+}
+
+
+@pytest.mark.parametrize("version", sorted(PAPER_TABLE))
+def test_parameter_counts_match_paper_table(version):
+    model = EarlyExitNet(ModelConfig(exits=(version,)))
+    assert parameter_split(model, 0) == PAPER_TABLE[version]
+
+
+def test_backbone_alone_matches_paper_layout():
+    model = EarlyExitNet(ModelConfig(exits=()))  # final exit only
+    shared, head, rest = PAPER_TABLE["V0"]
+    assert count_parameters(model) == shared + rest
+    _, backbone_macs = exit_costs(model)
+    assert backbone_macs == 1_655_424  # docs/dataset-and-network.md
+
+
+def test_exit_costs_match_facts():
+    costs, backbone = exit_costs(EarlyExitNet(ModelConfig(exits=("V1",))))
+    assert costs[0] == 49_152 + 786_432 + 67_904  # conv1 + conv2 + exit head
+    assert backbone / costs[0] == pytest.approx(1.83, abs=0.01)
+    assert compute_ceiling([1.0, 0.0], costs, backbone) == pytest.approx(backbone / costs[0])
+    assert compute_ceiling([0.0, 1.0], costs, backbone) < 1.0  # head on the way costs
+
+
+def test_conv_head_is_cheaper_than_the_paper_head_at_v0():
+    paper = EarlyExitNet(ModelConfig(exits=("V0",)))
+    conv = EarlyExitNet(ModelConfig(exits=("V0",), exit_head="conv"))
+    # MaxPool(4) -> 64x16, Conv1d 64->16 (k=3) at 16 positions, stats 48 -> 64 -> 10.
+    head = 64 * 16 * 3 * 16 + 48 * 64 + 64 * 10
+    assert exit_costs(conv)[0][0] == 49_152 + head
+    assert head < exit_costs(paper)[0][0] - 49_152
+    assert exit_costs(conv)[1] == exit_costs(paper)[1]  # the backbone is the same
+    shared, _, rest = parameter_split(conv, 0)
+    assert (shared, rest) == PAPER_TABLE["V0"][::2]
+
+
+def test_transfer_weights_matches_layers_across_exit_lists():
+    torch.manual_seed(0)
+    source = EarlyExitNet(ModelConfig(exits=("V0", "V1")))
+    target = EarlyExitNet(ModelConfig(exits=("V0",), exit_head="conv"))
+    fresh = transfer_weights(source, target)
+    assert fresh and all(k.startswith("head.pool1.conv.") for k in fresh)
+    src, dst = portable_state(source), portable_state(target)
+    assert "conv4.0.weight" in dst and "head.final.1.weight" in dst
+    for key, value in dst.items():
+        if key not in fresh:
+            assert torch.equal(value, src[key]), key
+    # The backbone computes the same features: the final exits agree.
+    x = torch.randn(3, 2, 128)
+    source.eval(), target.eval()
+    assert torch.allclose(source.exit_logits(x)[-1], target.exit_logits(x)[-1], atol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        transfer_weights(source, EarlyExitNet(ModelConfig(exits=("V0",), num_classes=5)))
+
+
+def test_any_exit_list_builds_and_trains_every_head():
+    model = EarlyExitNet(ModelConfig(exits=("V0", "V1", "conv4")))
+    assert model.config.exit_names == ("V0", "V1", "conv4", "final")
+    outputs = model.exit_logits(torch.randn(4, 2, 128))
+    assert [tuple(o.shape) for o in outputs] == [(4, 10)] * 4
+    sum(o.sum() for o in outputs).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_unknown_exit_head_is_refused():
+    with pytest.raises(ValueError, match="unknown exit head"):
+        ModelConfig(exits=("V0",), exit_head="transformer")
+
+
+@pytest.mark.parametrize("exits, message", [
+    (("V9",), "unknown exit point"),
+    (("V1", "V0"), "backbone order"),
+    (("V1", "conv2"), "distinct"),
+    (("pool3",), "unknown exit point"),
+])
+def test_bad_exit_lists_are_refused(exits, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(exits=exits)
+
+
+def test_other_frame_lengths_scale_the_layout():
+    model = EarlyExitNet(ModelConfig(exits=("V1",), frame_len=256))
+    outputs = model.exit_logits(torch.randn(2, 2, 256))
+    assert [tuple(o.shape) for o in outputs] == [(2, 10), (2, 10)]
+    with pytest.raises(ValueError, match="multiple of 8"):
+        ModelConfig(frame_len=100)
+
+
+def test_early_exit_forward_returns_rows_in_order():
+    model = EarlyExitNet(ModelConfig(exits=("V0", "V1"))).eval()
+    x = torch.randn(33, 2, 128)
+    with torch.no_grad():
+        probs, exits, entropy = model(x, torch.tensor([0.99, 0.995]), torch.tensor([math.inf, math.inf]))
+        logits = model.exit_logits(x)
+    for i in range(33):
+        expected = torch.softmax(logits[int(exits[i])][i], 0)
+        assert torch.allclose(probs[i], expected, atol=1e-6)
+    assert entropy.max() <= math.log10(10) + 1e-6
+
+
+def test_give_up_rule_sends_unsure_frames_out_early():
+    model = EarlyExitNet(ModelConfig(exits=("V0", "V1"))).eval()
+    x = torch.randn(64, 2, 128)
+    never = torch.tensor([-1.0, -1.0])
+    with torch.no_grad():
+        _, exits, entropy = model(x, never, torch.tensor([0.0, 0.0]))  # everyone "gives up" at V0
+        assert (exits == 0).all()
+        e0 = entropy10(torch.softmax(model.exit_logits(x)[0], 1))
+        cut = float(e0.median())
+        _, exits, _ = model(x, never, torch.tensor([cut, math.inf]))
+    assert ((exits == 0) == (e0 >= cut)).all()  # leaves V0 exactly when E >= give-up
+    assert set(exits[e0 < cut].tolist()) == {2}

@@ -1,0 +1,143 @@
+"""amcee replay: decisions through a GNU Radio flowgraph equal EarlyExitEngine.classify
+(what amcee eval runs) frame for frame, for every source and layout."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+AMCEE = [sys.executable, str(ROOT / "apps" / "amcee")]
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    """300 noise-like frames: 10 classes x 3 SNRs x 10 (a non-empty test split)."""
+    from gnuradio.amcee.data.dataset import Dataset
+    from gnuradio.amcee.data.npz import save_dataset
+    from gnuradio.amcee.data.rml_pickle import save_rml_pickle
+    from gnuradio.amcee.data.sigmf_recording import save_replay
+    from gnuradio.amcee.labels import RML22_CLASSES
+
+    rng = np.random.default_rng(7)
+    labels = np.repeat(np.arange(10), 30).astype(np.int64)
+    snrs = np.tile(np.repeat(np.array([0.0, 10.0, 20.0], np.float32), 10), 10)
+    frames = rng.standard_normal((300, 2, 128)).astype(np.float32)
+    ds = Dataset(frames, labels, snrs, RML22_CLASSES, {})
+    out = tmp_path_factory.mktemp("replay")
+    save_dataset(out / "small.npz", ds)
+    save_rml_pickle(out / "small.pkl", ds)
+    save_replay(out / "small_c", ds, layout="complex")
+    save_replay(out / "small_r", ds, layout="rml")
+    return ds, out
+
+
+def _engine_reference(model_path, ds, rows):
+    from gnuradio.amcee.inference.engine import EarlyExitEngine
+
+    return EarlyExitEngine(model_path).classify(ds.frames[rows])
+
+
+def _assert_same_decisions(pred, ref, ds, rows):
+    assert pred["index"].tolist() == rows.tolist()
+    assert np.array_equal(pred["exit"], ref.exits)
+    assert np.array_equal(pred["class"], ref.classes)
+    np.testing.assert_allclose(pred["entropy"], ref.entropy, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(pred["label"], ds.labels[rows])
+    assert len(np.unique(pred["exit"])) == 3  # every exit took some frames
+
+
+@pytest.mark.parametrize("name,source,layout,split", [
+    ("small.npz", "dataset", "complex", "test"),
+    ("small.npz", "file", "rml", "test"),
+    ("small.pkl", "dataset", "rml", "all"),
+    ("small_c.sigmf-meta", "auto", None, "all"),   # file_source over the SigMF data file
+    ("small_r.sigmf-data", "file", None, "test"),  # SigMF, split -> temporary raw file
+    ("small_r.sigmf-meta", "dataset", None, "val"),
+])
+def test_replay_equals_engine_frame_for_frame(small_dataset, tiny_model_path, name, source, layout, split):
+    from gnuradio.amcee.data.dataset import split_indices
+    from gnuradio.amcee.tools.replay import replay
+
+    ds, folder = small_dataset
+    rows = split_indices(ds, split, seed=0)
+    pred, report = replay(folder / name, model_path=tiny_model_path, split=split, source=source,
+                          layout=layout)
+    _assert_same_decisions(pred, _engine_reference(tiny_model_path, ds, rows), ds, rows)
+    assert report["source"] == ("file" if source == "auto" else source)
+    assert report["frames"] == len(rows)
+    assert sum(r["frames"] for r in report["per_snr"]) == len(rows)
+    accuracy = float((pred["class"] == pred["label"]).mean())
+    assert report["all"]["accuracy"] == pytest.approx(accuracy)
+
+
+def test_replay_cli_table_json_and_predictions(small_dataset, tiny_model_path, tmp_path):
+    from gnuradio.amcee.data.dataset import split_indices
+
+    ds, folder = small_dataset
+    result = subprocess.run(AMCEE + ["replay", str(folder / "small.npz"), "--model", tiny_model_path,
+                                     "--split", "test", "--predictions", str(tmp_path / "p.npz"),
+                                     "--out", str(tmp_path / "r.json")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "acc%" in result.stdout and "frames/s" in result.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [r["snr"] for r in report["per_snr"]] == [0.0, 10.0, 20.0]
+    rows = split_indices(ds, "test", seed=0)
+    with np.load(tmp_path / "p.npz") as pred:
+        _assert_same_decisions(pred, _engine_reference(tiny_model_path, ds, rows), ds, rows)
+
+    as_json = subprocess.run(AMCEE + ["replay", str(folder / "small_c.sigmf-meta"), "--model",
+                                      tiny_model_path, "--max-frames", "50", "--json"],
+                             capture_output=True, text=True, timeout=120)
+    assert as_json.returncode == 0, as_json.stderr[-2000:]
+    assert json.loads(as_json.stdout)["frames"] == 50
+
+    # A dataset file with --max-frames: the file source replays the first rows.
+    npz = subprocess.run(AMCEE + ["replay", str(folder / "small.npz"), "--model", tiny_model_path,
+                                  "--max-frames", "40", "--json"], capture_output=True, text=True, timeout=120)
+    assert npz.returncode == 0, npz.stderr[-2000:]
+    assert json.loads(npz.stdout)["frames"] == 40
+
+
+def test_replay_rejects_unknown_source(small_dataset, tiny_model_path):
+    from gnuradio.amcee.tools.replay import replay
+
+    _, folder = small_dataset
+    with pytest.raises(ValueError, match="unknown source"):
+        replay(folder / "small.npz", model_path=tiny_model_path, source="tape")
+
+
+@pytest.mark.parametrize("source", ["file", "dataset"])
+def test_replay_equals_amcee_eval_predictions(small_dataset, tiny_model_path, source):
+    """The same frames, model and thresholds: amcee eval's predictions.npz and replay agree."""
+    from gnuradio.amcee.tools.replay import replay
+    from gnuradio.amcee.training.evaluate import evaluate_model
+
+    _, folder = small_dataset
+    _, ev = evaluate_model(tiny_model_path, str(folder / "small.npz"), split="test", timing=False,
+                           sweep=(0.5,), progress=lambda *_: None)
+    pred, _ = replay(folder / "small.npz", model_path=tiny_model_path, split="test", source=source)
+    for key in ("index", "exit", "class", "label"):
+        assert np.array_equal(pred[key], ev[key]), key
+    np.testing.assert_allclose(pred["entropy"], ev["entropy"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(pred["snr"], ev["snr"])
+
+
+def test_replay_equals_amcee_eval_with_exit_gating_off(small_dataset, tiny_model_path, tmp_path):
+    """A model with exit gating: with it off on both sides the decisions agree frame for frame."""
+    from gnuradio.amcee.network.export import rewrite_metadata
+    from gnuradio.amcee.tools.replay import replay
+    from gnuradio.amcee.training.evaluate import evaluate_model
+
+    _, folder = small_dataset
+    gated = str(tmp_path / "gated.pt")
+    rewrite_metadata(tiny_model_path, {"min_exit_share": [0.9, 0.9]}, out_path=gated)
+    report, ev = evaluate_model(gated, str(folder / "small.npz"), split="test", timing=False,
+                                sweep=(0.5,), progress=lambda *_: None, min_exit_share=0.0)
+    pred, rep = replay(folder / "small.npz", model_path=gated, split="test", source="file", min_exit_share=0.0)
+    assert report["min_exit_share"] == rep["min_exit_share"] == [0.0, 0.0]
+    for key in ("index", "exit", "class", "label"):
+        assert np.array_equal(pred[key], ev[key]), key

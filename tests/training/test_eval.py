@@ -1,0 +1,179 @@
+"""amcee eval: files written and numbers consistent with each other and with the engine."""
+import json
+
+import numpy as np
+import pytest
+
+from tiny_data import make_tiny_dataset, train_tiny_model
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    from gnuradio.amcee.training.evaluate import evaluate_model, write_outputs
+
+    base = tmp_path_factory.mktemp("eval")
+    data = base / "tiny.npz"
+    make_tiny_dataset(data, frames_per_key=60)
+    model = train_tiny_model(data, base / "run", epochs=2)
+    report, predictions = evaluate_model(model, str(data), repeats=1, max_batch=64,
+                                         sweep=(0.0, 0.2, 0.5, 1.0), progress=False)
+    out = base / "out"
+    write_outputs(report, predictions, str(out))
+    return str(data), model, out
+
+
+def test_writes_report_figures_predictions(evaluated):
+    _, _, out = evaluated
+    for name in ("eval.json", "summary.md", "predictions.npz", "fig4a_accuracy.png", "fig4b_exit_shares.png",
+                 "fig4c_time.png", "fig5_exit_accuracy.png", "fig6_thresholds.png", "confusion.png",
+                 "frontier.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert "| accuracy, all SNRs |" in (out / "summary.md").read_text()
+
+
+def test_numbers_are_consistent(evaluated):
+    data, _, out = evaluated
+    r = json.load(open(out / "eval.json"))
+    pred = np.load(out / "predictions.npz")
+    k = len(r["exit_names"])
+    assert sum(row["frames"] for row in r["per_snr"]) == r["frames"] == len(pred["index"])
+    for row in r["per_snr"]:
+        assert abs(sum(row["exit_shares"]) - 1) < 1e-9
+        assert row["speedup"] > 0 and row["compute_ceiling"] > 0
+        low, high = row["speedup_quartiles"]
+        assert 0 < low <= row["speedup"] <= high  # the median of the same per-round ratios
+        assert abs(row["speedup_over_ceiling"] - row["speedup"] / row["compute_ceiling"]) < 1e-9
+        m = pred["snr"] == row["snr"]
+        assert abs(row["accuracy_early_exit"] - (pred["class"][m] == pred["label"][m]).mean()) < 1e-12
+        assert abs(row["accuracy_backbone"] - (pred["backbone_class"][m] == pred["label"][m]).mean()) < 1e-12
+        shares = np.bincount(pred["exit"][m], minlength=k) / m.sum()
+        assert np.allclose(shares, row["exit_shares"])
+    o = r["overall"]
+    assert abs(o["accuracy_early_exit"] - (pred["class"] == pred["label"]).mean()) < 1e-12
+    assert abs(o["accuracy_loss_pp"] - 100 * (o["accuracy_backbone"] - o["accuracy_early_exit"])) < 1e-9
+    assert r["simulation_agreement"] > 0.99
+    # A sweep point at the model's own threshold reproduces the engine's shares.
+    same = [p for p in r["sweep"] if p["thresholds"] == r["thresholds"]]
+    if same:
+        assert np.allclose(same[0]["exit_shares"], o["exit_shares"], atol=0.01)
+    # The confusion matrices count every frame once.
+    assert np.array(r["confusion"]["early_exit"]).sum() == r["frames"]
+    assert np.array(r["confusion"]["backbone"]).trace() == round(o["accuracy_backbone"] * r["frames"])
+    for t in ("0.05", "0.35", "0.6"):
+        assert abs(sum(r["paper_thresholds"][t]["exit_shares"]) - 1) < 1e-9
+
+
+def test_time_ceiling_is_the_mac_accounting_with_measured_seconds(evaluated):
+    from gnuradio.amcee.training.time_costs import ExitTimeCosts
+
+    # Segments 2, 3, 5 s and heads 1, 1, 0.5 s: leaving at exit 0 costs 3 s, at exit 1 7 s,
+    # at the final exit 12.5 s; the backbone alone (no early head) 10.5 s.
+    t = ExitTimeCosts(exit_seconds=[3.0, 7.0, 12.5], backbone_seconds=10.5,
+                      segment_seconds=[2.0, 3.0, 5.0], head_seconds=[1.0, 1.0, 0.5])
+    assert t.ceiling([1.0, 0.0, 0.0]) == pytest.approx(3.5)
+    assert t.ceiling([0.5, 0.0, 0.5]) == pytest.approx(10.5 / 7.75)
+    assert t.relative == pytest.approx([3 / 10.5, 7 / 10.5, 12.5 / 10.5])
+
+    _, _, out = evaluated
+    r = json.load(open(out / "eval.json"))
+    costs = r["exit_time_costs"]
+    assert costs["backbone_seconds"] > 0 and len(costs["exit_seconds"]) == len(r["exit_names"])
+    assert costs["exit_seconds"] == sorted(costs["exit_seconds"])  # a later exit never costs less
+    assert costs["exit_seconds"][-1] >= costs["backbone_seconds"]  # the final exit ran the early heads too
+    for row in r["per_snr"] + [r["overall"]]:
+        assert row["time_ceiling"] == pytest.approx(
+            costs["backbone_seconds"] / sum(s * c for s, c in zip(row["exit_shares"], costs["exit_seconds"])))
+        assert row["speedup_over_time_ceiling"] == pytest.approx(row["speedup"] / row["time_ceiling"])
+    assert "| time ceiling |" in (out / "summary.md").read_text()
+    assert r["timing"]["host"]["cores"] >= 1 and r["timing"]["host"]["torch_cpu_capability"]
+
+
+def test_predictions_match_the_engine_frame_for_frame(evaluated):
+    from gnuradio.amcee.data.files import load_dataset
+    from gnuradio.amcee.inference.engine import EarlyExitEngine
+
+    data, model, out = evaluated
+    pred = np.load(out / "predictions.npz")
+    ds = load_dataset(data)
+    result = EarlyExitEngine(model, max_batch=7).classify(ds.frames[pred["index"]])
+    assert np.array_equal(result.exits, pred["exit"]) and np.array_equal(result.classes, pred["class"])
+
+
+def test_bench_reports_every_section(evaluated):
+    from gnuradio.amcee.tools.bench import run_bench
+
+    data, model, _ = evaluated
+    report = run_bench(model, data=data, frames=300, repeats=1, batch_sizes=(1, 64), loop_frames=20,
+                       block_frames=300, latency_seconds=0.5)
+    assert [b["batch"] for b in report["batch_sizes"]] == [1, 64]
+    assert len(report["per_snr"]) == 3 and all(r["engine_fps"] > 0 for r in report["per_snr"])
+    assert all(r["compute_ceiling"] > 0 and r["time_ceiling"] > 0 for r in report["per_snr"])
+    assert report["host"]["cores"] >= 1
+    assert report["per_frame_loop"]["loop_fps"] > 0 and report["peak_rss_mib"] > 0
+    block = report["block_vs_engine"]
+    snrs = [r["snr"] for r in report["per_snr"]]
+    assert [(r["torch_threads"], r["snr"]) for r in block["throughput"]] == \
+        [(t, s) for t in (1, 2) for s in (None, max(snrs), min(snrs))]
+    assert all(r["block_early_exit_fps"] > 0 and r["engine_backbone_fps"] > 0 for r in block["throughput"])
+    slow = block["slow_stream"]
+    assert slow["frames_received"] == slow["frames"] > 0
+    assert slow["wait_ms_p50"] <= slow["wait_ms_p99"] <= slow["wait_ms_max"]
+    with pytest.raises(ValueError, match="unknown bench section"):
+        run_bench(model, sections=["nope"])
+
+
+def test_bench_compares_gated_and_ungated_in_one_run(evaluated, tmp_path):
+    from gnuradio.amcee.network.export import rewrite_metadata
+    from gnuradio.amcee.tools.bench import run_bench
+
+    data, model, _ = evaluated
+    gated = str(tmp_path / "gated.pt")
+    rewrite_metadata(model, {"min_exit_share": [0.2, 0.3]}, out_path=gated)
+    report = run_bench(gated, data=data, frames=600, repeats=1, sections=["per_snr"])
+    assert report["min_exit_share"] == [0.2, 0.3]
+    for row in report["per_snr"]:
+        assert row["ungated_fps"] > 0 and row["ungated_speedup"] > 0
+        assert abs(sum(row["ungated_exit_shares"]) - 1) < 1e-9 and abs(sum(row["exit_shares"]) - 1) < 1e-9
+
+
+def test_paired_ratio_spread_is_the_quartiles_of_per_round_ratios():
+    from gnuradio.amcee.timing import paired_ratio_spread
+
+    # Rounds 1..5: the backbone took 2, 2, 2, 2, 2 s, the engine 1, 2, 4, 1, 2 s.
+    assert paired_ratio_spread([2.0] * 5, [1.0, 2.0, 4.0, 1.0, 2.0]) == [1.0, 2.0]
+
+
+def test_a_speed_up_is_the_median_of_the_paired_rounds():
+    from gnuradio.amcee.timing import paired_ratio_median
+
+    # The machine slowed down 3x after round 2: the ratio of the medians (3 / 1.5 = 2) mixes
+    # rounds, every round itself says 1.5x.
+    assert paired_ratio_median([1.5, 1.5, 4.5, 4.5, 4.5], [1.0, 1.0, 3.0, 3.0, 3.0]) == 1.5
+
+
+def test_per_snr_timing_and_decisions_run_the_engine_as_a_stream():
+    """The model's own settings are timed and decided as a stream at each SNR
+    (no per-call thresholds, so the gating memory carries over, after an
+    untimed call); a threshold set starts every call afresh."""
+    from gnuradio.amcee.inference.engine import Classification
+    from gnuradio.amcee.training.evaluate import classify_per_snr, time_per_snr
+
+    calls = []
+
+    class Recorder:
+        def classify(self, frames, thresholds=None):
+            calls.append(("classify", len(frames), thresholds))
+            n = len(frames)
+            return Classification(probs=np.full((n, 2), 0.5, dtype=np.float32), exits=np.zeros(n, dtype=np.int64),
+                                  entropy=np.zeros(n, dtype=np.float32), valid=np.ones(n, dtype=bool))
+
+        def backbone_probs(self, frames):
+            calls.append(("backbone", len(frames), None))
+
+    frames, snrs = np.zeros((5, 2, 8), dtype=np.float32), np.array([0.0, 0.0, 10.0, 10.0, 10.0])
+    classify_per_snr(Recorder(), frames, snrs)
+    assert calls == [("classify", 2, None)] * 2 + [("classify", 3, None)] * 2  # settle, then the result
+    calls.clear()
+    time_per_snr(Recorder(), frames, snrs, {"model": None, "T": [0.3]}, repeats=2)
+    first = calls[:9]  # 0 dB: warm-up + 2 repeats, each backbone, model, T
+    assert first == [("backbone", 2, None), ("classify", 2, None), ("classify", 2, [0.3])] * 3
