@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Optional
 
 import numpy as np
 import pmt
@@ -238,11 +239,13 @@ class _FailsOnLargeBatches(torch.nn.Module):
     def __init__(self, inner):
         super().__init__()
         self.inner = inner
+        self.probe_rows: int = int(inner.probe_rows)
 
-    def forward(self, x: torch.Tensor, thresholds: torch.Tensor, give_up: torch.Tensor):
+    def forward(self, x: torch.Tensor, thresholds: torch.Tensor, give_up: torch.Tensor,
+                min_share: Optional[torch.Tensor] = None):
         if x.size(0) >= 64:
             raise RuntimeError("fails on large batches")
-        return self.inner(x, thresholds, give_up)
+        return self.inner(x, thresholds, give_up, min_share)
 
     @torch.jit.export
     def backbone(self, x: torch.Tensor) -> torch.Tensor:
@@ -260,9 +263,12 @@ def test_a_model_that_fails_on_a_full_batch_is_refused_at_load(tiny_model_path, 
     inner = torch.jit.load(tiny_model_path, _extra_files=extra)
     path = tmp_path / "fails.pt"
     torch.jit.save(torch.jit.script(_FailsOnLargeBatches(inner)), str(path), _extra_files=extra)
-    EarlyExitEngine(str(path), max_batch=32)  # passes where it runs
-    with pytest.raises(ModelFileError, match="batch of 256"):
+    # The file carries code of its own: only a user who trusts it can load it.
+    with pytest.raises(ModelFileError, match="did not write"):
         amcee.classifier(str(path))
+    EarlyExitEngine(str(path), max_batch=32, trust_model_code=True)  # passes where it runs
+    with pytest.raises(ModelFileError, match="batch of 256"):
+        amcee.classifier(str(path), trust_model_code=True)
 
 
 def test_the_compiled_part_imports_from_the_installed_module():
