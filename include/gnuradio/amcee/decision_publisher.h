@@ -84,6 +84,7 @@ private:
     std::vector<std::pair<pmt::pmt_t, pmt::pmt_t>> d_truth_keys;
     std::vector<pmt::pmt_t> d_truth_values; // PMT_NIL = not seen
     std::vector<gr::tag_t> d_tags;          // reused between calls
+    std::vector<float> d_probs;             // one frame's probabilities, reused
 };
 
 } // namespace amcee
