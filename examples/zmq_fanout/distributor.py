@@ -6,8 +6,14 @@ Every worker that connects a PULL socket to it receives a share of the
 frames (ZMQ PUSH deals messages round-robin over the connected workers; one
 message holds at most --chunk frames).  Workers (re)connect at their own pace:
 a fast burst goes to whichever is connected first, so --rate paces a dataset
-replay as a live stream would be.  After the last frame the process stays up,
-so that ZMQ can deliver what is queued, until SIGINT/SIGTERM.
+replay as a live stream would be.  After the last frame of a finite stream
+(no --repeat) the process waits --linger seconds, so that ZMQ can deliver
+what is queued, and exits; SIGINT/SIGTERM stop it earlier.
+
+gr-zeromq's sockets carry no authentication or encryption: anyone who can
+reach the port can take frames.  The default binds loopback (127.0.0.1);
+across machines, bind a private interface behind a firewall or carry the
+traffic through an SSH tunnel or VPN.
 """
 import argparse
 import signal
@@ -43,9 +49,12 @@ def main(argv=None):
     p.add_argument("--chunk", type=int, default=64, help="frames per ZMQ message at most")
     p.add_argument("--rate", type=float, default=0.0,
                    help="frames per second (0 = as fast as the workers take them)")
+    p.add_argument("--linger", type=float, default=2.0, metavar="SECONDS",
+                   help="after the last frame, time left to ZMQ to deliver queued frames before "
+                        "the process exits (default: %(default)s)")
     args = p.parse_args(argv)
-    if args.chunk < 1 or args.rate < 0:
-        p.error("--chunk must be >= 1 and --rate >= 0")
+    if args.chunk < 1 or args.rate < 0 or args.linger < 0:
+        p.error("--chunk must be >= 1, --rate and --linger >= 0")
 
     tb = distributor(args.dataset, args.bind, args.split, args.seed, args.repeat, args.chunk, args.rate)
     stop = threading.Event()
@@ -53,7 +62,16 @@ def main(argv=None):
         signal.signal(sig, lambda *_: stop.set())
     tb.start()
     print(f"distributor: {tb.source.num_frames()} frames -> {args.bind}", flush=True)
-    stop.wait()
+    if args.repeat:
+        stop.wait()
+    else:
+        finished = threading.Thread(target=tb.wait, daemon=True)  # returns at the end of the stream
+        finished.start()
+        while finished.is_alive() and not stop.wait(timeout=0.2):
+            pass
+        if not stop.is_set():
+            print("distributor: all frames sent", flush=True)
+            stop.wait(timeout=args.linger)
     tb.stop()
     tb.wait()
     return 0

@@ -19,19 +19,3 @@ RML2016_CLASSES = (
 
 #: RML22's SNR grid in dB: -20..20 step 2.
 RML22_SNRS = tuple(range(-20, 21, 2))
-
-#: RadioML 2016.10a's SNR grid in dB: -20..18 step 2.
-RML2016_SNRS = tuple(range(-20, 19, 2))
-
-#: Label written on vectors that never reached the network (NaN/Inf/all-zero).
-INVALID_LABEL = "invalid"
-
-
-def class_index(classes, label):
-    """Index of ``label`` in ``classes`` with an error that lists the valid names."""
-    try:
-        return list(classes).index(label)
-    except ValueError:
-        raise ValueError(
-            f"unknown label {label!r}; expected one of {', '.join(classes)}"
-        ) from None

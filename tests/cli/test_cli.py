@@ -127,6 +127,34 @@ def test_help_texts_state_the_real_defaults():
     assert report["frames_per_key"] == 200
 
 
+def test_train_options_are_trainconfig_fields():
+    """amcee train's defaults are TrainConfig's (declared there only) and each
+    option sets the field of its name."""
+    from gnuradio.amcee.cli import get_parser
+    from gnuradio.amcee.cli.train import config_from_args
+    from gnuradio.amcee.training.train import TrainConfig
+
+    def config(*options):
+        return config_from_args(get_parser().parse_args(["train", "--data", "d.npz", "--out", "run", *options]))
+
+    assert config() == TrainConfig(data="d.npz", out_dir="run")
+    given = config("--exits", "none", "--quiet", "--calibrate", "0.5", "--lr", "0.001", "--compile")
+    assert (given.exits, given.progress, given.calibrate_max_loss, given.lr, given.compile) == \
+        ((), False, 0.5, 0.001, True)
+
+
+def test_choices_are_the_constants():
+    from gnuradio.amcee.data.dataset import SPLITS
+    from gnuradio.amcee.data.synth.channel import VARIANTS
+    from gnuradio.amcee.network.architecture import EXIT_HEADS
+    from gnuradio.amcee.training.train import SCHEMES
+
+    choices = {(n, a.dest): tuple(a.choices) for n, a, _ in _subcommand_actions() if a.choices}
+    assert choices[("synth", "variant")] == choices[("demo", "channel")] == VARIANTS
+    assert choices[("train", "exit_head")] == EXIT_HEADS and choices[("train", "scheme")] == SCHEMES
+    assert all(choices[(n, "split")] == SPLITS for n in ("eval", "calibrate", "replay", "bench", "export-stream"))
+
+
 # ------------------------------------------------------------ SNR lists
 
 def test_one_snr_syntax():
@@ -203,7 +231,7 @@ def test_an_out_folder_that_cannot_be_made_is_one_line(tmp_path, capsys):
 def test_progress_bar_on_a_terminal_only(run, tmp_path, command):
     args = {"eval": [run["model"], "--data", run["data"], "--out", str(tmp_path / "ev"), "--repeats", "1"],
             "calibrate": [run["model"], "--data", run["data"], "--out", str(tmp_path / "c.pt"),
-                          "--min-exit-share", "off"]}[command]
+                          "--min-exit-share", "off", "--overwrite"]}[command]
     code, out, terminal = run_on_terminal([command] + args)
     assert code == 0, terminal[-2000:]
     assert re.search(rf"{command}: [a-z ()0-9]+: +100%\|", terminal), terminal[-2000:]

@@ -127,38 +127,20 @@ def test_measured_times_and_shares(engine):
     assert record["break_even_shares"] == shares and record["threads"] == 1
 
 
-def test_a_model_file_from_before_exit_gating_runs_without_it(tmp_path):
-    """A file whose forward takes (x, thresholds, give_up) only: gating must stay off."""
-    import json
-    from typing import Tuple
+def test_a_model_file_of_an_older_format_is_refused(tmp_path, tiny_model_path):
+    """Files of format version 1 could lack exit gating or class thresholds in
+    their forward: they are refused in one line that says to export again."""
+    from gnuradio.amcee.inference.model_file import FORMAT_VERSION, ModelFileError
+    from gnuradio.amcee.network.export import write_model_file
 
-    from torch import Tensor
-
-    from gnuradio.amcee.inference.exit_rule import entropy10 as entropy_of
-    from gnuradio.amcee.inference.model_file import METADATA_FILE
-    from gnuradio.amcee.labels import RML22_CLASSES
-    from gnuradio.amcee.network.architecture import EarlyExitNet, ModelConfig
-    from gnuradio.amcee.network.export import build_metadata
-
-    class ThreeArgumentNet(EarlyExitNet):
-        def forward(self, x: Tensor, thresholds: Tensor, give_up: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-            p = self.backbone(x)
-            return p, torch.full([x.size(0)], self.num_exits - 1, dtype=torch.long), entropy_of(p)
-
-    model = ThreeArgumentNet(ModelConfig(exits=("V0", "V1"))).eval()
-    meta = build_metadata(model, RML22_CLASSES, [0.3, 0.3], model_version="old-format")
-    del meta["min_exit_share"]  # written before the field existed
-    path = tmp_path / "old.pt"
-    torch.jit.script(model).save(str(path), _extra_files={METADATA_FILE: json.dumps(meta)})
-    engine = EarlyExitEngine(str(path))
-    assert engine.min_exit_share == (0.0, 0.0) and not engine.model.supports_exit_gating
-    assert (engine.classify(make_frames(100, seed=27)).exits == 2).all()
-    with pytest.raises(ValueError, match="before exit gating"):
-        engine.set_min_exit_share(0.1)
-    with pytest.raises(ValueError, match="before exit gating"):
-        EarlyExitEngine(str(path), min_exit_share=0.1)
-    with pytest.raises(ValueError, match="before exit gating"):
-        rewrite_metadata(str(path), {"min_exit_share": [0.1, 0.1]}, out_path=str(tmp_path / "x.pt"))
+    loaded = load_model(tiny_model_path)
+    assert loaded.meta["format_version"] == FORMAT_VERSION == 2
+    old = tmp_path / "old.pt"
+    write_model_file(loaded.module, dict(loaded.meta, format_version=1), str(old))
+    with pytest.raises(ModelFileError) as info:
+        EarlyExitEngine(str(old))
+    message = str(info.value)
+    assert "\n" not in message and "format version 1" in message and "export it again" in message
 
 
 def test_a_stream_skips_the_probe_after_a_batch_that_met_the_share(tiny_model_path):

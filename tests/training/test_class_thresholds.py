@@ -60,7 +60,6 @@ def test_a_table_of_equal_rows_equals_one_threshold(engine):
 def test_scripted_and_eager_forward_agree_with_class_thresholds(tmp_path):
     model = export_tiny_model(tmp_path / "m.pt", exits=("V0", "V1"), exit_head="conv")
     loaded = load_model(tmp_path / "m.pt")
-    assert loaded.supports_class_thresholds
     x = torch.randn(200, 2, 128)
     x = x / x.abs().sum(dim=(1, 2), keepdim=True)
     t, g = torch.tensor(_table(3, 0.2, 0.8), dtype=torch.float32), torch.tensor([math.inf] * 2)
@@ -97,48 +96,6 @@ def test_model_file_default_round_trip_and_block_callback(tmp_path, tiny_model_p
         rewrite_metadata(tiny_model_path, {"thresholds": [[0.1] * 3, 0.2]}, out_path=str(tmp_path / "x.pt"))
 
 
-def test_a_model_file_from_before_class_thresholds_refuses_them(tmp_path):
-    """A file without forward_features(): one threshold per exit only."""
-    from typing import List, Tuple
-
-    from torch import Tensor, nn
-
-    from gnuradio.amcee.inference.model_file import METADATA_FILE
-    from gnuradio.amcee.labels import RML22_CLASSES
-    from gnuradio.amcee.network.architecture import EarlyExitNet, ModelConfig
-    from gnuradio.amcee.network.export import build_metadata
-
-    class OldFormat(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = EarlyExitNet(ModelConfig(exits=("V0", "V1"))).eval()
-
-        def forward(self, x: Tensor, thresholds: Tensor, give_up: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-            return self.net(x, thresholds, give_up)
-
-        @torch.jit.export
-        def backbone(self, x: Tensor) -> Tensor:
-            return self.net.backbone(x)
-
-        @torch.jit.export
-        def exit_logits(self, x: Tensor) -> List[Tensor]:
-            return self.net.exit_logits(x)
-
-    old = OldFormat()
-    meta = build_metadata(old.net, RML22_CLASSES, [0.3, 0.3], model_version="old-format")
-    path = tmp_path / "old.pt"
-    torch.jit.script(old).save(str(path), _extra_files={METADATA_FILE: json.dumps(meta)})
-    engine = EarlyExitEngine(str(path))
-    assert not engine.model.supports_class_thresholds
-    engine.set_thresholds([0.2, 0.4])  # one per exit still works
-    assert engine.classify(make_frames(50, seed=33)).exits.shape == (50,)
-    with pytest.raises(ValueError, match="before class thresholds"):
-        engine.set_thresholds([[0.2] * C, 0.4])
-    with pytest.raises(ValueError, match="before class thresholds"):
-        rewrite_metadata(str(path), {"thresholds": [[0.2] * C, 0.4]}, out_path=str(tmp_path / "x.pt"))
-
-
-# ------------------------------------------------------------- calibration
 def _pair_that_no_exit_separates(n=4000, seed=0):
     """4 classes, 2 exits.  Classes 0/1 are a coin flip at both exits (the same
     guess, E about 0.30); half of the class 2/3 frames are as unsure at the

@@ -1,8 +1,8 @@
 """When the classifier lets GNU Radio call work(): batching with a latency bound.
 
 GNU Radio calls a block's work() as soon as any input is there, a few dozen
-vectors at a time, and the network classifies a frame about 1.5x faster in a
-batch of 256 than in one of 32.  The block therefore holds the scheduler back
+vectors at a time, and the network classifies a frame markedly faster in a
+batch of 256 than in one of 32 (docs/performance.md, "Engine settings").  The block therefore holds the scheduler back
 through forecast(), whose answer is how many input items a call needs:
 
 * a full batch (the engine's ``max_batch``) once that many frames wait: a fast
@@ -30,9 +30,13 @@ that it is tested with counts, not clocks.
 """
 import time
 
+import numpy as np
+
+from ..inference.engine import check_max_batch
+
 #: Default latency bound (ms): a live display refreshes every 250 ms and a
 #: person notices lags of a few hundred; at RML22's rate (234 frames/s) 100 ms
-#: still lets the block classify batches of about 20 frames instead of one.
+#: still lets the block classify batches of about 23 frames instead of one.
 DEFAULT_MAX_LATENCY_MS = 100.0
 #: Share of the budget between two retries while frames wait on a stopped
 #: stream.  The block decides to classify at one of these checks (or when a
@@ -46,14 +50,14 @@ class LatencyBoundBatching:
     """The forecast rule of the classifier block; see the module docstring."""
 
     def __init__(self, max_batch, max_latency_ms=DEFAULT_MAX_LATENCY_MS, clock=time.monotonic):
-        if int(max_batch) < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        self.max_batch = int(max_batch)
+        self.max_batch = check_max_batch(max_batch)
         self.set_max_latency(max_latency_ms)
         self._clock = clock
         self.reset()
 
     def set_max_latency(self, max_latency_ms):
+        if isinstance(max_latency_ms, (bool, np.bool_, str, bytes)):
+            raise ValueError(f"max_latency must be a positive number of milliseconds, got {max_latency_ms!r}")
         value = float(max_latency_ms)
         if not value > 0 or value == float("inf"):
             raise ValueError(f"max_latency must be a positive number of milliseconds, got {max_latency_ms}")

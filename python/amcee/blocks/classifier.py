@@ -44,7 +44,8 @@ class classifier(gr.sync_block):
 
     def __init__(self, model_path="", threshold=None, input_format="complex", frame_len=128,
                  max_batch=DEFAULT_BATCH, device="cpu", num_threads=1, num_exits=0, give_up=None,
-                 max_latency=DEFAULT_MAX_LATENCY_MS, min_exit_share=None):
+                 max_latency=DEFAULT_MAX_LATENCY_MS, min_exit_share=None, trust_model_code=False,
+                 keep_freed_memory=True):
         if input_format not in INPUT_FORMATS:
             raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
         model_path = model_path or default_model_path()
@@ -55,7 +56,9 @@ class classifier(gr.sync_block):
         if int(num_threads) < 0:
             raise ValueError(f"num_threads must be >= 0 (0 = torch's default), got {num_threads}")
         self.engine = EarlyExitEngine(model_path, thresholds=threshold, device=device,
-                                      max_batch=max_batch, give_up=give_up, min_exit_share=min_exit_share)
+                                      max_batch=max_batch, give_up=give_up, min_exit_share=min_exit_share,
+                                      trust_model_code=bool(trust_model_code),
+                                      keep_freed_memory=bool(keep_freed_memory))
         if int(frame_len) != self.engine.frame_len:
             raise ValueError(f"frame_len {frame_len} does not match the model's frame length "
                              f"{self.engine.frame_len} ({model_path})")

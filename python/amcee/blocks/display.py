@@ -131,10 +131,12 @@ def _classes_and_exit_names(model_path, classes, num_exits, exit_names):
         if classes is not None or num_exits is not None:
             raise ValueError("amcee.display: give exit_names with classes/num_exits, "
                              "or only model_path to read them all from the model")
-        from ..inference.model_file import default_model_path, load_model  # torch: the classifier loads it anyway
+        from ..inference.model_file import default_model_path, read_model_archive
 
-        model = load_model(model_path or default_model_path())
-        return list(model.classes), list(model.exit_names)
+        # Only the metadata: checked (CRCs, fields), none of the file's code runs,
+        # so a model the classifier was told to trust shows here too.
+        _, meta = read_model_archive(model_path or default_model_path(), trust_model_code=True)
+        return list(meta["classes"]), list(meta["exit_names"])
     if model_path is not None:
         raise ValueError("amcee.display: give model_path or exit_names, not both")
     if num_exits is not None and len(exit_names) != int(num_exits):

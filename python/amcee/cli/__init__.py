@@ -1,14 +1,20 @@
 """The ``amcee`` command: one program, one module per subcommand.
 
-Each subcommand module defines ``add_parser(subparsers)``, which registers its
-arguments and sets ``func`` to its ``run(args)``.  Subcommand modules import
-torch, GNU Radio and friends inside ``run`` so that ``amcee --help`` is instant.
+Each subcommand module defines ``add_parser(subparsers)``, which adds the
+subcommand's parser (help, description, arguments), sets ``func`` to the
+module's ``run(args)`` and returns the parser.  An option's default comes
+from the function the subcommand runs (``defaults_of``) and its choices from
+the constants of the modules that define them; its help shows the default
+with ``%(default)s``.  Those modules are imported when the parser is built,
+which costs little: ``import gnuradio.amcee`` has loaded torch and GNU Radio
+already.  What only ``run`` needs (tqdm, matplotlib, ...) loads in ``run``.
 
 What every subcommand shares lives here: the SNR list syntax, the rounding of
 printed numbers, and the creation of missing parent folders of output paths.
 """
 import argparse
 import importlib
+import inspect
 import json
 import math
 import os
@@ -22,6 +28,9 @@ SUBCOMMANDS = (
     "synth", "export-stream", "report", "train", "eval", "calibrate",
     "export", "replay", "demo", "bench", "info",
 )
+
+#: Subcommands that load model files: they take --trust-model-code.
+MODEL_LOADING_SUBCOMMANDS = ("eval", "calibrate", "replay", "demo", "bench", "info")
 
 #: Arguments that name a file or folder a subcommand writes: their missing
 #: parent folders are created before the subcommand runs.
@@ -42,6 +51,20 @@ def _module_name(subcommand):
     return "." + subcommand.replace("-", "_")
 
 
+def defaults_of(function):
+    """{parameter: default} of ``function``'s parameters that have one: the
+    defaults of a subcommand's options, declared once, by the function it runs."""
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def add_threshold_argument(parser, default="the model's calibrated thresholds", what="entropy threshold"):
+    """``--threshold T [T ...]``: one for all early exits or one per early exit
+    (``one_or_per_exit`` turns it into what the engine takes)."""
+    parser.add_argument("--threshold", type=float, nargs="+", default=None, metavar="T",
+                        help=f"{what}, one for all early exits or one per early exit (default: {default})")
+
+
 def one_or_per_exit(values):
     """A ``--threshold`` given with nargs='+': None, one float for every early
     exit, or a list with one value per early exit (checked by the engine)."""
@@ -51,10 +74,20 @@ def one_or_per_exit(values):
 
 
 # ------------------------------------------------------------------ SNR lists
+def snr_text(snrs):
+    """An SNR list in the ``--snrs`` syntax: LO:HI:STEP when evenly spaced."""
+    snrs = [float(s) for s in snrs]
+    steps = {round(b - a, 9) for a, b in zip(snrs, snrs[1:])}
+    if len(snrs) > 2 and len(steps) == 1 and steps.pop() > 0:
+        return f"{snrs[0]:g}:{snrs[-1]:g}:{snrs[1] - snrs[0]:g}"
+    return ",".join(f"{s:g}" for s in snrs)
+
+
 def add_snr_argument(parser, default, what="SNRs"):
-    """``--snrs`` (alias ``--snr``): one syntax for every subcommand that takes SNRs."""
+    """``--snrs`` (alias ``--snr``): one syntax for every subcommand that takes SNRs;
+    ``default`` is a list of SNRs in dB."""
     parser.add_argument(
-        "--snrs", "--snr", dest="snrs", nargs="+", default=default, metavar="DB",
+        "--snrs", "--snr", dest="snrs", nargs="+", default=snr_text(default), metavar="DB",
         help=f"{what} in dB: numbers and LO:HI[:STEP] ranges (HI included, STEP "
              f"{DEFAULT_SNR_STEP:g} when left out), separated by spaces or commas, e.g. "
              "-20:20:2 or 0 10 20 (default: %(default)s)")
@@ -152,6 +185,11 @@ def get_parser():
     sub.required = True
     for name in SUBCOMMANDS:
         importlib.import_module(_module_name(name), __name__).add_parser(sub)
+        if name in MODEL_LOADING_SUBCOMMANDS:
+            sub.choices[name].add_argument(
+                "--trust-model-code", action="store_true",
+                help="load model files whose TorchScript code this package did not write (the "
+                     "code runs inside torch and can read and write files): only files you trust")
     return parser
 
 
@@ -165,6 +203,11 @@ def main(argv=None):
     args = parser.parse_args(_protect_negative_lists(argv))
     try:
         make_output_parents(args)
+        if getattr(args, "trust_model_code", False):
+            from ..inference.model_file import trusted_model_code  # torch: only when asked
+
+            with trusted_model_code():
+                return args.func(args) or 0
         return args.func(args) or 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,7 +1,12 @@
 """amcee bench: frames/s of the batched early-exit engine vs the backbone alone."""
+from ..data.dataset import SPLITS
+from ..inference.engine import DEFAULT_BATCH
+from ..tools.bench import SECTIONS, run_bench
+from . import add_threshold_argument, defaults_of
 
 
 def add_parser(subparsers):
+    defaults = defaults_of(run_bench)
     p = subparsers.add_parser(
         "bench", help="benchmark the engine against the backbone alone (JSON)",
         description="Print JSON: frames/s of the batched early-exit engine and of the backbone alone "
@@ -9,32 +14,34 @@ def add_parser(subparsers):
                     "Python loop of the paper's code for reference, and peak memory.")
     p.add_argument("model", nargs="?", default=None, help="model file (default: the shipped model)")
     p.add_argument("--data", default=None, help="dataset for real frames and per-SNR numbers")
-    p.add_argument("--split", default="test", help="split of --data (default: test)")
-    p.add_argument("--frames", type=int, default=20000,
-                   help="frames sampled from --data (default: 20000)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64, 256, 1024, 4096],
-                   help="batch sizes (default: 1 16 64 256 1024 4096)")
+    p.add_argument("--split", default=defaults["split"], choices=SPLITS,
+                   help="split of --data (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=defaults["frames"],
+                   help="frames sampled from --data (default: %(default)s)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=list(defaults["batch_sizes"]),
+                   help="batch sizes (default: " + " ".join(map(str, defaults["batch_sizes"])) + ")")
     p.add_argument("--max-batch", type=int, default=None,
-                   help="batch of the per-SNR section (default: the engine's, 256)")
-    p.add_argument("--repeats", type=int, default=5, help="interleaved repeats (default: 5)")
-    p.add_argument("--loop-frames", type=int, default=300, help="frames of the per-frame loop (default: 300)")
-    p.add_argument("--threshold", type=float, nargs="+", default=None,
-                   help="entropy threshold(s) (default: the model's)")
+                   help=f"batch of the per-SNR section (default: the engine's, {DEFAULT_BATCH})")
+    p.add_argument("--repeats", type=int, default=defaults["repeats"],
+                   help="interleaved repeats (default: %(default)s)")
+    p.add_argument("--loop-frames", type=int, default=defaults["loop_frames"],
+                   help="frames of the per-frame loop (default: %(default)s)")
+    add_threshold_argument(p)
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--block-frames", type=int, default=10000,
-                   help="frames per subset of the block_vs_engine section (default: 10000)")
-    p.add_argument("--latency-seconds", type=float, default=10.0,
-                   help="length of the slow stream whose waits block_vs_engine measures (default: 10)")
-    p.add_argument("--sections", nargs="+", default=None,
-                   help="sections to run: batch_sizes, per_snr, per_frame_loop, ... (default: all)")
+    p.add_argument("--device", default=defaults["device"], help="cpu or cuda (default: %(default)s)")
+    p.add_argument("--block-frames", type=int, default=defaults["block_frames"],
+                   help="frames per subset of the block_vs_engine section (default: %(default)s)")
+    p.add_argument("--latency-seconds", type=float, default=defaults["latency_seconds"],
+                   help="length of the slow stream whose waits block_vs_engine measures "
+                        "(default: %(default)s)")
+    p.add_argument("--sections", nargs="+", default=None, choices=tuple(SECTIONS), metavar="SECTION",
+                   help="sections to run: " + ", ".join(SECTIONS) + " (default: all)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args):
     from . import one_or_per_exit, print_json
-    from ..tools.bench import run_bench
 
     thresholds = one_or_per_exit(args.threshold)
     report = run_bench(args.model, data=args.data, split=args.split, frames=args.frames,

@@ -1,7 +1,17 @@
 """amcee calibrate: pick per-exit thresholds (and temperatures) on validation data."""
+from ..data.dataset import SPLITS
+from ..inference.exit_gating import PROBE_ROWS
+from ..training.calibrate import GIVE_UP_GRID_POINTS, GRID_POINTS, calibrate
+from . import defaults_of
+
+
+def _per_exits(points):
+    """'400 / 60 / 24 for 1 / 2 / 3' of a {early exits: value} table."""
+    return " / ".join(map(str, points.values())) + " for " + " / ".join(map(str, points))
 
 
 def add_parser(subparsers):
+    defaults = defaults_of(calibrate)
     p = subparsers.add_parser(
         "calibrate", help="choose per-exit thresholds on the validation split",
         description="Choose the entropy threshold of every early exit on the validation split: the "
@@ -12,8 +22,12 @@ def add_parser(subparsers):
     p.add_argument("model", help="exported model file (.pt)")
     p.add_argument("--data", help="dataset file (the one the model was trained on); required unless "
                                   "--exit-gating-only")
-    p.add_argument("--out", required=True, help="calibrated model file to write (may equal MODEL)")
-    p.add_argument("--max-loss", type=float, default=0.5,
+    p.add_argument("--out", required=True, help="calibrated model file to write (may equal MODEL, with "
+                                                "--overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out file (refused without it); the file is replaced "
+                        "atomically, whole or not at all")
+    p.add_argument("--max-loss", type=float, default=defaults["max_loss_pp"],
                    help="largest accuracy loss against the final exit, percentage points (default: %(default)s)")
     p.add_argument("--target-compute", type=float, default=None,
                    help="instead: largest expected compute as a fraction of the backbone's (e.g. 0.4)")
@@ -33,22 +47,23 @@ def add_parser(subparsers):
                    help="also search one threshold per early exit and predicted class under the same "
                         "accuracy budget (lets a class that no exit separates, e.g. QAM16/QAM64 at high "
                         "SNR, leave early), and keep it if it saves more than per-exit thresholds")
-    p.add_argument("--min-exit-share", default="auto", metavar="auto|off|X[,Y...]",
+    p.add_argument("--min-exit-share", default=defaults["min_exit_share"], metavar="auto|off|X[,Y...]",
                    help="exit gating written into the model: an early exit's head runs on a whole "
-                        "batch only if at least this share of 32 probed rows leave there. 'auto' = "
+                        f"batch only if at least this share of {PROBE_ROWS} probed rows leave there. 'auto' = "
                         "the break-even shares measured on this machine (head time and row copies "
                         "against the time the leaving frames save, 1 thread), 'off', or one share per "
-                        "early exit (default: auto)")
+                        "early exit (default: %(default)s)")
     p.add_argument("--exit-gating-only", action="store_true",
                    help="only measure the exit gating break-even shares on this machine and write them "
                         "(thresholds untouched): the shares depend on the CPU, so re-measure a model "
                         "calibrated elsewhere on the machine that runs it")
-    p.add_argument("--split", default="val", choices=("val", "train", "test", "all"),
-                   help="split to calibrate on (default: val)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the paper split (default: %(default)s)")
+    p.add_argument("--split", default=defaults["split"], choices=SPLITS,
+                   help="split to calibrate on (default: %(default)s)")
+    p.add_argument("--split-seed", type=int, default=defaults["split_seed"],
+                   help="seed of the paper split (default: %(default)s)")
     p.add_argument("--grid-points", type=int, default=None,
-                   help="candidate thresholds per exit (default: 400 / 60 / 24 for 1 / 2 / 3 early exits; "
-                        "100 / 20 / 8 with --give-up)")
+                   help=f"candidate thresholds per exit (default: {_per_exits(GRID_POINTS)} early exits; "
+                        f"{' / '.join(map(str, GIVE_UP_GRID_POINTS.values()))} with --give-up)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p
@@ -56,8 +71,11 @@ def add_parser(subparsers):
 
 def run(args):
     from . import print_json
-    from ..training.calibrate import calibrate, calibrate_exit_gating
+    from ..atomic import refuse_existing
+    from ..training.calibrate import calibrate_exit_gating
 
+    if not args.overwrite:
+        refuse_existing(args.out, "--out model file")
     if args.exit_gating_only:
         gating = calibrate_exit_gating(args.model, args.out, data=args.data, split=args.split,
                                        split_seed=args.split_seed)

@@ -1,9 +1,14 @@
 """amcee demo: classify a synthetic stream of changing modulations, live, no hardware."""
+from ..data.synth.channel import VARIANTS
+from ..tools.demo import demo_flowgraph
+from . import add_snr_argument, add_threshold_argument, defaults_of
+
+#: How long the demo runs when neither --seconds nor --frames says.
+DEFAULT_SECONDS = 10.0
 
 
 def add_parser(subparsers):
-    from . import add_snr_argument
-
+    defaults = defaults_of(demo_flowgraph.__init__)
     p = subparsers.add_parser(
         "demo", help="live demo: synthetic stream of changing modulations -> classifier -> table",
         description="Runs a GNU Radio flowgraph that transmits the 10 RML22 modulations in turn "
@@ -14,21 +19,20 @@ def add_parser(subparsers):
                     "log file) one progress line every few seconds. A summary follows at the end.")
     p.add_argument("--model", default="", metavar="MODEL.pt",
                    help="exported model (default: the model shipped with gr-amcee)")
-    p.add_argument("--threshold", type=float, nargs="+", default=None, metavar="T",
-                   help="entropy threshold, one for all early exits or one per early exit "
-                        "(default: the model's calibrated thresholds)")
-    add_snr_argument(p, "0:20:2", what="SNRs to cycle through")
+    add_threshold_argument(p)
+    add_snr_argument(p, defaults["snrs"], what="SNRs to cycle through")
     p.add_argument("--seconds", type=float, default=None,
-                   help="stop after this many seconds (default: 10 unless --frames is given)")
-    p.add_argument("--frames", type=int, default=0, help="stop after this many frames")
-    p.add_argument("--segment-frames", type=int, default=32,
+                   help=f"stop after this many seconds (default: {DEFAULT_SECONDS:g} unless --frames is given)")
+    p.add_argument("--frames", type=int, default=defaults["max_frames"],
+                   help="stop after this many frames (default: %(default)s = no limit)")
+    p.add_argument("--segment-frames", type=int, default=defaults["segment_frames"],
                    help="frames per (modulation, SNR) segment (default: %(default)s)")
-    p.add_argument("--hop", type=int, default=128,
-                   help="samples from one frame start to the next, >= 128; a larger hop "
+    p.add_argument("--hop", type=int, default=defaults["hop"],
+                   help="samples from one frame start to the next, >= the frame length; a larger hop "
                         "skips samples between frames (default: %(default)s)")
-    p.add_argument("--channel", choices=("clean", "awgn", "clock", "fading", "all"), default="all",
+    p.add_argument("--channel", choices=VARIANTS, default=defaults["variant"],
                    help="RML22 impairments to apply (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=1,
+    p.add_argument("--seed", type=int, default=defaults["seed"],
                    help="seed of sources, channel and schedule (default: %(default)s)")
     p.add_argument("--realtime", action="store_true",
                    help="throttle to the real sample rate (about 30 kHz, 234 frames/s)")
@@ -41,13 +45,14 @@ def add_parser(subparsers):
     p.add_argument("--screenshot", metavar="PNG",
                    help="with --gui: save the display to this file just before the end")
     p.set_defaults(func=run)
+    return p
 
 
 def run(args):
     import sys
 
     from . import one_or_per_exit, parse_snrs, print_json
-    from ..tools.demo import LiveTable, demo_flowgraph, format_table, run_gui, run_headless
+    from ..tools.demo import LiveTable, format_table, run_gui, run_headless
 
     if args.frames < 0 or (args.seconds or 0) < 0:
         raise ValueError("--frames and --seconds must be >= 0")
@@ -58,7 +63,7 @@ def run(args):
     if args.json:  # GNU Radio logs to stdout: keep it for the JSON alone
         from gnuradio import gr
         gr.logging().set_default_level(gr.log_levels.warn)
-    seconds = args.seconds or (0.0 if args.frames else 10.0)
+    seconds = args.seconds or (0.0 if args.frames else DEFAULT_SECONDS)
     threshold = one_or_per_exit(args.threshold)
     fg = demo_flowgraph(model_path=args.model, threshold=threshold, snrs=parse_snrs(args.snrs),
                         segment_frames=args.segment_frames, hop=args.hop, variant=args.channel,

@@ -1,7 +1,13 @@
 """amcee eval: accuracy, exits, timing and compute of a model on a dataset split."""
+from ..data.dataset import SPLITS
+from ..inference.engine import DEFAULT_BATCH
+from ..training.evaluate import evaluate_model
+from ..training.exit_simulation import PAPER_THRESHOLDS
+from . import add_threshold_argument, defaults_of
 
 
 def add_parser(subparsers):
+    defaults = defaults_of(evaluate_model)
     p = subparsers.add_parser(
         "eval", help="evaluate a model: accuracy, exit shares, speed-up and plots per SNR",
         description="Evaluate an exported model on a dataset split: accuracy per SNR of the backbone "
@@ -11,19 +17,21 @@ def add_parser(subparsers):
                     "PNG figures (after the paper's Figures 4-6) and summary.md into --out.")
     p.add_argument("model", help="exported model file (.pt)")
     p.add_argument("--data", required=True, help="dataset file (amcee .npz, RML22 pickle, SigMF)")
-    p.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
-                   help="paper split to evaluate on (default: test)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the paper split (default: 0)")
+    p.add_argument("--split", default=defaults["split"], choices=SPLITS,
+                   help="paper split to evaluate on (default: %(default)s)")
+    p.add_argument("--split-seed", type=int, default=defaults["split_seed"],
+                   help="seed of the paper split (default: %(default)s)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--threshold", type=float, nargs="+", default=None,
-                   help="entropy threshold(s) for the engine (default: the model's)")
+    add_threshold_argument(p, what="entropy threshold of the engine")
     p.add_argument("--sweep", type=float, nargs="+", default=None,
-                   help="thresholds of the sweep (default: 0..0.95 fine, plus 0.05, 0.35, 0.6)")
-    p.add_argument("--repeats", type=int, default=5, help="timing repeats per SNR (default: %(default)s)")
+                   help="thresholds of the sweep (default: 0..0.95 fine, plus "
+                        + ", ".join(f"{t:g}" for t in PAPER_THRESHOLDS) + ")")
+    p.add_argument("--repeats", type=int, default=defaults["repeats"],
+                   help="timing repeats per SNR (default: %(default)s)")
     p.add_argument("--max-batch", type=int, default=None,
-                   help="engine batch size (default: the engine's, 256)")
+                   help=f"engine batch size (default: the engine's, {DEFAULT_BATCH})")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--device", default=defaults["device"], help="cpu or cuda (default: %(default)s)")
     p.add_argument("--no-timing", action="store_true", help="skip the timing measurements")
     p.add_argument("--no-exit-gating", action="store_true",
                    help="run every early exit's head on every batch (min_exit_share 0; default: "
@@ -35,7 +43,7 @@ def add_parser(subparsers):
 
 def run(args):
     from . import one_or_per_exit, print_json
-    from ..training.evaluate import SWEEP_THRESHOLDS, evaluate_model, write_outputs
+    from ..training.evaluate import SWEEP_THRESHOLDS, write_outputs
 
     thresholds = one_or_per_exit(args.threshold)
     report, predictions = evaluate_model(

@@ -1,4 +1,6 @@
 """amcee export: checkpoint -> self-describing TorchScript model."""
+from ..training.exit_simulation import PAPER_THRESHOLD
+from . import add_threshold_argument
 
 
 def add_parser(subparsers):
@@ -8,9 +10,9 @@ def add_parser(subparsers):
                     "length, normalisation, exit names, default thresholds) inside the file.")
     p.add_argument("checkpoint", help="checkpoint written by `amcee train` (.pt)")
     p.add_argument("--out", required=True, help="model file to write (.pt)")
-    p.add_argument("--threshold", type=float, nargs="+", default=None,
-                   help="default entropy threshold(s): one for all early exits or one per early "
-                        "exit (default: the checkpoint's calibrated ones, else 0.35, the paper's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (refused without it)")
+    add_threshold_argument(p, what="default entropy threshold written into the model",
+                           default=f"the checkpoint's calibrated ones, else {PAPER_THRESHOLD}, the paper's")
     p.add_argument("--model-version", default=None,
                    help="short version name stored in the file, e.g. amcee-default-7 (default: the "
                         "checkpoint's, the name of its run folder)")
@@ -18,15 +20,19 @@ def add_parser(subparsers):
                    help="what the model is, in words, stored beside the version (default: the "
                         "checkpoint's, if any)")
     p.set_defaults(func=run)
+    return p
 
 
 def run(args):
     from . import one_or_per_exit, print_json
     from ..network.checkpoint import load_checkpoint
+    from ..atomic import refuse_existing
     from ..network.export import export_model
 
+    if not args.overwrite:
+        refuse_existing(args.out, "--out model file")
     model, state = load_checkpoint(args.checkpoint)
-    thresholds = one_or_per_exit(args.threshold) or state.get("thresholds") or 0.35
+    thresholds = one_or_per_exit(args.threshold) or state.get("thresholds") or PAPER_THRESHOLD
     version = args.model_version or state.get("model_version") or "unversioned"
     description = state.get("description", "") if args.description is None else args.description
     meta = export_model(model, args.out, state["classes"], thresholds, version,

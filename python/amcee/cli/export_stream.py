@@ -1,4 +1,6 @@
 """amcee export-stream: write a dataset as a SigMF recording that file_source replays."""
+from ..data.dataset import SPLITS
+from ..frames import LAYOUTS
 
 
 def add_parser(subparsers):
@@ -11,18 +13,21 @@ def add_parser(subparsers):
     p.add_argument("dataset", help="dataset file to export")
     p.add_argument("--out", required=True, metavar="PREFIX",
                    help="output path without extension (writes PREFIX.sigmf-data and .sigmf-meta)")
-    p.add_argument("--layout", choices=("complex", "rml"), default="complex",
+    p.add_argument("--layout", choices=tuple(LAYOUTS), default="complex",
                    help="complex: cf32 vectors of L samples; rml: float32 rows of 2L values, "
                         "I then Q (default: %(default)s)")
-    p.add_argument("--split", choices=("all", "train", "val", "test"), default="all",
+    p.add_argument("--split", choices=SPLITS, default="all",
                    help="part of the paper's stratified split to export (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default: %(default)s)")
     p.add_argument("--sample-rate", type=float, default=None,
                    help="core:sample_rate in Hz (default: the dataset's, else 30 kHz as RML22)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing recording at PREFIX (refused without it)")
     p.add_argument("--trusted", action="store_true",
                    help="read a pickle with plain pickle, which can run code in the file; "
                         "only for files you trust")
     p.set_defaults(func=run)
+    return p
 
 
 def run(args):
@@ -35,7 +40,7 @@ def run(args):
     part = ds.subset(split_indices(ds, args.split, seed=args.seed))
     part.meta.update(split=args.split, split_seed=args.seed)
     data_path, meta_path = save_replay(args.out, part, layout=args.layout,
-                                       sample_rate=args.sample_rate)
+                                       sample_rate=args.sample_rate, overwrite=args.overwrite)
     print_json({
         "data": data_path,
         "meta": meta_path,

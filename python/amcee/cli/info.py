@@ -11,6 +11,7 @@ def add_parser(subparsers):
     p.add_argument("--json", action="store_true",
                    help="print the metadata as stored in the file (JSON, full precision)")
     p.set_defaults(func=run)
+    return p
 
 
 def _share_list(names, values):

@@ -1,8 +1,15 @@
 """amcee replay: a dataset file through a GNU Radio flowgraph, with accuracy per SNR."""
 import json
 
+from ..data.dataset import SPLITS
+from ..frames import LAYOUTS
+from ..inference.engine import DEFAULT_BATCH
+from ..tools.replay import SOURCES, replay
+from . import add_threshold_argument, defaults_of
+
 
 def add_parser(subparsers):
+    defaults = defaults_of(replay)
     p = subparsers.add_parser(
         "replay", help="replay a dataset through a GNU Radio flowgraph and score it",
         description="Replays a dataset file (RML22 / RadioML pickle, amcee .npz or SigMF replay "
@@ -14,24 +21,23 @@ def add_parser(subparsers):
     p.add_argument("dataset", help="dataset file (.npz, RML pickle, or .sigmf-meta/.sigmf-data)")
     p.add_argument("--model", default="", metavar="MODEL.pt",
                    help="exported model (default: the model shipped with gr-amcee)")
-    p.add_argument("--threshold", type=float, nargs="+", default=None, metavar="T",
-                   help="entropy threshold, one for all early exits or one per early exit "
-                        "(default: the model's calibrated thresholds)")
-    p.add_argument("--split", choices=("all", "train", "val", "test"), default="all",
+    add_threshold_argument(p)
+    p.add_argument("--split", choices=SPLITS, default=defaults["split"],
                    help="part of the paper's stratified split to replay, as amcee eval "
                         "(default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split (default: %(default)s)")
-    p.add_argument("--source", choices=("auto", "file", "dataset"), default="auto",
+    p.add_argument("--seed", type=int, default=defaults["seed"], help="seed of the split (default: %(default)s)")
+    p.add_argument("--source", choices=SOURCES, default=defaults["source"],
                    help="file: blocks.file_source over raw frames (the SigMF data file, or a "
                         "temporary file); dataset: amcee.dataset_source with truth tags; auto: "
                         "file for SigMF recordings, dataset otherwise (default: %(default)s)")
-    p.add_argument("--layout", choices=("complex", "rml"), default=None,
+    p.add_argument("--layout", choices=tuple(LAYOUTS), default=None,
                    help="stream layout: complex vectors of L or float RML rows of 2L "
                         "(default: the recording's, else complex)")
-    p.add_argument("--max-frames", type=int, default=0,
-                   help="replay only the first N frames of the split (file source)")
+    p.add_argument("--max-frames", type=int, default=defaults["max_frames"],
+                   help="replay only the first N frames of the split (file source) "
+                        "(default: %(default)s = all)")
     p.add_argument("--max-batch", type=int, default=None,
-                   help="frames per network call (default: the engine's, 256)")
+                   help=f"frames per network call (default: the engine's, {DEFAULT_BATCH})")
     p.add_argument("--no-exit-gating", action="store_true",
                    help="run every early exit's head on every batch (min_exit_share 0): with "
                         "gating, which head runs depends on how frames fall into batches, so use "
@@ -50,7 +56,7 @@ def run(args):
     import numpy as np
 
     from . import one_or_per_exit, print_json
-    from ..tools.replay import format_report, replay
+    from ..tools.replay import format_report
 
     if args.max_frames < 0:
         raise ValueError("--max-frames must be >= 0")

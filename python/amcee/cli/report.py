@@ -1,9 +1,10 @@
 """``amcee report``: fidelity report of a dataset, or of a freshly generated one."""
 
 
-def add_parser(subparsers):
-    from .synth import REPORT_FRAMES_PER_KEY, add_synth_arguments
+from .synth import REPORT_FRAMES_PER_KEY, add_synth_arguments
 
+
+def add_parser(subparsers):
     p = subparsers.add_parser(
         "report", help="fidelity report (SNR table, statistics, example plots)",
         description="Write fidelity.json/.md/.png for DATASET, or, without DATASET, for a "

@@ -1,4 +1,7 @@
 """``amcee synth``: generate an RML22-style dataset with GNU Radio flowgraphs."""
+from ..data.synth.channel import VARIANTS
+from ..data.synth.generate import generate
+from . import add_snr_argument, defaults_of
 
 #: Size of the real RML22 (10 classes x 21 SNRs x 2000 frames), for projections.
 RML22_FRAMES = 420_000
@@ -6,20 +9,20 @@ RML22_FRAMES = 420_000
 REPORT_FRAMES_PER_KEY = 200
 
 
-def add_synth_arguments(parser, frames_per_key=2000):
-    """Generation options shared with ``amcee report`` (which generates fewer frames per key)."""
-    from . import add_snr_argument
-
-    parser.add_argument("--frames-per-key", type=int, default=frames_per_key,
+def add_synth_arguments(parser, frames_per_key=None):
+    """Generation options shared with ``amcee report`` (which generates fewer frames per key);
+    their defaults are :func:`generate`'s."""
+    defaults = defaults_of(generate)
+    parser.add_argument("--frames-per-key", type=int, default=frames_per_key or defaults["frames_per_key"],
                         help="frames per (class, SNR) key; RML22 has 2000 (default: %(default)s)")
-    add_snr_argument(parser, "-20:20:2", what="SNR grid")
+    add_snr_argument(parser, defaults["snrs"], what="SNR grid")
     parser.add_argument("--classes", default=None,
                         help="comma-separated class names (default: RML22's 10 classes)")
-    parser.add_argument("--variant", default="all",
-                        choices=("clean", "awgn", "clock", "fading", "all"),
+    parser.add_argument("--variant", default=defaults["variant"], choices=VARIANTS,
                         help="impairments: RML22 is 'all' (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="generation seed (default: %(default)s)")
-    parser.add_argument("--frame-len", type=int, default=128,
+    parser.add_argument("--seed", type=int, default=defaults["seed"],
+                        help="generation seed (default: %(default)s)")
+    parser.add_argument("--frame-len", type=int, default=defaults["frame_len"],
                         help="samples per frame (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes (default: all cores)")
@@ -42,9 +45,8 @@ def add_parser(subparsers):
 
 def synth_kwargs(args):
     from . import parse_snrs
-    from ..labels import RML22_CLASSES
 
-    classes = RML22_CLASSES if not args.classes else tuple(
+    classes = defaults_of(generate)["classes"] if not args.classes else tuple(
         c.strip() for c in args.classes.split(",") if c.strip())
     return dict(classes=classes, snrs=parse_snrs(args.snrs), frames_per_key=args.frames_per_key,
                 variant=args.variant, seed=args.seed, frame_len=args.frame_len,
@@ -54,7 +56,6 @@ def synth_kwargs(args):
 def run(args):
     from . import print_json
     from ..data.npz import save_dataset
-    from ..data.synth.generate import generate
 
     kwargs = synth_kwargs(args)
     ds = generate(progress=not args.quiet, **kwargs)

@@ -2,110 +2,130 @@
 
 Runs as one process, or under ``torchrun --nproc_per_node N`` with
 DistributedDataParallel (gloo on CPU, NCCL on GPU).
+
+Every training setting is a field of :class:`TrainConfig`, which declares its
+default: each option below has the field's name as ``dest`` and the field's
+default, and :func:`config_from_args` copies the options by name.
 """
+import dataclasses
+
+from ..network.architecture import EXIT_HEADS
+from ..training.train import SCHEDULES, SCHEMES, SELECT_METRICS, TrainConfig
+
+#: {field name: default} of every TrainConfig field that has one.
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+#: TrainConfig fields that no option sets (their default always applies).
+NOT_OPTIONS = ("extra",)
 
 
-def get_args_parser(subparsers=None):
-    kwargs = dict(
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "train", help="train an early-exit model",
         description="Train an early-exit network on a dataset file (amcee .npz, RML22/RadioML pickle "
                     "or SigMF) with the paper's split (10 % test, 10 % of the rest validation). "
-                    "Defaults are the paper's code: Adam, lr 1e-4, weight decay 5e-4, batch 500, "
-                    "50 epochs.  Writes metrics.jsonl, last.pt/best.pt checkpoints and the exported "
-                    "TorchScript model.pt into --out.")
-    if subparsers is None:
-        import argparse
-        p = argparse.ArgumentParser(prog="amcee train", **kwargs)
-    else:
-        p = subparsers.add_parser("train", help="train an early-exit model", **kwargs)
+                    f"Defaults are the paper's code: Adam, lr {DEFAULTS['lr']:g}, weight decay "
+                    f"{DEFAULTS['weight_decay']:g}, batch {DEFAULTS['batch_size']}, "
+                    f"{DEFAULTS['epochs']} epochs.  Writes metrics.jsonl, last.pt/best.pt checkpoints "
+                    "and the exported TorchScript model.pt into --out.")
     p.add_argument("--data", required=True, help="dataset file (amcee .npz, RML22 pickle, SigMF)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics, model.pt)")
-    p.add_argument("--exits", nargs="+", default=["V1"],
-                   help="early exits in backbone order: paper versions V0..V3 or layer names; "
-                        "'none' trains the backbone alone (default: V1, the paper's pick)")
-    p.add_argument("--exit-head", choices=("paper", "conv"), default="paper",
-                   help="early-exit head: paper (max-pool to 1024 features, three Linear layers) or "
-                        "conv (max-pool, one conv block, per-channel mean/max/std, two Linear layers "
-                        "with a ReLU; stronger at V0 for fewer MACs) (default: paper)")
-    p.add_argument("--scheme", choices=("paper", "joint"), default="paper",
-                   help="paper: Algorithm 1 (exit loss trains shared layers + head, final loss only "
-                        "the layers after the branch; with several exits each loss trains its own "
-                        "segment); joint: BranchyNet weighted sum of all exit losses (default: paper)")
-    p.add_argument("--exit-weights", type=float, nargs="+", default=None,
-                   help="joint scheme: loss weight per exit, final exit last (default: 1 each)")
-    p.add_argument("--distill", type=float, default=0.0,
-                   help="joint scheme: weight of self-distillation, KL(final exit || early exit) per "
-                        "early exit (default: 0 = off)")
-    p.add_argument("--init-from", metavar="CHECKPOINT", default=None,
-                   help="start from a checkpoint's weights with a fresh optimiser and schedule "
-                        "(fine-tuning); layers are matched by backbone position and exit, so the "
-                        "exits or head kind may differ: new heads start from scratch")
-    p.add_argument("--epochs", type=int, default=50, help="epochs (default: 50)")
-    p.add_argument("--batch-size", type=int, default=500, help="global batch size (default: 500)")
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default: 1e-4)")
-    p.add_argument("--weight-decay", type=float, default=5e-4, help="Adam weight decay (default: 5e-4)")
-    p.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
-                   help="learning-rate schedule: constant (paper) or linear warm-up + cosine decay "
-                        "per step (default: constant)")
-    p.add_argument("--warmup-epochs", type=float, default=0.0, help="cosine warm-up length (default: 0)")
-    p.add_argument("--dropout", type=float, default=0.5, help="dropout of the linear layers (default: 0.5)")
-    p.add_argument("--patience", type=int, default=0,
-                   help="stop after this many epochs without a better validation metric (default: 0 = off)")
-    p.add_argument("--select", choices=("final", "mean"), default="final",
-                   help="best.pt by validation accuracy of the final exit or the mean over exits "
-                        "(default: final)")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, dropout and data order (default: 0)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the paper split (default: 0)")
-    p.add_argument("--train-fraction", type=float, default=1.0,
-                   help="train on this stratified fraction of the training split (default: 1)")
-    p.add_argument("--val-fraction", type=float, default=1.0,
-                   help="per-epoch validation on this stratified fraction of the validation split "
-                        "(default: 1)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the training forward (experimental: needs a C++ compiler on "
-                        "CPU, about a minute to compile; helps on an idle machine only)")
-    p.add_argument("--threshold", type=float, default=0.35,
-                   help="default entropy threshold of the exported model and of the validation "
-                        "early-exit metric (default: 0.35, the paper's T)")
-    p.add_argument("--calibrate", type=float, default=None, metavar="MAX_LOSS_PP",
-                   help="at the end, calibrate the exported model's thresholds on the validation split "
-                        "for at most this accuracy loss in percentage points (see amcee calibrate)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--eval-batch", type=int, default=4096, help="validation batch size (default: 4096)")
-    p.add_argument("--model-version", default=None,
-                   help="short version name stored in model.pt, e.g. amcee-default-7 (default: the name "
-                        "of the --out folder)")
-    p.add_argument("--description", default="",
-                   help="what the model is, in words, stored in model.pt beside the version")
+    _add_model_options(p)
+    _add_optimisation_options(p)
+    _add_output_options(p)
     p.add_argument("--resume", metavar="CHECKPOINT", default=None,
                    help="continue from a last.pt/best.pt (same settings; the stored config wins)")
     p.add_argument("--test-only", action="store_true",
                    help="only evaluate --resume's checkpoint on the test split and print JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _option(p, "--quiet", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(func=run)
     return p
 
 
-def add_parser(subparsers):
-    return get_args_parser(subparsers)
+def _option(p, *flags, **kwargs):
+    """An option of the TrainConfig field ``dest``, with the field's default."""
+    p.add_argument(*flags, default=DEFAULTS[kwargs["dest"]], **kwargs)
+
+
+def _add_model_options(p):
+    """The exits, their heads and how they are trained."""
+    p.add_argument("--exits", nargs="+", default=list(DEFAULTS["exits"]),
+                   help="early exits in backbone order: paper versions V0..V3 or layer names; "
+                        "'none' trains the backbone alone (default: %s, the paper's pick)"
+                        % " ".join(DEFAULTS["exits"]))
+    _option(p, "--exit-head", dest="exit_head", choices=EXIT_HEADS,
+            help="early-exit head: paper (max-pool to 1024 features, three Linear layers) or "
+                 "conv (max-pool, one conv block, per-channel mean/max/std, two Linear layers "
+                 "with a ReLU; stronger at V0 for fewer MACs) (default: %(default)s)")
+    _option(p, "--scheme", dest="scheme", choices=SCHEMES,
+            help="paper: Algorithm 1 (exit loss trains shared layers + head, final loss only "
+                 "the layers after the branch; with several exits each loss trains its own "
+                 "segment); joint: BranchyNet weighted sum of all exit losses (default: %(default)s)")
+    _option(p, "--exit-weights", dest="exit_weights", type=float, nargs="+",
+            help="joint scheme: loss weight per exit, final exit last (default: 1 each)")
+    _option(p, "--distill", dest="distill", type=float,
+            help="joint scheme: weight of self-distillation, KL(final exit || early exit) per "
+                 "early exit (default: %(default)s = off)")
+    _option(p, "--init-from", dest="init_from", metavar="CHECKPOINT",
+            help="start from a checkpoint's weights with a fresh optimiser and schedule "
+                 "(fine-tuning); layers are matched by backbone position and exit, so the "
+                 "exits or head kind may differ: new heads start from scratch")
+
+
+def _add_optimisation_options(p):
+    """Optimiser, schedule, stopping, seeds and data fractions."""
+    _option(p, "--epochs", dest="epochs", type=int, help="epochs (default: %(default)s)")
+    _option(p, "--batch-size", dest="batch_size", type=int, help="global batch size (default: %(default)s)")
+    _option(p, "--lr", dest="lr", type=float, help="Adam learning rate (default: %(default)s)")
+    _option(p, "--weight-decay", dest="weight_decay", type=float, help="Adam weight decay (default: %(default)s)")
+    _option(p, "--schedule", dest="schedule", choices=SCHEDULES,
+            help="learning-rate schedule: constant (paper) or linear warm-up + cosine decay "
+                 "per step (default: %(default)s)")
+    _option(p, "--warmup-epochs", dest="warmup_epochs", type=float,
+            help="cosine warm-up length (default: %(default)s)")
+    _option(p, "--dropout", dest="dropout", type=float, help="dropout of the linear layers (default: %(default)s)")
+    _option(p, "--patience", dest="patience", type=int,
+            help="stop after this many epochs without a better validation metric (default: %(default)s = off)")
+    _option(p, "--select", dest="select", choices=SELECT_METRICS,
+            help="best.pt by validation accuracy of the final exit or the mean over exits "
+                 "(default: %(default)s)")
+    _option(p, "--seed", dest="seed", type=int,
+            help="seed of weights, dropout and data order (default: %(default)s)")
+    _option(p, "--split-seed", dest="split_seed", type=int, help="seed of the paper split (default: %(default)s)")
+    _option(p, "--train-fraction", dest="train_fraction", type=float,
+            help="train on this stratified fraction of the training split (default: %(default)s)")
+    _option(p, "--val-fraction", dest="val_fraction", type=float,
+            help="per-epoch validation on this stratified fraction of the validation split "
+                 "(default: %(default)s)")
+    _option(p, "--compile", dest="compile", action="store_true",
+            help="torch.compile the training forward (experimental: needs a C++ compiler on "
+                 "CPU, about a minute to compile; helps on an idle machine only)")
+
+
+def _add_output_options(p):
+    """The exported model, the device and the validation batch."""
+    _option(p, "--threshold", dest="threshold", type=float,
+            help="default entropy threshold of the exported model and of the validation "
+                 "early-exit metric (default: %(default)s, the paper's T)")
+    _option(p, "--calibrate", dest="calibrate_max_loss", type=float, metavar="MAX_LOSS_PP",
+            help="at the end, calibrate the exported model's thresholds on the validation split "
+                 "for at most this accuracy loss in percentage points (see amcee calibrate)")
+    _option(p, "--device", dest="device", help="cpu or cuda (default: %(default)s)")
+    _option(p, "--threads", dest="threads", type=int, help="torch CPU threads (default: torch's choice)")
+    _option(p, "--eval-batch", dest="eval_batch", type=int, help="validation batch size (default: %(default)s)")
+    _option(p, "--model-version", dest="model_version",
+            help="short version name stored in model.pt, e.g. amcee-default-7 (default: the name "
+                 "of the --out folder)")
+    _option(p, "--description", dest="description",
+            help="what the model is, in words, stored in model.pt beside the version")
 
 
 def config_from_args(args):
-    from ..training.train import TrainConfig
-
-    exits = () if [e.lower() for e in args.exits] == ["none"] else tuple(args.exits)
-    return TrainConfig(
-        data=args.data, out_dir=args.out, exits=exits, exit_head=args.exit_head, scheme=args.scheme,
-        exit_weights=tuple(args.exit_weights) if args.exit_weights else None,
-        distill=args.distill, init_from=args.init_from,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        schedule=args.schedule, warmup_epochs=args.warmup_epochs, dropout=args.dropout,
-        patience=args.patience, select=args.select, seed=args.seed, split_seed=args.split_seed,
-        train_fraction=args.train_fraction, val_fraction=args.val_fraction, compile=args.compile,
-        device=args.device, threads=args.threads,
-        eval_batch=args.eval_batch, threshold=args.threshold,
-        calibrate_max_loss=args.calibrate, model_version=args.model_version,
-        description=args.description, progress=not args.quiet)
+    """The TrainConfig of the parsed options: every field from the option of its name."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+              if f.name not in NOT_OPTIONS + ("out_dir",)}
+    values["out_dir"] = args.out
+    values["exits"] = () if [e.lower() for e in args.exits] == ["none"] else tuple(args.exits)
+    return TrainConfig(**values)
 
 
 def run(args):
@@ -126,8 +146,8 @@ def run(args):
 
         _, state = load_checkpoint(args.resume)
         stored = dict(state["train_config"])
-        stored.update(epochs=args.epochs, progress=not args.quiet, out_dir=args.out, data=args.data,
-                      calibrate_max_loss=args.calibrate)
+        stored.update(epochs=args.epochs, progress=args.progress, out_dir=args.out, data=args.data,
+                      calibrate_max_loss=args.calibrate_max_loss)
         config = training.TrainConfig(**stored)
     summary = training.train(config, resume=args.resume)
     if summary is not None:

@@ -133,11 +133,14 @@ def paper_split(ds, seed=0, test_fraction=0.1, val_fraction=0.1):
     return tuple(np.sort(np.concatenate(p)).astype(np.int64) for p in parts)
 
 
+#: Parts of a dataset split_indices gives: the whole, then paper_split's three parts in its order.
+SPLITS = ("all", "train", "val", "test")
+
+
 def split_indices(ds, split, seed=0):
-    """Indices of ``split`` ("all", "train", "val" or "test") of :func:`paper_split`."""
+    """Indices of ``split`` (one of SPLITS) of :func:`paper_split`."""
     if split in (None, "all"):
         return np.arange(len(ds), dtype=np.int64)
-    names = ("train", "val", "test")
-    if split not in names:
-        raise DatasetError(f"unknown split {split!r}; expected all, {', '.join(names)}")
-    return paper_split(ds, seed=seed)[names.index(split)]
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}; expected {', '.join(SPLITS)}")
+    return paper_split(ds, seed=seed)[SPLITS.index(split) - 1]

@@ -4,6 +4,7 @@ Plain arrays, loaded with ``allow_pickle=False``; the metadata as a JSON
 string; a format version.
 """
 import json
+import math
 import os
 import zipfile
 import zlib
@@ -37,23 +38,65 @@ def save_dataset(path, ds):
     os.replace(tmp, path)
 
 
+#: Most a compressed member may unpack to per byte it takes in the file: a
+#: member of zeros compressed a thousandfold is a zip bomb, not frames.
+MAX_UNPACK_RATIO = 100
+
+
+def _check_members(path):
+    """Each array's declared shape x itemsize against the bytes its member
+    holds, read from the .npy headers before numpy allocates anything."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.file_size > MAX_UNPACK_RATIO * info.compress_size + (1 << 20):
+                raise DatasetError(f"{path}: member {info.filename} unpacks to {info.file_size} bytes from "
+                                   f"{info.compress_size} (more than {MAX_UNPACK_RATIO}x: not a dataset)")
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+                header = f.tell() if f.seekable() else 0
+            if dtype.hasobject:
+                raise DatasetError(f"{path}: array {info.filename} has dtype {dtype} (objects)")
+            needed = math.prod(shape) * dtype.itemsize
+            if needed > info.file_size - header:
+                raise DatasetError(f"{path}: array {info.filename} declares shape {shape} ({needed} bytes) "
+                                   f"but holds {info.file_size - header} bytes")
+
+
+def _scalar(npz, key, kind, path):
+    """A 0-d array of ``kind`` (numpy dtype kinds) as a Python value."""
+    value = npz[key]
+    if value.shape != () or value.dtype.kind not in kind:
+        raise DatasetError(f"{path}: {key} must be a single value of kind {kind!r}, "
+                           f"got dtype {value.dtype} shape {value.shape}")
+    return value.item()
+
+
 def load_npz(path):
     try:
+        _check_members(path)
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in _NPZ_KEYS if k not in npz.files]
             if missing:
                 raise DatasetError(f"{path}: not an amcee dataset, missing arrays {missing}")
-            version = int(npz["format_version"])
+            version = _scalar(npz, "format_version", "iu", path)
             if version != NPZ_FORMAT_VERSION:
                 raise DatasetError(f"{path}: unsupported dataset format version {version} "
                                    f"(this module reads {NPZ_FORMAT_VERSION})")
+            classes = npz["classes"]
+            if classes.ndim != 1 or classes.dtype.kind != "U":
+                raise DatasetError(f"{path}: classes must be a list of names, got dtype {classes.dtype} "
+                                   f"shape {classes.shape}")
             ds = Dataset(frames=npz["frames"], labels=npz["labels"], snrs=npz["snrs"],
-                         classes=tuple(str(c) for c in npz["classes"]),
-                         meta=json.loads(str(npz["meta_json"])))
+                         classes=tuple(str(c) for c in classes),
+                         meta=json.loads(_scalar(npz, "meta_json", "U", path)))
     except DatasetError:
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as exc:
-        raise DatasetError(f"{path}: corrupt or truncated dataset file ({exc})") from exc
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, TypeError,
+            RecursionError, MemoryError, NotImplementedError) as exc:
+        raise DatasetError(f"{path}: corrupt or truncated dataset file ({type(exc).__name__}: {exc})") from exc
     if not isinstance(ds.meta, dict):
         raise DatasetError(f"{path}: metadata is not a JSON object")
     ds.meta["source"] = os.fspath(path)

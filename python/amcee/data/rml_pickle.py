@@ -3,8 +3,11 @@
 They are read by a restricted unpickler that only rebuilds numpy arrays, so a
 downloaded file cannot run code; ``trusted=True`` opts in to plain pickle.
 """
+import io
+import math
 import os
 import pickle
+import pickletools
 
 import numpy as np
 
@@ -12,25 +15,85 @@ from ..labels import RML22_CLASSES, RML2016_CLASSES
 from .dataset import Dataset, DatasetError
 
 
+#: Deepest nesting of containers a dataset pickle may have ({key tuple: array}
+#: with the arrays' reconstruction needs 6); a deeply nested tuple key crashed
+#: the interpreter when hashed.
+MAX_PICKLE_DEPTH = 32
+#: dtypes an array of a dataset pickle may have (numbers only: no objects, no records).
+_ARRAY_KINDS = "fciu"
+
+
 def _refuse_object_dtype(*args):
     """``numpy.dtype`` for the unpickler: object dtypes would let a pickle hold anything."""
     dtype = np.dtype(*args)
-    if dtype.hasobject:
+    if dtype.hasobject or dtype.kind not in _ARRAY_KINDS or dtype.fields or dtype.subdtype:
         raise pickle.UnpicklingError(f"refuses to build arrays of dtype {dtype}")
     return dtype
 
 
+class _ArrayClass:
+    """What ``numpy.ndarray`` resolves to: a name _reconstruct accepts, never a
+    callable (ndarray(shape, dtype, buffer, offset) built arrays over memory
+    the file does not hold)."""
+
+    def __new__(cls, *args, **kwargs):
+        raise pickle.UnpicklingError("refuses to call numpy.ndarray (arrays are built only from the "
+                                     "file's own bytes)")
+
+
+class _PickledArray:
+    """An array of the pickle, filled by BUILD (its __setstate__) only from
+    bytes the file holds, whose length must match shape x itemsize."""
+
+    array = None
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) != 5:
+            raise pickle.UnpicklingError("array state is not (version, shape, dtype, fortran, bytes)")
+        _, shape, dtype, fortran, raw = state
+        self.array = _array_from_bytes(raw, dtype, shape, "F" if fortran is True else "C")
+
+
+def _array_from_bytes(raw, dtype, shape, order="C"):
+    if isinstance(raw, str):  # Python 2 pickles: bytes as latin-1 text
+        raw = raw.encode("latin1")
+    elif isinstance(raw, bytearray):  # protocol 5: a copy, so no view outlives the unpickler's buffer
+        raw = bytes(raw)
+    if not isinstance(raw, (bytes, bytearray)):
+        raise pickle.UnpicklingError(f"array data is {type(raw).__name__}, not bytes")
+    if not isinstance(dtype, np.dtype):
+        raise pickle.UnpicklingError("array dtype is not a numpy dtype")
+    dtype = _refuse_object_dtype(dtype.str)  # a fresh, checked copy of what BUILD may have changed
+    if (not isinstance(shape, tuple) or len(shape) > 8
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+        raise pickle.UnpicklingError(f"array shape {shape!r} is not a tuple of sizes")
+    if math.prod(shape) * dtype.itemsize != len(raw):
+        raise pickle.UnpicklingError(f"array of shape {shape} and dtype {dtype} needs "
+                                     f"{math.prod(shape) * dtype.itemsize} bytes, the file holds {len(raw)}")
+    return np.frombuffer(raw, dtype).reshape(shape, order=order)
+
+
+def _reconstruct(cls, shape, dtype_code):
+    """numpy's _reconstruct(ndarray, (0,), b'b') that starts every pickled array."""
+    if cls is not _ArrayClass:
+        raise pickle.UnpicklingError("_reconstruct of something other than numpy.ndarray")
+    return _PickledArray()
+
+
+def _frombuffer(buffer, dtype, shape, order):
+    """numpy's _frombuffer of protocol 5 pickles, with the byte count checked."""
+    holder = _PickledArray()
+    holder.array = _array_from_bytes(buffer, dtype, shape, "F" if order == "F" else "C")
+    return holder
+
+
 def _numpy_globals():
     """The globals a pickled numpy array refers to, for numpy 1.x and 2.x writers."""
-    try:
-        from numpy._core import multiarray, numeric  # numpy >= 2
-    except ImportError:
-        from numpy.core import multiarray, numeric
     allowed = {}
     for package in ("numpy.core", "numpy._core"):
-        allowed[(package + ".multiarray", "_reconstruct")] = multiarray._reconstruct
-        allowed[(package + ".numeric", "_frombuffer")] = numeric._frombuffer  # protocol 5
-    allowed[("numpy", "ndarray")] = np.ndarray
+        allowed[(package + ".multiarray", "_reconstruct")] = _reconstruct
+        allowed[(package + ".numeric", "_frombuffer")] = _frombuffer  # protocol 5
+    allowed[("numpy", "ndarray")] = _ArrayClass
     allowed[("numpy", "dtype")] = _refuse_object_dtype
     # Python 3 writes bytes in protocol <= 2 as _codecs.encode(text, "latin1").
     allowed[("_codecs", "encode")] = _latin1_encode
@@ -38,7 +101,7 @@ def _numpy_globals():
 
 
 def _latin1_encode(text, encoding="latin1"):
-    if encoding not in ("latin1", "latin-1"):
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
         raise pickle.UnpicklingError(f"refuses codec {encoding!r}")
     return text.encode("latin1")
 
@@ -60,18 +123,71 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
                 "only numpy arrays (pass trusted=True only for files you trust)") from None
 
 
+_PUT = {"PUT", "BINPUT", "LONG_BINPUT"}
+_GET = {"GET", "BINGET", "LONG_BINGET"}
+
+
+def _check_structure(data, path):
+    """Walk the pickle's opcodes (pickletools) before unpickling: the nesting
+    of what it builds stays under MAX_PICKLE_DEPTH and its memo indices are
+    the small sequential ones a pickler writes (an 11-byte pickle with a
+    huge memo index took 15 GB).  Reading from memory, a declared length
+    longer than the file fails here instead of allocating it."""
+    stack, memo, ops = [], {}, 0
+    try:
+        for op, arg, _ in pickletools.genops(io.BytesIO(data)):
+            ops += 1
+            name = op.name
+            if name in ("PERSID", "BINPERSID", "NEXT_BUFFER", "READONLY_BUFFER", "EXT1", "EXT2", "EXT4"):
+                raise DatasetError(f"{path}: pickle uses {name}, which a dataset pickle never needs")
+            if name == "MARK":
+                stack.append(None)
+                continue
+            if name in _PUT or name == "MEMOIZE":
+                index = len(memo) if name == "MEMOIZE" else int(arg)
+                if index > ops:
+                    raise DatasetError(f"{path}: pickle memo index {index} is out of range")
+                memo[index] = stack[-1] if stack and stack[-1] is not None else 0
+                continue
+            if name in _GET:
+                stack.append(memo.get(int(arg), 0))
+                continue
+            consumed = []
+            before = list(op.stack_before)
+            if pickletools.markobject in before:
+                while stack and stack[-1] is not None:
+                    consumed.append(stack.pop())
+                if stack:
+                    stack.pop()
+                before = before[:before.index(pickletools.markobject)]
+            for _ in before:
+                if stack:
+                    consumed.append(stack.pop())
+            depth = max([d for d in consumed if d is not None], default=0) + (1 if consumed else 0)
+            if depth > MAX_PICKLE_DEPTH:
+                raise DatasetError(f"{path}: pickle nests deeper than {MAX_PICKLE_DEPTH} levels")
+            stack.extend([depth] * len(op.stack_after))
+    except DatasetError:
+        raise
+    except (ValueError, KeyError, IndexError) as exc:  # genops: truncated data, unknown opcode
+        raise DatasetError(f"{path}: corrupt, truncated or unsupported pickle ({exc})") from None
+
+
 def _read_pickle(path, trusted):
     with open(path, "rb") as f:
-        try:
-            if trusted:
-                return pickle.load(f, encoding="latin1")
-            return _ArrayOnlyUnpickler(f, path).load()
-        except DatasetError:
-            raise
-        except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
-                IndexError, KeyError, MemoryError, OverflowError, ImportError) as exc:
-            raise DatasetError(f"{path}: corrupt, truncated or unsupported pickle "
-                               f"({type(exc).__name__}: {exc})") from exc
+        data = f.read()
+    if not trusted:
+        _check_structure(data, path)
+    try:
+        if trusted:
+            return pickle.loads(data, encoding="latin1")
+        return _ArrayOnlyUnpickler(io.BytesIO(data), path).load()
+    except DatasetError:
+        raise
+    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError, MemoryError, OverflowError, ImportError, RecursionError) as exc:
+        raise DatasetError(f"{path}: corrupt, truncated or unsupported pickle "
+                           f"({type(exc).__name__}: {exc})") from exc
 
 
 def _pick_classes(path, names, classes):
@@ -97,6 +213,8 @@ def load_rml_pickle(path, classes=None, trusted=False):
                            f"got {type(data).__name__}")
     entries = []
     for key, value in data.items():
+        if isinstance(value, _PickledArray):
+            value = value.array
         if (not isinstance(key, tuple) or len(key) != 2 or not isinstance(key[0], (str, bytes))
                 or isinstance(key[1], bool) or not isinstance(key[1], (int, np.integer))):
             raise DatasetError(f"{path}: key {key!r} is not a (modulation, snr_db) pair")

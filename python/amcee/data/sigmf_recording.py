@@ -12,11 +12,13 @@ Two layouts (frames.LAYOUTS):
 
 ``load_replay`` reads either back into a bit-identical Dataset.
 """
+import hashlib
 import json
 import os
 
 import numpy as np
 
+from ..atomic import atomic_path, refuse_existing
 from ..frames import LAYOUTS, check_layout, frames_to_vectors, vectors_to_frames
 from .dataset import Dataset, DatasetError
 
@@ -59,14 +61,20 @@ def sigmf_layout(path):
     try:
         with open(meta_path) as f:
             layout = json.load(f)["global"].get("amcee:layout")
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise DatasetError(f"{meta_path}: unreadable SigMF metadata ({exc})") from exc
-    check_layout(layout)
+    if not isinstance(layout, str) or layout not in LAYOUTS:
+        raise DatasetError(f"{meta_path}: amcee:layout {layout!r} is none of {', '.join(LAYOUTS)}")
     return layout
 
 
-def save_replay(prefix, ds, layout="complex", sample_rate=None):
-    """Write ``ds`` as a SigMF pair; returns ``(data_path, meta_path)``."""
+def save_replay(prefix, ds, layout="complex", sample_rate=None, overwrite=False):
+    """Write ``ds`` as a SigMF pair; returns ``(data_path, meta_path)``.
+
+    An existing recording is replaced only with ``overwrite``.  Both files are
+    written atomically (atomic.py); a process killed between the two renames
+    leaves a new data file whose SHA-512 the old metadata refuses, never a
+    recording that loads mixed."""
     from sigmf import SigMFFile
 
     check_layout(layout)
@@ -74,10 +82,12 @@ def save_replay(prefix, ds, layout="complex", sample_rate=None):
     datatype = SIGMF_DATATYPES[layout]
     file_dtype, per_frame = LAYOUTS[layout]
     data_path, meta_path = replay_paths(prefix)
+    if not overwrite:
+        for path in (data_path, meta_path):
+            refuse_existing(path, "recording file")
     frame_samples = per_frame * ds.frame_length
     sample_rate = float(sample_rate or ds.meta.get("sample_rate", DEFAULT_SAMPLE_RATE))
 
-    frames_to_vectors(ds.frames, layout).astype(file_dtype, copy=False).tofile(data_path)
     # Annotations go in through the metadata dict: add_annotation re-sorts on every call.
     annotations = [
         {"core:sample_start": i * frame_samples, "core:sample_count": frame_samples,
@@ -102,46 +112,88 @@ def save_replay(prefix, ds, layout="complex", sample_rate=None):
         "captures": [{"core:sample_start": 0}],
         "annotations": annotations,
     }
-    recording = SigMFFile(metadata=meta)
-    recording.set_data_file(data_path)  # records the data file's SHA-512
-    recording.tofile(meta_path, pretty=len(ds) <= _PRETTY_MAX_FRAMES, overwrite=True)
+    with atomic_path(data_path) as data_tmp, atomic_path(meta_path) as meta_tmp:
+        frames_to_vectors(ds.frames, layout).astype(file_dtype, copy=False).tofile(data_tmp)
+        recording = SigMFFile(metadata=meta)
+        recording.set_data_file(data_tmp)  # records the data file's SHA-512
+        recording.tofile(meta_tmp, pretty=len(ds) <= _PRETTY_MAX_FRAMES, overwrite=True)
+        del recording  # its memory map of data_tmp
     return data_path, meta_path
 
 
-def load_replay(path):
-    """Read a SigMF pair written by :func:`save_replay` back into a Dataset."""
-    from sigmf import sigmffile
-    from sigmf.error import SigMFError
+def _field(mapping, key, types, where, required=True):
+    """``mapping[key]`` if it has one of ``types`` (bool is no number here)."""
+    if key not in mapping:
+        if required:
+            raise DatasetError(f"{where} lacks {key}")
+        return None
+    value = mapping[key]
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        raise DatasetError(f"{where}: {key} must be {' or '.join(t.__name__ for t in types)}, "
+                           f"got {type(value).__name__}")
+    return value
 
+
+def load_replay(path):
+    """Read a SigMF pair written by :func:`save_replay` back into a Dataset.
+
+    The metadata is read as JSON with every field's type checked; the data
+    file is ``<prefix>.sigmf-data`` (a ``core:dataset`` naming another file
+    is refused), its size is checked against the annotations before it is
+    read, and its SHA-512 is computed over the very bytes that become frames."""
     data_path, meta_path = replay_paths(path)
     for p in (meta_path, data_path):
         if not os.path.exists(p):
             raise DatasetError(f"{p}: missing file of the SigMF pair")
     try:
-        # Checks the SHA-512 of the data file: a corrupt or truncated copy fails here.
-        recording = sigmffile.fromfile(meta_path)
-    except (SigMFError, ValueError, OSError) as exc:
-        raise DatasetError(f"{meta_path}: unreadable SigMF recording ({exc})") from exc
-    info = recording.get_global_info()
+        with open(meta_path, "rb") as f:
+            doc = json.loads(f.read())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise DatasetError(f"{meta_path}: unreadable SigMF recording ({type(exc).__name__}: {exc})") from None
+    if not isinstance(doc, dict):
+        raise DatasetError(f"{meta_path}: unreadable SigMF recording (not a JSON object)")
+    info = _field(doc, "global", (dict,), meta_path)
+    annotations = _field(doc, "annotations", (list,), meta_path)
     layout = info.get("amcee:layout")
-    if layout not in LAYOUTS or info.get("core:datatype") != SIGMF_DATATYPES[layout]:
+    if not isinstance(layout, str) or layout not in LAYOUTS or info.get("core:datatype") != SIGMF_DATATYPES[layout]:
         raise DatasetError(f"{meta_path}: not an amcee replay recording "
                            f"(layout {layout!r}, datatype {info.get('core:datatype')!r})")
-    classes = tuple(info.get("amcee:classes") or ())
-    frame_length = info.get("amcee:frame_length")
+    dataset = _field(info, "core:dataset", (str,), meta_path, required=False)
+    if dataset is not None and dataset != os.path.basename(data_path):
+        raise DatasetError(f"{meta_path}: core:dataset names {dataset!r}; an amcee recording's data is "
+                           f"{os.path.basename(data_path)} next to its metadata")
+    sha512 = _field(info, "core:sha512", (str,), meta_path)
+    classes = _field(info, "amcee:classes", (list,), meta_path)
+    if not classes or not all(isinstance(c, str) for c in classes):
+        raise DatasetError(f"{meta_path}: amcee:classes must be a list of names")
+    classes = tuple(classes)
+    frame_length = _field(info, "amcee:frame_length", (int,), meta_path)
+    sample_rate = _field(info, "core:sample_rate", (int, float), meta_path, required=False)
+    dataset_meta = _field(info, "amcee:dataset_meta", (dict,), meta_path, required=False) or {}
     file_dtype, per_frame = LAYOUTS[layout]
-    annotations = recording.get_annotations()
-    vectors = np.fromfile(data_path, dtype=file_dtype)
-    if not isinstance(frame_length, int) or frame_length < 1 or \
-            vectors.size != len(annotations) * per_frame * frame_length:
-        raise DatasetError(f"{data_path}: holds {vectors.size} values, expected "
-                           f"{len(annotations)} frames x {per_frame} x {frame_length}")
-    try:
-        names = [a["core:label"] for a in annotations]
-        snrs = np.array([a["amcee:snr_db"] for a in annotations], np.float32)
-        starts = [a["core:sample_start"] for a in annotations]
-    except KeyError as exc:
-        raise DatasetError(f"{meta_path}: annotation without {exc}") from None
+    if frame_length < 1:
+        raise DatasetError(f"{meta_path}: amcee:frame_length must be >= 1, got {frame_length}")
+    names, snrs, starts = [], [], []
+    for i, a in enumerate(annotations):
+        where = f"{meta_path}: annotation {i}"
+        if not isinstance(a, dict):
+            raise DatasetError(f"{where} is not an object")
+        starts.append(_field(a, "core:sample_start", (int,), where))
+        names.append(_field(a, "core:label", (str,), where))
+        snrs.append(_field(a, "amcee:snr_db", (int, float), where))
+    frame_bytes = per_frame * frame_length * np.dtype(file_dtype).itemsize
+    expected = len(annotations) * frame_bytes
+    size = os.path.getsize(data_path)
+    if size != expected:
+        raise DatasetError(f"{meta_path}: unreadable SigMF recording ({data_path} holds {size} bytes, "
+                           f"expected {len(annotations)} frames x {per_frame} x {frame_length} values)")
+    with open(data_path, "rb") as f:
+        raw = f.read()
+    if hashlib.sha512(raw).hexdigest() != sha512.lower():
+        raise DatasetError(f"{meta_path}: unreadable SigMF recording (the SHA-512 of {data_path} "
+                           "does not match its metadata: corrupt or changed data)")
+    vectors = np.frombuffer(raw, dtype=file_dtype)
+    snrs = np.array(snrs, np.float32)
     if starts != list(range(0, len(starts) * per_frame * frame_length, per_frame * frame_length)):
         raise DatasetError(f"{meta_path}: annotations are not one per consecutive frame")
     unknown = sorted(set(names) - set(classes))
@@ -149,8 +201,8 @@ def load_replay(path):
         raise DatasetError(f"{meta_path}: unknown label(s) {', '.join(unknown)}; "
                            f"valid names are {', '.join(classes)}")
     index = {name: i for i, name in enumerate(classes)}
-    meta = dict(info.get("amcee:dataset_meta") or {})
-    meta.update(source=os.fspath(meta_path), sample_rate=info.get("core:sample_rate"))
+    meta = dict(dataset_meta)
+    meta.update(source=os.fspath(meta_path), sample_rate=sample_rate)
     ds = Dataset(
         frames=vectors_to_frames(vectors.reshape(len(annotations), -1), layout),
         labels=np.array([index[n] for n in names], np.int64),

@@ -20,9 +20,23 @@ from .model_file import ModelFileError, load_model, thresholds_tensor, validate_
 
 INVALID_EXIT = -1
 INVALID_CLASS = -1
-#: Frames per network call.  Measured on 2 CPU cores: 128-512 keep the first
-#: layers' activations in cache; 1024 ran about half as fast per frame.
+#: Frames per network call: large enough to amortise a call's overhead, small
+#: enough that the first layers' activations stay in cache (docs/performance.md).
 DEFAULT_BATCH = 256
+#: Largest batch the engine accepts: a batch's buffers grow with it (2 x 4 bytes
+#: x frame length per frame); a bigger one would fail as an allocation error.
+MAX_BATCH = 1 << 16
+
+
+def check_max_batch(value):
+    """``max_batch`` as an int in [1, MAX_BATCH] (no boolean, no fraction)."""
+    whole = (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+             or isinstance(value, float) and value.is_integer())
+    if not whole:
+        raise ValueError(f"max_batch must be a whole number of frames, got {value!r}")
+    if not 1 <= int(value) <= MAX_BATCH:
+        raise ValueError(f"max_batch must be in [1, {MAX_BATCH}] frames, got {value!r}")
+    return int(value)
 
 
 @dataclass
@@ -67,13 +81,14 @@ class EarlyExitEngine:
     """Loads an exported model and classifies batches of frames with it."""
 
     def __init__(self, model_path, thresholds=None, device="cpu", num_threads=0, max_batch=None,
-                 give_up=None, min_exit_share=None, keep_freed_memory=True):
-        """``keep_freed_memory``: apply malloc_tuning once in this process
-        (glibc keeps freed batch buffers instead of faulting them back in
-        for every batch; process-wide)."""
-        max_batch = DEFAULT_BATCH if max_batch is None else max_batch
-        if int(max_batch) < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+                 give_up=None, min_exit_share=None, keep_freed_memory=True, trust_model_code=False):
+        """``keep_freed_memory``: apply malloc_tuning in this process (glibc
+        keeps up to 64 MB of freed batch buffers instead of faulting them
+        back in for every batch).  Process-wide and for the rest of the
+        process: False leaves malloc as it was, unless another engine of the
+        process asked for it.  ``trust_model_code``: load a file
+        whose TorchScript code this package did not write (model_file.read_model_archive)."""
+        max_batch = check_max_batch(DEFAULT_BATCH if max_batch is None else max_batch)
         if int(num_threads) < 0:
             raise ValueError(f"num_threads must be >= 0 (0 = torch's default), got {num_threads}")
         if int(num_threads) > 0:
@@ -81,14 +96,13 @@ class EarlyExitEngine:
         self.device = resolve_device(device)
         if keep_freed_memory:
             malloc_tuning.keep_freed_memory()
-        self.model = load_model(model_path, device=self.device)
+        self.model = load_model(model_path, device=self.device, trust_model_code=trust_model_code)
         self.max_batch = int(max_batch)
         self._lock = threading.Lock()
         self._thresholds = self._give_up = None
         self._threshold_values = self._give_up_values = self._min_exit_share_values = ()
         self._gate_tensors = {}
-        # Rows a gated exit probes (exit_gating.PROBE_ROWS; files from before gating have none).
-        self._probe_rows = int(getattr(self.model.module, "probe_rows", 0))
+        self._probe_rows = int(self.model.module.probe_rows)  # as scripted into the file
         self.set_thresholds(self.model.default_thresholds if thresholds is None else thresholds)
         self.set_give_up(self.model.default_give_up if give_up is None else give_up)
         self.set_min_exit_share(self.model.default_min_exit_share if min_exit_share is None else min_exit_share)
@@ -162,7 +176,8 @@ class EarlyExitEngine:
     def _gate_tensor(self, values):
         """The min_share tensor forward takes, or None when no exit is gated.
         Kept per distinct value list: a stream asks for a handful of them,
-        batch after batch (torch.tensor took 20 us a batch)."""
+        batch after batch, and building the tensor anew each time costs more
+        than looking it up."""
         if not any(values):
             return None
         key = tuple(values)
@@ -213,21 +228,8 @@ class EarlyExitEngine:
 
         ``thresholds`` / ``give_up`` / ``min_exit_share`` override the
         engine's current values for this call only (e.g. a threshold sweep)."""
-        with self._lock:
-            t, g = self._thresholds, self._give_up
-            shares, start = self._min_exit_share_values, self._gate_memory
-        if thresholds is not None:
-            t = self._threshold_tensor(thresholds)[1]
-        if give_up is not None:
-            g = torch.tensor(validate_give_up(give_up, self.num_exits), device=self.device)
-        # The engine's own settings remember the stream across calls
-        # (exit_gating); a call with its own settings starts afresh and
-        # leaves that memory as it was.
-        stream = thresholds is None and give_up is None and min_exit_share is None
-        if min_exit_share is not None:
-            shares = self.model.check_min_exit_share(min_exit_share)
-        memory = start if stream else exit_gating.fresh(len(shares))
-        gated = any(shares)
+        t, g, shares, start, stream = self._call_settings(thresholds, give_up, min_exit_share)
+        gated, memory = any(shares), start
         valid, batches = self._batches(frames)
         n, c = len(valid), len(self.classes)
         probs = np.zeros((n, c), dtype=np.float32)
@@ -236,14 +238,7 @@ class EarlyExitEngine:
         with torch.inference_mode():
             for rows, batch in batches:
                 used = exit_gating.next_shares(shares, memory) if gated else None
-                if used is not None and all(v == exit_gating.SKIP for v in used) \
-                        and exit_gating.gating_applies(len(batch), self._probe_rows):
-                    p, e, h = self._final_exit_only(batch)
-                else:
-                    gate = self._gate_tensor(used) if gated else None
-                    # Without gating the call has three arguments, so that files
-                    # exported before exit gating existed still run.
-                    p, e, h = self.model.module(batch, t, g) if gate is None else self.model.module(batch, t, g, gate)
+                p, e, h = self._run_batch(batch, t, g, used)
                 batch_exits = e.cpu().numpy()
                 if gated:
                     counts = np.bincount(batch_exits, minlength=self.num_exits).tolist()
@@ -257,11 +252,39 @@ class EarlyExitEngine:
                     self._gate_memory = memory
         return Classification(probs=probs, exits=exits, entropy=entropy, valid=valid)
 
+    def _call_settings(self, thresholds, give_up, min_exit_share):
+        """(thresholds tensor, give-up tensor, gating shares, gating memory,
+        whether the call is the stream's) of a classify call: the engine's
+        settings with the call's overrides.  The engine's own settings
+        remember the stream across calls (exit_gating); a call with settings
+        of its own starts afresh and leaves that memory as it was."""
+        with self._lock:
+            t, g = self._thresholds, self._give_up
+            shares, memory = self._min_exit_share_values, self._gate_memory
+        stream = thresholds is None and give_up is None and min_exit_share is None
+        if thresholds is not None:
+            t = self._threshold_tensor(thresholds)[1]
+        if give_up is not None:
+            g = torch.tensor(validate_give_up(give_up, self.num_exits), device=self.device)
+        if min_exit_share is not None:
+            shares = self.model.check_min_exit_share(min_exit_share)
+        if not stream:
+            memory = exit_gating.fresh(len(shares))
+        return t, g, shares, memory, stream
+
+    def _run_batch(self, batch, thresholds, give_up, used):
+        """(probabilities, exits, entropies) of one batch; ``used``: the
+        gating shares chosen for it (exit_gating.next_shares), None = no gating."""
+        if used is not None and exit_gating.skips_every_head(used, len(batch), self._probe_rows):
+            return self._final_exit_only(batch)
+        gate = None if used is None else self._gate_tensor(used)
+        return self.model.module(batch, thresholds, give_up, gate)
+
     def _final_exit_only(self, batch):
         """What the forward returns when the gating memory skips every early
         head (a stream at low SNR): every row leaves at the final exit.  The
         file's backbone() computes exactly the same probabilities without the
-        forward's per-exit bookkeeping (measured: 1-1.5 % of a batch)."""
+        forward's per-exit bookkeeping."""
         p = self.model.module.backbone(batch)
         exits = torch.full([len(batch)], self.num_exits - 1, dtype=torch.long, device=batch.device)
         return p, exits, entropy10(p)

@@ -2,8 +2,8 @@
 
 A head costs time for every row it sees and saves time only for the rows
 that leave there.  In a stream at low SNR almost no row leaves the early
-exits, and running their heads made the early-exit engine slower than the
-backbone alone (measured 0.82-0.98x from -20 to -6 dB with the V0+V1 model).
+exits, and running their heads makes the early-exit engine slower than the
+backbone alone (docs/performance.md, "Exit gating").
 
 The forward (network.architecture.EarlyExitNet.forward, scripted into every
 model file) therefore takes a share ``min_share[k]`` per early exit (the
@@ -26,26 +26,20 @@ What the engine remembers along a stream: its SNR changes slowly against a
 batch of 256 frames, so the last batch says much about the next one:
 
 * a batch that met an exit's share: the next batch runs that head without a
-  probe (a passed probe is a head call on 32 rows for nothing, about 7 % of a
-  batch at 20 dB);
+  probe (a passed probe is a head call on PROBE_ROWS rows for nothing);
 * batches that fell short of the share: from the second such batch since
   the last one that met the share, the next 1, then 2, 4 and at most
   MAX_SKIPPED batches skip the head and its probe, then it is probed again.
-  (One such batch alone says little: at mid SNR a batch of QAM frames leaves
-  V0 rarely and the next modulation's batch leaves it often.)
-  A probe batch costs a head call on 32 rows and the forward's bookkeeping,
-  which on an AVX2 CPU was 5-7 % of a batch: a stream at
-  -12 dB ran at 0.93-0.96x of the backbone with a probe every 4th batch per
-  exit (the back-off stopped at 3) against 0.98-0.99x with no probe.  And a
-  batch that falls short but not far (say 2 of 32 probed rows against a
-  share of 0.11) used to be probed again at the next batch with no back-off:
-  at -14, -10 and -8 dB on the test split that was a probe in 54-62 % of the
-  batches, for an exit whose head, near its break-even share, saves about
-  what it costs anyway.  Every shortfall now counts, and the back-off doubles.
+  One such batch alone says little (at mid SNR a batch of QAM frames leaves
+  V0 rarely and the next modulation's batch leaves it often); a run of them
+  says the stream is noisy, and every probe batch costs a head call on
+  PROBE_ROWS rows plus the forward's bookkeeping, which a stream at low SNR
+  pays for nothing.  A batch that falls short but not far counts as a
+  shortfall too: its exit, near its break-even share, saves about what it
+  costs anyway.  (The measurements behind these rules: docs/performance.md.)
   The frames of a skipped batch go on to later exits, which are at least as
   accurate; if the SNR rose meanwhile, only compute is lost, for at most
-  MAX_SKIPPED batches (8 x 256 frames: 9 s of a 30 kHz stream, a fraction
-  of a second of file replay).
+  MAX_SKIPPED batches.
 """
 from dataclasses import dataclass, replace
 
@@ -67,6 +61,13 @@ def gating_applies(rows: int, probe_rows: int) -> bool:
 def skips_head(share: float) -> bool:
     """Whether a share tells the forward to skip the head without a probe."""
     return share > 1.0
+
+
+def skips_every_head(used, rows, probe_rows):
+    """Whether the forward, given the shares ``used`` (next_shares) for a
+    batch of ``rows``, runs no early head at all: then every row leaves at
+    the final exit, and the backbone alone gives the same answer cheaper."""
+    return all(v == SKIP for v in used) and gating_applies(rows, probe_rows)
 
 
 @dataclass(frozen=True)

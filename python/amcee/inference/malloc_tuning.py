@@ -2,15 +2,15 @@
 
 Every batch of 256 frames allocates and frees a few tensors of 4-8 MB (conv1's
 output alone is 8 MB).  With glibc's defaults the freed top of the heap is
-trimmed, so the next batch faults every page back in: measured here, about
-5,000 minor page faults per 2,000 frames at 20 dB, and 34-36 ms with the
-settings below against 42-46 ms without them for the early-exit engine (the
-backbone alone 70-72 ms against 79-90 ms), in one process.  The faults fall
-hardest on early exit, whose arithmetic is smallest, so the speed-up over the
-backbone rose from 1.72-2.02x to 2.02-2.05x at 20 dB.
+trimmed, so the next batch faults every page back in, page by page.  The
+faults fall hardest on early exit, whose arithmetic is smallest (what they
+cost: docs/performance.md, "Engine settings").
 
-The settings are process-wide (mallopt); they keep up to TRIM_THRESHOLD of
-free memory at the top of each heap.  Elsewhere than glibc this does nothing.
+The settings are process-wide (mallopt) and cannot be undone: they keep up
+to TRIM_THRESHOLD of free memory at the top of each heap for the rest of the
+process.  So they are an explicit choice: EarlyExitEngine(keep_freed_memory=)
+and the classifier block's keep_freed_memory parameter.  Elsewhere than
+glibc this does nothing.
 """
 import ctypes
 import ctypes.util

@@ -8,10 +8,14 @@ thresholds, give-up values and exit gating, entropy base and per-exit compute
 cost.  A flowgraph needs only torch and this module to load one: no training
 code, no model class.  network.export is the one writer of these files.
 """
+import contextlib
+import io
 import json
 import math
 import os
 import re
+import subprocess
+import sys
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -21,7 +25,9 @@ import torch
 
 METADATA_FILE = "amcee.json"
 FORMAT = "amcee-early-exit-model"
-FORMAT_VERSION = 1
+#: Version 2: every forward takes class thresholds and exit gating (version 1
+#: files could lack either and are refused: export them again).
+FORMAT_VERSION = 2
 REQUIRED_METHODS = ("forward", "backbone", "exit_logits")
 REQUIRED_KEYS = ("format", "format_version", "classes", "frame_len", "num_exits",
                  "exit_names", "thresholds", "give_up", "entropy_base", "normalization",
@@ -137,34 +143,21 @@ class LoadedModel:
         """Exit gating of the file (0 = off); files without the field have it off."""
         return validate_min_exit_share(self.meta.get("min_exit_share"), self.num_exits)
 
-    @property
-    def supports_exit_gating(self):
-        """Whether the file's forward takes min_exit_share (files exported
-        before exit gating existed take three arguments)."""
-        return len(self.module.forward.schema.arguments) >= 5  # self, x, thresholds, give_up, min_share
-
-    @property
-    def supports_class_thresholds(self):
-        """Whether the file's forward takes one threshold per class (files
-        exported before class thresholds existed have no forward_features)."""
-        return hasattr(self.module, "forward_features") and \
-            "class_thresholds" in self.module.forward_features()
-
     def check_thresholds(self, value):
-        """validate_thresholds, and class thresholds only where the file has them."""
-        values = validate_thresholds(value, self.num_exits, len(self.classes))
-        if any(isinstance(t, tuple) for t in values) and not self.supports_class_thresholds:
-            raise ValueError(f"{self.path} was exported before class thresholds existed: give one "
-                             "threshold per early exit (export the model again to use them)")
-        return values
+        """validate_thresholds for this model's exits and classes."""
+        return validate_thresholds(value, self.num_exits, len(self.classes))
 
     def check_min_exit_share(self, value):
-        """validate_min_exit_share, and a non-zero share only where the file can gate."""
-        values = validate_min_exit_share(value, self.num_exits)
-        if any(values) and not self.supports_exit_gating:
-            raise ValueError(f"{self.path} was exported before exit gating existed: "
-                             "min_exit_share must be 0 (export the model again to use it)")
-        return values
+        """validate_min_exit_share for this model's exits."""
+        return validate_min_exit_share(value, self.num_exits)
+
+
+def number(value, what):
+    """``value`` as a float: a real number, never a boolean (True is no
+    threshold, though Python counts it as 1)."""
+    if isinstance(value, (bool, np.bool_)) or isinstance(value, (str, bytes)):
+        raise TypeError(f"{what} must be a number, got {value!r}")
+    return float(value)
 
 
 def validate_thresholds(value, num_exits, num_classes=None):
@@ -197,7 +190,7 @@ def validate_thresholds(value, num_exits, num_classes=None):
             if isinstance(item, (str, bytes)):
                 raise TypeError
             per_class = num_classes is not None and hasattr(item, "__len__")
-            t = tuple(float(v) for v in item) if per_class else float(item)
+            t = tuple(number(v, "threshold") for v in item) if per_class else number(item, "threshold")
         except (TypeError, ValueError):
             raise ValueError(f"threshold must be {shape}, got {value!r}") from None
         if per_class and len(t) != num_classes:
@@ -224,8 +217,7 @@ def format_thresholds(thresholds, exit_names, classes):
 
 def thresholds_tensor(values, num_classes, device="cpu"):
     """Validated thresholds as forward takes them: [K-1] when every exit has
-    one number (so files from before class thresholds run them), else
-    [K-1, C] with a number repeated over the classes."""
+    one number, else [K-1, C] with a number repeated over the classes."""
     if not any(isinstance(t, tuple) for t in values):
         return torch.tensor(values, dtype=torch.float32, device=device)
     rows = [list(t) if isinstance(t, tuple) else [t] * num_classes for t in values]
@@ -272,7 +264,7 @@ def _per_early_exit(value, num_exits, missing, what, list_name):
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = [value] * n
     try:
-        values = [missing if v is None else float(v) for v in value]
+        values = [missing if v is None else number(v, what) for v in value]
     except (TypeError, ValueError):
         raise ValueError(f"{what} must be None, a number or a list of {n} numbers, got {value!r}") from None
     if len(values) != n:
@@ -292,7 +284,7 @@ def _check_metadata(meta, path):
     if meta.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(
             f"{path}: model format version {meta.get('format_version')!r} is not supported "
-            f"(this gr-amcee reads version {FORMAT_VERSION})")
+            f"(this gr-amcee reads version {FORMAT_VERSION}): export it again with `amcee export`")
     if missing:
         raise ModelFileError(f"{path}: metadata lacks {', '.join(missing)}")
     k = meta["num_exits"]
@@ -305,8 +297,211 @@ def _check_metadata(meta, path):
         raise ModelFileError(f"{path}: unsupported normalisation/entropy base in metadata")
 
 
-def load_model(path, device="cpu"):
-    """Load and check an exported model; every problem is a ModelFileError."""
+#: Largest model file read (the shipped one is about 0.3 MB).
+MAX_MODEL_FILE_BYTES = 1 << 30
+#: Largest metadata, network frame length and class count a file may declare:
+#: bounds on what the code check builds before anything of the file runs.
+MAX_METADATA_BYTES = 16 << 20
+MAX_FRAME_LEN = 1 << 16
+MAX_CLASSES = 4096
+
+_CODE_REFERENCE = None
+_REFERENCE_CACHE = {}
+_TEMPORARY = re.compile(r"\b_\d+\b")
+_MANGLE = re.compile(r"___torch_mangle_\d+\.|\.___torch_mangle_\d+\b")
+
+
+_TRUST_ALL = False
+
+
+@contextlib.contextmanager
+def trusted_model_code():
+    """Within this block every load_model trusts the file's code (the CLI's
+    --trust-model-code: the user's word for the files of one command)."""
+    global _TRUST_ALL
+    before, _TRUST_ALL = _TRUST_ALL, True
+    try:
+        yield
+    finally:
+        _TRUST_ALL = before
+
+
+def register_code_reference(reference):
+    """Set the function {network config: code entries} that the code check
+    compares files with (network.model_code registers its reference_code
+    when imported; this layer may not import it)."""
+    global _CODE_REFERENCE
+    _CODE_REFERENCE = reference
+
+
+def is_code_entry(name):
+    """Whether a member of a TorchScript archive is TorchScript source (the
+    ``code/`` entries torch compiles and runs; their .debug_pkl siblings hold
+    only source ranges for error messages)."""
+    parts = name.split("/")
+    return len(parts) > 2 and parts[1] == "code" and name.endswith(".py")
+
+
+def _normalised_code(code):
+    """The code entries as the set of their top-level classes and functions,
+    with torch's class-name counters (``___torch_mangle_N``) removed.  Which
+    class gets which counter, and which file it is in, depends on what the
+    process scripted before (torch reuses and numbers class types per
+    process); the classes and functions themselves do not."""
+    blocks = []
+    for text in code.values():
+        current = []
+        for line in _MANGLE.sub("", text).splitlines():
+            if line and not line[0].isspace() and current:
+                blocks.append(current)
+                current = []
+            current.append(line)
+        if current:
+            blocks.append(current)
+    return frozenset(_renumber_temporaries("\n".join(block)) for block in blocks)
+
+
+def _renumber_temporaries(block):
+    """The printer's temporaries (_0, _1, ...) renamed in order of first use:
+    their numbers run on through a file, so they depend on which classes
+    share it.  A consistent renaming within a block changes no meaning."""
+    names = {}
+    return _TEMPORARY.sub(lambda m: names.setdefault(m.group(0), f"_{len(names)}"), block)
+
+
+def _reference_code(config, path):
+    """The exporter's code entries for ``config``, once per process and config."""
+    key = json.dumps(config, sort_keys=True)
+    if key not in _REFERENCE_CACHE:
+        if _CODE_REFERENCE is not None:
+            try:
+                code = _CODE_REFERENCE(config)
+            except ValueError as exc:
+                raise ModelFileError(f"{path}: metadata holds no valid network config ({exc})") from None
+        else:
+            code = _reference_code_in_subprocess(config, path)
+        _REFERENCE_CACHE[key] = _normalised_code(code)
+    return _REFERENCE_CACHE[key]
+
+
+def _reference_code_in_subprocess(config, path):
+    """network.model_code run as a program: a flowgraph's process loads no network code."""
+    package = __name__.rsplit(".", 2)[0]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    try:
+        proc = subprocess.run([sys.executable, "-m", f"{package}.network.model_code"], input=json.dumps(config),
+                              capture_output=True, text=True, env=env, timeout=600)
+        result = json.loads(proc.stdout)
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        raise ModelFileError(f"{path}: could not build the reference code to check the file against "
+                             f"({exc}; {proc.stderr.strip()[-300:] if 'proc' in locals() else ''})") from None
+    if "error" in result:
+        raise ModelFileError(f"{path}: metadata holds no valid network config ({result['error']})")
+    return result["code"]
+
+
+def _check_metadata_types(meta, path):
+    """Types and bounds of the metadata fields the loader and the code check use."""
+    def need(ok, what):
+        if not ok:
+            raise ModelFileError(f"{path}: metadata field {what}")
+
+    classes, exit_names = meta.get("classes"), meta.get("exit_names")
+    need(isinstance(classes, list) and 2 <= len(classes) <= MAX_CLASSES
+         and all(isinstance(c, str) for c in classes), f"classes must be a list of 2 to {MAX_CLASSES} names")
+    need(isinstance(exit_names, list) and all(isinstance(e, str) for e in exit_names),
+         "exit_names must be a list of names")
+    frame_len = meta.get("frame_len")
+    need(type(frame_len) is int and 8 <= frame_len <= MAX_FRAME_LEN and frame_len % 8 == 0,
+         f"frame_len must be a multiple of 8 in [8, {MAX_FRAME_LEN}], got {frame_len!r}")
+    need(type(meta.get("num_exits")) is int, f"num_exits must be an integer, got {meta.get('num_exits')!r}")
+    for key in ("thresholds", "give_up"):
+        need(isinstance(meta.get(key), list), f"{key} must be a list")
+    if "min_exit_share" in meta:
+        need(meta["min_exit_share"] is None or isinstance(meta["min_exit_share"], list),
+             "min_exit_share must be a list")
+    config = meta.get("config")
+    need(isinstance(config, dict), "config (the network's) must be an object")
+    need(config.get("frame_len") == frame_len and config.get("num_classes") == len(classes)
+         and isinstance(config.get("exits"), list) and len(config["exits"]) + 1 == meta["num_exits"],
+         "config disagrees with frame_len, classes or num_exits")
+
+
+def read_model_archive(path, trust_model_code=False):
+    """Check a model file before torch runs any of it; returns (bytes, metadata).
+
+    Every member's CRC is verified (torch does not: a flipped byte in the
+    weights loads with other outputs), the metadata is read from the zip,
+    and, unless ``trust_model_code``, the TorchScript code the file carries
+    must be what this package's exporter writes for the file's network
+    config (network.model_code): torch compiles and runs that code while
+    loading, and it can read and write files.  The bytes checked are the
+    bytes torch loads (no second read of a file that may have changed)."""
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_MODEL_FILE_BYTES:
+            raise ModelFileError(f"{path}: {size} bytes, larger than any model file "
+                                 f"({MAX_MODEL_FILE_BYTES} bytes at most)")
+        with open(path, "rb") as f:
+            data = f.read()
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path} is not a readable TorchScript model file (not a zip archive: {exc})") \
+            from None
+    with archive:
+        members = archive.infolist()
+        unpacked = sum(m.file_size for m in members)
+        if unpacked > MAX_MODEL_FILE_BYTES:
+            # torch compresses only the code entries: more than this is a zip bomb.
+            raise ModelFileError(f"{path}: its members unpack to {unpacked} bytes, more than any model file "
+                                 f"({MAX_MODEL_FILE_BYTES} bytes at most)")
+        try:
+            bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as exc:
+            raise ModelFileError(f"{path} is corrupted ({exc})") from None
+        if bad is not None:
+            raise ModelFileError(f"{path} is corrupted: member {bad} fails its CRC check")
+        names = [m.filename for m in members]
+        meta_names = [n for n in names if n.split("/")[1:] == ["extra", METADATA_FILE]]
+        if len(meta_names) != 1:
+            raise ModelFileError(f"{path} is not an amcee model: it has no {METADATA_FILE} metadata "
+                                 "(export models with `amcee export`)")
+        if archive.getinfo(meta_names[0]).file_size > MAX_METADATA_BYTES:
+            raise ModelFileError(f"{path}: {METADATA_FILE} metadata is larger than {MAX_METADATA_BYTES} bytes")
+        try:
+            meta = json.loads(archive.read(meta_names[0]))
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise ModelFileError(f"{path}: {METADATA_FILE} metadata is not valid JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise ModelFileError(f"{path}: {METADATA_FILE} metadata is not a JSON object")
+        try:
+            _check_metadata(meta, path)  # format and version first: an old or foreign file says so
+        except (TypeError, KeyError, AttributeError):
+            pass  # a field of the wrong type, named by the next check
+        _check_metadata_types(meta, path)
+        _check_metadata(meta, path)
+        if trust_model_code:
+            return data, meta
+        try:
+            code = {n.split("/", 1)[1]: archive.read(n).decode("utf-8") for n in names if is_code_entry(n)}
+        except UnicodeDecodeError:
+            code = None
+    expected = _reference_code(meta["config"], path)
+    found = _normalised_code(code) if code is not None else None
+    if found != expected:
+        differing = sorted(found - expected) if found is not None else ["code that is not text"]
+        where = differing[0].splitlines()[0][:80] if differing else "code the exporter writes is missing"
+        raise ModelFileError(
+            f"{path} contains code this package did not write (at: {where}): torch would run it while "
+            "loading. Load it only if you trust its author: trust_model_code=True / --trust-model-code")
+    return data, meta
+
+
+def load_model(path, device="cpu", trust_model_code=False):
+    """Load and check an exported model; every problem is a ModelFileError.
+
+    The file is checked before torch runs any of its code (read_model_archive);
+    ``trust_model_code`` runs TorchScript code this package did not write."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ModelFileError(f"model file not found: {path}")
@@ -317,11 +512,12 @@ def load_model(path, device="cpu"):
     if kind == "torch.save":
         raise ModelFileError(f"{path} is a torch.save file (tensors, a state dict), not an amcee model: "
                              "models are exported from training checkpoints with `amcee export`")
+    data, _ = read_model_archive(path, trust_model_code or _TRUST_ALL)
     extra = {METADATA_FILE: ""}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(path, map_location=device, _extra_files=extra)
+            module = torch.jit.load(io.BytesIO(data), map_location=device, _extra_files=extra)
     except Exception as exc:  # torch raises RuntimeError/ValueError/... for foreign files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path} is not a readable TorchScript model file ({first_line})") from None

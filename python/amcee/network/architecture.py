@@ -43,8 +43,8 @@ PAPER_VERSIONS = {"V0": "pool1", "V1": "conv2", "V2": "conv3", "V3": "conv5"}
 HEAD_FEATURES = 1024
 #: The batched early exit gathers the rows that go on only when at least this
 #: share of the rows in flight has left; below it the few answered rows ride
-#: along and are ignored.  Measured on this CPU: copying a row's cached
-#: features costs about 1/16 of running it through the next segment.
+#: along and are ignored: copying a row's cached features costs about this
+#: fraction of running it through the next segment (docs/performance.md).
 MIN_SHARE_TO_GATHER = 1.0 / 16
 #: Hidden sizes of an early-exit head and of the backbone's classifier.
 HEAD_HIDDEN = (64, 32)
@@ -127,7 +127,7 @@ class InputGain(nn.Module):
     L1-normalised frames have sample magnitudes around 1/L, so conv1's outputs
     are ~1e-3 while Adam moves its bias by about lr per step: with lr >= 1e-3
     BatchNorm's running mean could not follow and eval-mode accuracy collapsed
-    (measured: 0.14 in eval mode vs 0.56 in train mode on the same frames).
+    far below train-mode accuracy on the same frames.
     Scaling by L brings the mean magnitude to 1; exported models fold it into
     conv1's weights.
     """
@@ -196,11 +196,9 @@ def conv_exit_head(channels, length, num_classes, dropout, conv_channels=CONV_HE
 
     Why: the paper's head is affine after a max-pool (its Linear layers have
     no activation between them), so at V0 it sees conv1's 3-tap filters
-    only.  Trained on the frozen conv1 of a V0+V1 model, this head (53k MACs,
-    less than the paper head's 68k) raised V0's test accuracy from 48 % to
-    56 %, at 20 dB BPSK 75 -> 100 % and 8PSK 2 -> 56 %, and the 20 dB compute
-    ceiling at 0.4 pp loss from 1.55x to 2.04x (docs/exit_head_study.py,
-    docs/default-model/README.md).
+    only; one convolution and a non-linearity, for fewer MACs than the
+    paper's head, let an early exit tell apart what those filters cannot
+    (the study: docs/exit_head_study.py, docs/default-model/README.md).
     """
     pool = max(1, length // positions)
     if length % pool:
@@ -276,12 +274,6 @@ class EarlyExitNet(nn.Module):
 
     # -- inference ----------------------------------------------------------
     @torch.jit.export
-    def forward_features(self) -> List[str]:
-        """What this file's forward understands beyond the first exported
-        format (model_file.LoadedModel reads it; older files lack the method)."""
-        return ["exit_gating", "class_thresholds"]
-
-    @torch.jit.export
     def backbone(self, x: Tensor) -> Tensor:
         """Class probabilities of the backbone alone: no early-exit head runs."""
         k = 0
@@ -304,21 +296,20 @@ class EarlyExitNet(nn.Module):
         entropy E satisfies E <= threshold (confident, the paper's rule) or
         E >= give_up (so unsure that the deeper layers are not expected to
         help: low-SNR frames, the paper's suggested extension; +inf disables
-        it), or at the final exit.  The rows that go on are gathered once
-        MIN_SHARE_TO_GATHER of those in flight has left (below that, the few
-        answered rows ride along and their later outputs are ignored).
+        it), or at the final exit.
 
-        min_share: optional [K-1] exit gating, the protocol of
-        inference.exit_gating: with min_share[k] > 0 and enough rows in
-        flight (gating_applies), head k first runs on probe_rows rows spread
-        evenly over the batch; only if at least min_share[k] of those leave
-        does it run on every row.  Otherwise the probed rows that qualified
-        leave and every other row goes on to the next exit without its
-        entropy being looked at here.  A share above 1 (skips_head) skips
-        the head without a probe.
+        min_share: [K-1] exit gating (inference.exit_gating; None = off):
+        with min_share[k] > 0 and enough rows in flight (gating_applies),
+        head k first runs on probe_rows rows spread evenly over the batch;
+        only if at least min_share[k] of those leave does it run on every
+        row.  Otherwise the probed rows that qualified leave and every other
+        row goes on to the next exit without its entropy being looked at
+        here.  A share above 1 (skips_head) skips the head without a probe.
 
-        Returns per row the class probabilities [B, C], the exit index [B]
-        and the entropy [B].
+        At each exit: decide which rows leave (_judge_probe, _leaving), write
+        their outputs (_record), and gather the rows that go on
+        (_gather_in_flight).  Returns per row the class probabilities [B, C],
+        the exit index [B] and the entropy [B].
         """
         batch = x.size(0)
         probs = torch.zeros(batch, self.num_classes, dtype=x.dtype, device=x.device)
@@ -328,90 +319,118 @@ class EarlyExitNet(nn.Module):
         answered = torch.zeros(batch, dtype=torch.bool, device=x.device)  # rows of x that already left
         n_answered = 0
         k = 0
-        last = self.num_exits - 1
-        probe = self.probe_rows
         for block in self.blocks:
             if rows.numel() > n_answered:
                 x = block.segment(x)
-                n_flight = rows.numel()
-                share = 0.0  # this exit's gating share; 0 = the head runs on every row
-                if min_share is not None and k < last and gating_applies(n_flight, probe):
-                    share = float(min_share[k])
-                gated = share > 0.0
-                skip = False
+                share = self._gating_share(k, rows.numel(), min_share)
+                skip = skips_head(share)  # no probe can meet it: every row goes on without a head call
                 p = torch.empty(0)
                 e = torch.empty(0)
                 take = torch.empty(0, dtype=torch.bool)
-                if skips_head(share):
-                    # No probe can meet a share above 1: every row goes on
-                    # without a head call (the engine's back-off, exit_gating).
-                    skip = True
-                elif gated:
+                if share > 0.0 and not skip:
                     # The probe rows are spread over the batch, so that a batch
                     # whose first rows differ from the rest (a modulation or
                     # SNR change) is judged on all of it.
-                    stride = n_flight // probe
-                    end = probe * stride
+                    stride = rows.numel() // self.probe_rows
+                    end = self.probe_rows * stride
                     probe_p = class_probabilities(block.head(x[0:end:stride]))
-                    probe_e = entropy10(probe_p)
-                    probe_take = leaves(probe_p, probe_e, thresholds[k], give_up[k])
-                    live = probe
-                    if n_answered > 0:
-                        probe_answered = answered[0:end:stride]
-                        probe_take = probe_take & ~probe_answered
-                        live = probe - int(probe_answered.sum())
-                    n_probe_take = int(probe_take.sum())
-                    if n_probe_take < share * live:
-                        # Not worth it for this batch: only probed rows may leave.
-                        # (When none of them qualified, take stays empty: nothing leaves.)
-                        skip = True
-                        if n_probe_take > 0:
-                            take = torch.zeros(n_flight, dtype=torch.bool, device=x.device)
-                            p = torch.zeros(n_flight, self.num_classes, dtype=x.dtype, device=x.device)
-                            e = torch.zeros(n_flight, dtype=x.dtype, device=x.device)
-                            p[0:end:stride] = probe_p
-                            e[0:end:stride] = probe_e
-                            take[0:end:stride] = probe_take
+                    skip, p, e, take = self._judge_probe(probe_p, k, share, thresholds, give_up,
+                                                         answered, n_answered, rows.numel(), stride)
                 if not skip:
                     # (After a passed probe the head runs on every row, the
                     # probed ones again: cheaper than gathering the others.)
                     p = class_probabilities(block.head(x))
                     e = entropy10(p)
-                    if k == last:
-                        take = ~answered
-                    else:
-                        take = leaves(p, e, thresholds[k], give_up[k])
-                        if n_answered > 0:
-                            take = take & ~answered
-                n_take = int(take.sum()) if take.numel() > 0 else 0
-                if n_take == n_flight and n_flight == batch:  # the whole batch leaves here, in order
-                    probs, entropy = p, e
-                    exits.fill_(k)
-                    n_answered = n_take
-                elif n_take == n_flight:  # every row in flight leaves: no gather needed
-                    probs.index_copy_(0, rows, p)
-                    exits.index_fill_(0, rows, k)
-                    entropy.index_copy_(0, rows, e)
-                    n_answered = n_take
-                elif n_take > 0:
-                    # index_select/index_copy_ with explicit indices: cheaper
-                    # than boolean-mask indexing, which finds the indices again
-                    # for every tensor it touches.  (With a skipped head only
-                    # the probed rows of p and e are filled, and only they can
-                    # leave.)
-                    out = torch.nonzero(take).squeeze(1)
-                    leaving = rows.index_select(0, out)
-                    probs.index_copy_(0, leaving, p.index_select(0, out))
-                    exits.index_fill_(0, leaving, k)
-                    entropy.index_copy_(0, leaving, e.index_select(0, out))
-                    answered = answered | take
-                    n_answered += n_take
-                if n_answered > 0 and n_answered < n_flight and \
-                        n_answered >= self.min_share_to_gather * n_flight:
-                    keep = torch.nonzero(~answered).squeeze(1)
-                    x = x.index_select(0, keep)
-                    rows = rows.index_select(0, keep)
-                    answered = answered.index_select(0, keep)
-                    n_answered = 0
+                    take = self._leaving(p, e, k, thresholds, give_up, answered, n_answered)
+                probs, entropy, answered, n_answered = self._record(
+                    probs, exits, entropy, p, e, take, k, rows, answered, n_answered)
+                x, rows, answered, n_answered = self._gather_in_flight(x, rows, answered, n_answered)
             k += 1
         return probs, exits, entropy
+
+    def _gating_share(self, k: int, n_flight: int, min_share: Optional[Tensor]) -> float:
+        """Exit k's gating share for this batch; 0 = the head runs on every row
+        (no gating asked, the final exit, or too few rows to probe)."""
+        if min_share is None or k >= self.num_exits - 1 or not gating_applies(n_flight, self.probe_rows):
+            return 0.0
+        return float(min_share[k])
+
+    def _judge_probe(self, probe_p: Tensor, k: int, share: float, thresholds: Tensor, give_up: Tensor,
+                     answered: Tensor, n_answered: int, n_flight: int,
+                     stride: int) -> Tuple[bool, Tensor, Tensor, Tensor]:
+        """(skip the full head, p, e, take) from the probed rows' probabilities:
+        when fewer than ``share`` of the live probed rows leave, the head does
+        not run on the batch and only the probed rows that qualified leave
+        (p, e and take filled at their rows only; empty when none qualified)."""
+        end = self.probe_rows * stride
+        probe_e = entropy10(probe_p)
+        probe_take = leaves(probe_p, probe_e, thresholds[k], give_up[k])
+        live = self.probe_rows
+        if n_answered > 0:
+            probe_answered = answered[0:end:stride]
+            probe_take = probe_take & ~probe_answered
+            live = self.probe_rows - int(probe_answered.sum())
+        n_probe_take = int(probe_take.sum())
+        p = torch.empty(0)
+        e = torch.empty(0)
+        take = torch.empty(0, dtype=torch.bool)
+        if n_probe_take >= share * live:
+            return False, p, e, take
+        if n_probe_take > 0:
+            take = torch.zeros(n_flight, dtype=torch.bool, device=probe_p.device)
+            p = torch.zeros(n_flight, self.num_classes, dtype=probe_p.dtype, device=probe_p.device)
+            e = torch.zeros(n_flight, dtype=probe_p.dtype, device=probe_p.device)
+            p[0:end:stride] = probe_p
+            e[0:end:stride] = probe_e
+            take[0:end:stride] = probe_take
+        return True, p, e, take
+
+    def _leaving(self, p: Tensor, e: Tensor, k: int, thresholds: Tensor, give_up: Tensor,
+                 answered: Tensor, n_answered: int) -> Tensor:
+        """Rows in flight that leave exit k after its head ran on all of them:
+        every row not yet answered at the final exit, else the exit rule's."""
+        if k == self.num_exits - 1:
+            return ~answered
+        take = leaves(p, e, thresholds[k], give_up[k])
+        if n_answered > 0:
+            take = take & ~answered
+        return take
+
+    def _record(self, probs: Tensor, exits: Tensor, entropy: Tensor, p: Tensor, e: Tensor, take: Tensor,
+                k: int, rows: Tensor, answered: Tensor,
+                n_answered: int) -> Tuple[Tensor, Tensor, Tensor, int]:
+        """Write the outputs of the rows that leave exit k (``exits`` in place);
+        returns (probs, entropy, answered, n_answered)."""
+        n_flight = rows.numel()
+        n_take = int(take.sum()) if take.numel() > 0 else 0
+        if n_take == n_flight and n_flight == probs.size(0):  # the whole batch leaves here, in order
+            exits.fill_(k)
+            return p, e, answered, n_take
+        if n_take == n_flight:  # every row in flight leaves: no gather needed
+            probs.index_copy_(0, rows, p)
+            exits.index_fill_(0, rows, k)
+            entropy.index_copy_(0, rows, e)
+            return probs, entropy, answered, n_take
+        if n_take > 0:
+            # index_select/index_copy_ with explicit indices: cheaper than
+            # boolean-mask indexing, which finds the indices again for every
+            # tensor it touches.  (With a skipped head only the probed rows of
+            # p and e are filled, and only they can leave.)
+            out = torch.nonzero(take).squeeze(1)
+            leaving = rows.index_select(0, out)
+            probs.index_copy_(0, leaving, p.index_select(0, out))
+            exits.index_fill_(0, leaving, k)
+            entropy.index_copy_(0, leaving, e.index_select(0, out))
+            return probs, entropy, answered | take, n_answered + n_take
+        return probs, entropy, answered, n_answered
+
+    def _gather_in_flight(self, x: Tensor, rows: Tensor, answered: Tensor,
+                          n_answered: int) -> Tuple[Tensor, Tensor, Tensor, int]:
+        """Drop the answered rows from the features once MIN_SHARE_TO_GATHER of
+        those in flight has left; below that the few answered rows ride along
+        and their later outputs are ignored."""
+        n_flight = rows.numel()
+        if n_answered > 0 and n_answered < n_flight and n_answered >= self.min_share_to_gather * n_flight:
+            keep = torch.nonzero(~answered).squeeze(1)
+            return x.index_select(0, keep), rows.index_select(0, keep), answered.index_select(0, keep), 0
+        return x, rows, answered, n_answered

@@ -8,10 +8,11 @@ exported without knowing how it was made.  Loading uses
 ``torch.load(weights_only=True)``, which cannot execute code from the file.
 """
 import os
+import zipfile
 
 import torch
 
-from ..inference.model_file import CHECKPOINT_FORMAT, torch_file_kind
+from ..inference.model_file import CHECKPOINT_FORMAT, MAX_CLASSES, MAX_FRAME_LEN, torch_file_kind
 from .architecture import LAYER_NAMES, EarlyExitNet, InputGain, ModelConfig
 
 
@@ -36,13 +37,30 @@ def load_checkpoint(path, map_location="cpu"):
         raise ValueError(f"{path} is an exported model, not a training checkpoint (the best.pt or last.pt "
                          "of an `amcee train` run)")
     try:
+        with zipfile.ZipFile(path) as archive:  # torch does not check the CRCs: a flipped bit loads
+            bad = archive.testzip()
+        if bad is not None:
+            raise ValueError(f"member {bad} fails its CRC check")
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path} is not a readable amcee checkpoint ({str(exc).splitlines()[0]})") from None
+        text = str(exc).strip()
+        raise ValueError(f"{path} is not a readable amcee checkpoint "
+                         f"({text.splitlines()[0] if text else type(exc).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an amcee checkpoint (format {CHECKPOINT_FORMAT} expected)")
-    model = EarlyExitNet(ModelConfig.from_dict(state["model_config"]))
-    model.load_state_dict(state["model_state"])
+    config = state.get("model_config")
+    if not isinstance(config, dict) or not all(
+            type(config.get(key)) is int and low <= config[key] <= high
+            for key, low, high in (("frame_len", 8, MAX_FRAME_LEN), ("num_classes", 2, MAX_CLASSES))):
+        raise ValueError(f"{path}: checkpoint has no valid model_config (frame_len up to {MAX_FRAME_LEN}, "
+                         f"num_classes up to {MAX_CLASSES})")
+    try:
+        model = EarlyExitNet(ModelConfig.from_dict(config))
+        model.load_state_dict(state["model_state"])
+    except Exception as exc:  # missing keys, wrong types or shapes: torch raises many kinds
+        text = str(exc).strip()
+        raise ValueError(f"{path}: checkpoint does not hold a consistent network "
+                         f"({type(exc).__name__}: {text.splitlines()[0][:200] if text else ''})") from None
     return model, state
 
 

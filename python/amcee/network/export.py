@@ -8,23 +8,15 @@ its metadata is checked by the reader's own validators before it is written.
 import datetime
 import json
 import os
-import warnings
 
 import torch
 
+from ..atomic import atomic_path
 from ..inference.model_file import (FORMAT, FORMAT_VERSION, METADATA_FILE, check_model_version, give_up_to_json,
                                     load_model, thresholds_to_json, validate_give_up, validate_min_exit_share,
                                     validate_thresholds)
 from .compute_costs import exit_costs
-from .inference_graph import for_inference
-
-
-def _script(model):
-    with warnings.catch_warnings():
-        # torch 2.13 deprecates TorchScript; it is still the one format that
-        # keeps data-dependent early-exit control flow and loads without Python.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.script(model)
+from .model_code import script_for_export
 
 
 def build_metadata(model, classes, thresholds, model_version="unversioned", extra=None, give_up=None,
@@ -71,7 +63,7 @@ def export_model(model, path, classes, thresholds, model_version="unversioned", 
     is not changed.
     """
     meta = build_metadata(model, classes, thresholds, model_version, extra, give_up, description=description)
-    scripted = _script(for_inference(model))
+    scripted = script_for_export(model)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     write_model_file(scripted, meta, path)
     return meta
@@ -92,5 +84,7 @@ def rewrite_metadata(path, updates, out_path=None):
 
 
 def write_model_file(module, meta, path):
-    """Write a scripted module with ``meta`` as its metadata to ``path``."""
-    module.save(path, _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
+    """Write a scripted module with ``meta`` as its metadata to ``path``,
+    atomically: a killed process or a full disk leaves the earlier file whole."""
+    with atomic_path(path) as tmp:
+        module.save(tmp, _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})

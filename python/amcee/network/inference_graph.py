@@ -1,19 +1,18 @@
 """Inference-only rewrite of a trained EarlyExitNet, applied at export.
 
-On this 2-core CPU the time does not follow the multiply-accumulates of
-docs/dataset-and-network.md:
-profiled at batch 256, conv1 (3 % of the MACs) took as long as a third of
-conv2 (48 %), the max-pools and the BatchNorm/ReLU passes over the largest
-activations (64 x 128 floats per frame) cost as much as conv4, and each exit
-head about 6 % of the backbone.  Frames leaving at V0/V1 saved far less time
-than MACs.  So, for inference only (each step exact in eval mode):
+On a CPU the time does not follow the multiply-accumulates of
+docs/dataset-and-network.md: conv1 (2 input channels), the max-pools, the
+BatchNorm/ReLU passes over the largest activations (64 x 128 floats per
+frame) and the exit heads cost far more than their share of the MACs, so
+frames leaving at V0/V1 saved far less time than MACs (the profile:
+docs/performance.md).  So, for inference only (each step exact in eval mode):
 
 * BatchNorm is folded into the convolution before it, and the model's
   constant input gain into conv1;
 * features travel as [B, L, C] (length-major, channels innermost) and every
   convolution runs as a channels-last Conv2d, oneDNN's native layout: no
-  reorder around each convolution, and conv1's 2 input channels run about
-  3x faster than as a Conv1d;
+  reorder around each convolution, and conv1's 2 input channels run much
+  faster than as a Conv1d;
 * a MaxPool(2) right after a convolution is fused into it (max of even and
   odd positions before the ReLU, both monotone), other pools are elementwise
   maxima of whole C-vectors (vectorised, unlike MaxPool1d over the last axis);
@@ -87,7 +86,7 @@ class ConvReLU(nn.Module):
 def max_of_halves(x: Tensor, k: int) -> Tensor:
     """Max over windows of k (a power of 2) consecutive positions of [B, L, C]
     features, as [B, L/k, k*C] -> [B, L/k, C] maxima of contiguous halves:
-    vectorised elementwise maxima (torch.amax over the length took 3x longer)."""
+    vectorised elementwise maxima, where torch.amax over the length is not."""
     batch, length, channels = x.shape
     y = x.reshape(batch, length // k, k * channels)
     while k > 1:
@@ -117,8 +116,8 @@ class MaxPoolNLC(nn.Module):
 
 class HeadLinear(nn.Module):
     """A head's single (collapsed) Linear layer, computed as W @ x^T: for
-    1024 inputs and 10 outputs this is about 1.6x faster here than
-    F.linear's x @ W^T (measured, 1 thread, batch 256).  Returns a transposed
+    1024 inputs and 10 outputs this is faster than F.linear's x @ W^T (a
+    wide, short weight matrix; docs/performance.md).  Returns a transposed
     view [B, out]."""
 
     def __init__(self, weight: Tensor, bias: Tensor):
@@ -132,11 +131,11 @@ class HeadLinear(nn.Module):
 
 class StatsPoolNLC(nn.Module):
     """architecture.StatsPool on [B, L, C] features: statistics over the length.
-    The standard deviation comes from E[x^2] - E[x]^2 (torch.std took 0.8 ms
-    here for a batch of 256 x 16 x 16, half the head's time; the features are
-    ReLU outputs of order 1, so the cancellation is harmless: tests compare
-    with the training graph to 1e-5), the maximum from max_of_halves when L
-    is a power of 2."""
+    The standard deviation comes from E[x^2] - E[x]^2 (torch.std's two
+    passes took about half the head's time; the features are ReLU outputs
+    of order 1, so the cancellation is harmless: tests compare with the
+    training graph to 1e-5), the maximum from max_of_halves when L is a
+    power of 2."""
 
     def forward(self, x: Tensor) -> Tensor:
         batch, length, channels = x.shape

@@ -27,12 +27,13 @@ from ..blocks.batching import DEFAULT_MAX_LATENCY_MS
 from ..blocks.classification_sink import classification_sink
 from ..blocks.classifier import classifier
 from ..blocks.schema import CLASSIFICATION_PORT
+from ..data.sigmf_recording import DEFAULT_SAMPLE_RATE
 from ..frames import to_complex
 from ..inference.engine import EarlyExitEngine
 from ..timing import paired_ratio_median, paired_ratio_spread, time_interleaved_samples
 
-#: RML22's frame rate: 30 kHz / 128 samples.
-RML22_FRAME_RATE = 30e3 / 128
+#: RML22's frame rate: its sample rate / 128 samples.
+RML22_FRAME_RATE = DEFAULT_SAMPLE_RATE / 128
 #: An RTL-SDR's full rate, in samples/s (the question the bench answers).
 RTL_SDR_RATE = 2.4e6
 

@@ -26,6 +26,7 @@ the runtime block stay unchanged.  Argmax predictions do not change.
 import itertools
 import math
 import os
+import tempfile
 
 import numpy as np
 
@@ -290,10 +291,9 @@ def _grow_class_thresholds(ev, table, entropies, max_loss_pp, min_snr_ceiling=No
 
     With ``min_snr_ceiling``, while the lowest per-SNR ceiling is below it,
     what a step brings the ceiling towards the bound counts CEILING_WEIGHT
-    times more: a start below the bound spends its budget there first
-    (ignoring the bound, the search used to end just under it and the
-    table was thrown away: at a 0.5 pp budget every start ended at
-    0.979-0.999 for a bound of 1.0)."""
+    times more: a start below the bound spends its budget there first,
+    instead of ending just under the bound with a table that is then
+    thrown away."""
     n = ev.correct.shape[1]
     current = ev.point(list(table))
 
@@ -418,40 +418,22 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
     if class_thresholds and target_compute is not None:
         raise ValueError("class thresholds are searched under an accuracy budget (max_loss_pp), "
                          "not with target_compute")
-    if class_thresholds and not engine.model.supports_class_thresholds:
-        raise ValueError(f"{model_path} was exported before class thresholds existed: "
-                         "export the model again to search them")
-    if isinstance(min_exit_share, str) and min_exit_share not in ("auto", "off"):
-        raise ValueError(f"min_exit_share must be 'auto', 'off' or numbers, got {min_exit_share!r}")
-    if min_exit_share == "off":
-        min_exit_share = 0.0
-    if min_exit_share != "auto":  # checked before the long part
-        min_exit_share = engine.model.check_min_exit_share(min_exit_share)
-    ds = load_dataset(data)
-    if tuple(ds.classes) != tuple(engine.classes):
-        raise ValueError(f"dataset classes {ds.classes} differ from the model's {engine.classes}")
-    idx = split_indices(ds, split, seed=split_seed)
-    all_probs, valid = engine.all_exit_probs(ds.frames[idx])
-    labels = ds.labels[idx][valid]
-    all_probs = all_probs[:, valid]
+    min_exit_share = _checked_min_exit_share(engine, min_exit_share)  # before the long part
+    ds, rows, all_probs = _split_outputs(engine, data, split, split_seed)
+    labels = ds.labels[rows]
     temperatures = None
     if temperature:
         temperatures = [fit_temperature(all_probs[k], labels) for k in range(engine.num_exits)]
         all_probs = apply_temperatures(all_probs, temperatures)
     # The model's give-up values (if any) stay as they are and take part in the simulation.
     ev = Evaluator(all_probs, labels, engine.meta["exit_macs"], engine.meta["backbone_macs"],
-                   give_up=list(engine.give_up), snrs=ds.snrs[idx][valid], favour_snr=favour_snr)
+                   give_up=list(engine.give_up), snrs=ds.snrs[rows], favour_snr=favour_snr)
     best, evaluated = search(ev, max_loss_pp=max_loss_pp, target_compute=target_compute, points=points,
                              give_up=give_up, min_snr_ceiling=min_snr_ceiling, progress=progress)
     per_exit_choice = best
     if class_thresholds:
         best = search_class_thresholds(ev, best, max_loss_pp, min_snr_ceiling, progress=progress)
-    gating = {"source": "given"}
-    if min_exit_share == "auto":
-        gating_frames = ds.frames[idx][valid]
-        min_exit_share, gating = measured_min_exit_share(engine, gating_frames)
-        gating["source"] = "measured (time_costs.break_even_shares)"
-    gating["min_exit_share"] = list(min_exit_share)  # checked above, or break_even_shares (in [0, 1])
+    gating = _exit_gating(engine, min_exit_share, ds.frames, rows)
     record = {
         "method": "grid" if engine.num_exits - 1 <= MAX_FULL_GRID_EXITS else "coordinate-descent",
         "constraint": ({"max_loss_pp": max_loss_pp} if max_loss_pp is not None
@@ -468,18 +450,54 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
     }
     source = model_path
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    if temperatures:
-        # Write the scaled weights first, then the metadata on top of that file.
-        loaded = engine.model
-        scale_heads(loaded.module, temperatures)
-        write_model_file(loaded.module, loaded.meta, out_path)
-        source = out_path
-    meta = rewrite_metadata(source, {"thresholds": best["thresholds"], "give_up": best["give_up"],
-                                     "min_exit_share": gating["min_exit_share"],
-                                     "calibration": record}, out_path=out_path)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(out_path))) as scratch:
+        if temperatures:
+            # The scaled weights go to a scratch file, the metadata on top of it
+            # into out_path in one atomic write: out_path (maybe the model
+            # itself) is never left with scaled heads and the old thresholds.
+            loaded = engine.model
+            scale_heads(loaded.module, temperatures)
+            source = os.path.join(scratch, "scaled.pt")
+            write_model_file(loaded.module, loaded.meta, source)
+        meta = rewrite_metadata(source, {"thresholds": best["thresholds"], "give_up": best["give_up"],
+                                         "min_exit_share": gating["min_exit_share"],
+                                         "calibration": record}, out_path=out_path)
     record["model"] = os.path.abspath(out_path)
     record["model_version"] = meta["model_version"]  # rewrite_metadata's: the short version
     return record
+
+
+def _checked_min_exit_share(engine, min_exit_share):
+    """calibrate's ``min_exit_share``: "auto", or the shares it gives, checked."""
+    if isinstance(min_exit_share, str) and min_exit_share not in ("auto", "off"):
+        raise ValueError(f"min_exit_share must be 'auto', 'off' or numbers, got {min_exit_share!r}")
+    if min_exit_share == "off":
+        min_exit_share = 0.0
+    if min_exit_share != "auto":
+        min_exit_share = engine.model.check_min_exit_share(min_exit_share)
+    return min_exit_share
+
+
+def _split_outputs(engine, data, split, split_seed):
+    """(dataset, rows, every exit's probabilities [K, rows, C]) of the frames
+    of ``split`` that the network classifies (finite, not all zero)."""
+    ds = load_dataset(data)
+    if tuple(ds.classes) != tuple(engine.classes):
+        raise ValueError(f"dataset classes {ds.classes} differ from the model's {engine.classes}")
+    idx = split_indices(ds, split, seed=split_seed)
+    all_probs, valid = engine.all_exit_probs(ds.frames[idx])
+    return ds, idx[valid], all_probs[:, valid]
+
+
+def _exit_gating(engine, min_exit_share, frames, rows):
+    """The exit gating record: the given shares, or with "auto" the
+    break-even shares measured on ``frames[rows]``."""
+    gating = {"source": "given"}
+    if min_exit_share == "auto":
+        min_exit_share, gating = measured_min_exit_share(engine, frames[rows])
+        gating["source"] = "measured (time_costs.break_even_shares)"
+    gating["min_exit_share"] = list(min_exit_share)  # checked, or break_even_shares (in [0, 1])
+    return gating
 
 
 def calibrate_exit_gating(model_path, out_path, data=None, split="val", split_seed=0, repeats=30):
@@ -490,8 +508,6 @@ def calibrate_exit_gating(model_path, out_path, data=None, split="val", split_se
     ``data``'s split when given, else on random frames (the layers' time does
     not depend on what the frames hold).  Returns the gating record."""
     engine = EarlyExitEngine(model_path)
-    if not engine.model.supports_exit_gating:
-        raise ValueError(f"{model_path} was exported before exit gating existed: export the model again")
     if data is not None:
         ds = load_dataset(data)
         frames = ds.frames[split_indices(ds, split, seed=split_seed)]

@@ -19,6 +19,8 @@ import os
 
 import numpy as np
 
+from .exit_simulation import PAPER_THRESHOLD
+
 ACCURACY_LABEL = "accuracy (%)"
 ACCURACY_LIMITS = (0, 102)  # a curve at 100 % stays visible above the top tick
 
@@ -75,10 +77,10 @@ def fig4a(plt, r, out_dir):
     ax.plot(_snr(rows), _pct([x["accuracy_backbone"] for x in rows]), "k-o", ms=3, label="backbone alone")
     ax.plot(_snr(rows), _pct([x["accuracy_early_exit"] for x in rows]), "C0-s", ms=3,
             label=model_thresholds_label(r))
-    paper = r["paper_thresholds"].get("0.35")
+    paper = r["paper_thresholds"].get(str(PAPER_THRESHOLD))
     if paper:
         ax.plot(_snr(paper["per_snr"]), _pct([x["accuracy_early_exit"] for x in paper["per_snr"]]), "C1--",
-                label=_uniform_label("0.35"))
+                label=_uniform_label(str(PAPER_THRESHOLD)))
     ax.set(xlabel="SNR (dB)", ylabel=ACCURACY_LABEL, title="(4a) accuracy", ylim=ACCURACY_LIMITS)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")  # accuracy rises with SNR: the lower right is empty

@@ -17,6 +17,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,12 +26,11 @@ from ..data.files import load_dataset
 from ..inference.engine import Classification, EarlyExitEngine
 from ..inference.model_file import format_thresholds, thresholds_to_json
 from ..timing import host_info, paired_ratio_median, paired_ratio_spread, time_interleaved_samples
-from .exit_simulation import entropy10, exit_shares, expected_macs, pick_by_exit, simulate_exits
+from .exit_simulation import (PAPER_THRESHOLD, PAPER_THRESHOLDS, entropy10, exit_shares, expected_macs,
+                              pick_by_exit, simulate_exits)
 from .time_costs import measure_exit_time_costs
 
-#: The paper's thresholds (Figures 4-6) ...
-PAPER_THRESHOLDS = (0.05, 0.35, 0.6)
-#: ... and a fine sweep for the accuracy-versus-compute frontier.
+#: A fine sweep for the accuracy-versus-compute frontier (PAPER_THRESHOLDS are added).
 SWEEP_THRESHOLDS = tuple(round(float(t), 3) for t in np.concatenate(
     [np.arange(0.0, 0.1, 0.01), np.arange(0.1, 1.0, 0.05)]))
 HIGH_SNR_DB = 10.0
@@ -135,6 +135,144 @@ def time_per_snr(engine, frames, snrs, thresholds_sets, repeats, done=None):
     return out
 
 
+#: Uniform thresholds timed beside the model's own settings: the paper's other two.
+TIMED_THRESHOLDS = tuple(t for t in PAPER_THRESHOLDS if t != PAPER_THRESHOLD)
+
+
+@dataclass
+class _Decisions:
+    """What one evaluation decided, frame by frame (N frames, K exits)."""
+
+    engine: Classification   # the engine's own decisions: what the block would do
+    backbone_pred: np.ndarray  # [N] class of the backbone alone
+    all_probs: np.ndarray      # [K, N, C] every exit's probabilities
+    entropies: np.ndarray      # [K, N]
+    give_up: list              # the engine's give-up entropies, per early exit
+
+    @property
+    def early_exit_pred(self):
+        return self.engine.classes
+
+
+def _split_frames(engine, data, split, split_seed):
+    """(indices, frames, labels, SNRs) of ``split`` of the dataset file ``data``."""
+    ds = load_dataset(data)
+    if tuple(ds.classes) != tuple(engine.classes):
+        raise ValueError(f"dataset classes {ds.classes} differ from the model's {engine.classes}")
+    idx = split_indices(ds, split, seed=split_seed)
+    return idx, ds.frames[idx], ds.labels[idx], ds.snrs[idx]
+
+
+def _classify(engine, frames, snrs, split, done):
+    """The engine's decisions per SNR subset, the backbone's and every exit's outputs."""
+    result = classify_per_snr(engine, frames, snrs, done=done)
+    bb_probs, _ = engine.backbone_probs(frames)
+    all_probs, valid = engine.all_exit_probs(frames)
+    if not valid.all():
+        raise ValueError(f"{int((~valid).sum())} frames of the {split} split are all-zero or not finite")
+    return _Decisions(engine=result, backbone_pred=bb_probs.argmax(1), all_probs=all_probs,
+                      entropies=np.stack([entropy10(p) for p in all_probs]), give_up=list(engine.give_up))
+
+
+def _accuracy_report(engine, decisions, labels, snrs):
+    """The report's model settings, overall accuracy, exits and compute, and per-SNR table."""
+    meta, k = engine.meta, engine.num_exits
+    costs, backbone_macs = meta["exit_macs"], meta["backbone_macs"]
+    ee_pred, bb_pred, exits = decisions.early_exit_pred, decisions.backbone_pred, decisions.engine.exits
+    sim_exits = simulate_exits(decisions.entropies, engine.thresholds, decisions.give_up,
+                               decisions.all_probs.argmax(2))
+    report = {
+        "classes": list(engine.classes), "exit_names": list(engine.exit_names),
+        "thresholds": thresholds_to_json(engine.thresholds),
+        "give_up": [None if g == float("inf") else g for g in decisions.give_up],
+        "min_exit_share": list(engine.min_exit_share), "exit_macs": costs, "backbone_macs": backbone_macs,
+        "calibration": meta.get("calibration"),
+        "simulation_agreement": float((sim_exits == exits).mean()),
+    }
+    high = snrs >= HIGH_SNR_DB
+    shares = exit_shares(exits, k)
+    report["overall"] = {
+        "accuracy_backbone": _acc(bb_pred, labels), "accuracy_early_exit": _acc(ee_pred, labels),
+        "accuracy_backbone_high_snr": _acc(bb_pred[high], labels[high]),
+        "accuracy_early_exit_high_snr": _acc(ee_pred[high], labels[high]),
+        "accuracy_loss_pp": 100 * (_acc(bb_pred, labels) - _acc(ee_pred, labels)),
+        "accuracy_per_exit_all_frames": [_acc(decisions.all_probs[j].argmax(1), labels) for j in range(k)],
+        "exit_shares": shares.tolist(), "expected_macs": expected_macs(shares, costs),
+        "compute_ceiling": backbone_macs / expected_macs(shares, costs),
+    }
+    report["per_snr"] = per_snr_table(labels, snrs, ee_pred, exits, bb_pred, k)
+    return report
+
+
+def _threshold_points(engine, decisions, labels, snrs, sweep):
+    """The threshold sweep (one T for every early exit), the paper's three
+    thresholds with their per-SNR tables, and the confusion matrices."""
+    k, n_classes = engine.num_exits, len(engine.classes)
+    costs, backbone_macs = engine.meta["exit_macs"], engine.meta["backbone_macs"]
+    ee_pred, bb_pred = decisions.early_exit_pred, decisions.backbone_pred
+
+    def point(t):
+        return operating_point(decisions.all_probs, decisions.entropies, labels, snrs, [t] * (k - 1),
+                               costs, backbone_macs, decisions.give_up)
+
+    paper = {}
+    for t in PAPER_THRESHOLDS:
+        row, ex, pred = point(t)
+        row["per_snr"] = per_snr_table(labels, snrs, pred, ex, bb_pred, k)
+        paper[str(t)] = row
+    high = snrs >= HIGH_SNR_DB
+    return {"sweep": [point(t)[0] for t in sorted(set(sweep) | set(PAPER_THRESHOLDS))],
+            "paper_thresholds": paper,
+            "confusion": {"early_exit": confusion(ee_pred, labels, n_classes).tolist(),
+                          "backbone": confusion(bb_pred, labels, n_classes).tolist(),
+                          "early_exit_high_snr": confusion(ee_pred[high], labels[high], n_classes).tolist()}}
+
+
+def _add_timing(report, engine, frames, snrs, repeats, bar):
+    """Time per SNR (engine, uniform thresholds, backbone) and the time
+    ceiling, written into the report's per-SNR rows and overall."""
+    k = engine.num_exits
+    costs, backbone_macs = engine.meta["exit_macs"], engine.meta["backbone_macs"]
+    bar.set_description(f"eval: timing ({repeats} repeats)")
+    sets = {"model": None}  # the engine's own settings, as a stream (the decisions above)
+    for t in TIMED_THRESHOLDS:
+        sets[f"T={t}"] = [t] * (k - 1)
+    timing_rows = time_per_snr(engine, frames, snrs, sets, repeats, done=bar.update)
+    bar.set_description("eval: time ceiling")
+    times = measure_exit_time_costs(engine, frames)
+    bar.update()
+    report["exit_time_costs"] = times.to_json()
+    for row, timed in zip(report["per_snr"], timing_rows):
+        spf = timed["seconds_per_frame"]
+        row["seconds_per_frame_backbone"] = spf["backbone"]
+        row["seconds_per_frame_engine"] = spf["model"]
+        row["speedup"] = timed["speedup_median"]["model"]
+        row["speedup_of_medians"] = spf["backbone"] / spf["model"]
+        row["speedup_quartiles"] = timed["speedup_quartiles"]["model"]
+        row["compute_ceiling"] = backbone_macs / expected_macs(row["exit_shares"], costs)
+        row["speedup_over_ceiling"] = row["speedup"] / row["compute_ceiling"]
+        row["time_ceiling"] = times.ceiling(row["exit_shares"])
+        row["speedup_over_time_ceiling"] = row["speedup"] / row["time_ceiling"]
+    for t in TIMED_THRESHOLDS:
+        for row, timed in zip(report["paper_thresholds"][str(t)]["per_snr"], timing_rows):
+            spf = timed["seconds_per_frame"]
+            row["seconds_per_frame_backbone"] = spf["backbone"]
+            row["seconds_per_frame_engine"] = spf[f"T={t}"]
+            row["speedup"] = timed["speedup_median"][f"T={t}"]
+    overall = report["overall"]
+    total_bb = sum(r["seconds_per_frame_backbone"] * r["frames"] for r in report["per_snr"])
+    total_ee = sum(r["seconds_per_frame_engine"] * r["frames"] for r in report["per_snr"])
+    overall["speedup"] = total_bb / total_ee
+    overall["speedup_over_ceiling"] = overall["speedup"] / overall["compute_ceiling"]
+    overall["time_ceiling"] = times.ceiling(overall["exit_shares"])
+    overall["speedup_over_time_ceiling"] = overall["speedup"] / overall["time_ceiling"]
+    report["timing"] = {"repeats": repeats, "max_batch": engine.max_batch,
+                        "threads": __import__("torch").get_num_threads(),
+                        "method": "median of interleaved repeats per SNR subset, same process; a speed-up "
+                                  "is the median of the per-round ratios (all SNRs: total medians)",
+                        "host": host_info()}
+
+
 def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None,
                    sweep=SWEEP_THRESHOLDS, repeats=5, max_batch=None, threads=0, device="cpu",
                    timing=True, progress=True, min_exit_share=None):
@@ -145,15 +283,7 @@ def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None
 
     engine = EarlyExitEngine(model_path, thresholds=thresholds, device=device,
                              num_threads=threads, max_batch=max_batch, min_exit_share=min_exit_share)
-    meta = engine.meta
-    k = engine.num_exits
-    costs, backbone_macs = meta["exit_macs"], meta["backbone_macs"]
-    ds = load_dataset(data)
-    if tuple(ds.classes) != tuple(engine.classes):
-        raise ValueError(f"dataset classes {ds.classes} differ from the model's {engine.classes}")
-    idx = split_indices(ds, split, seed=split_seed)
-    frames, labels, snrs = ds.frames[idx], ds.labels[idx], ds.snrs[idx]
-
+    idx, frames, labels, snrs = _split_frames(engine, data, split, split_seed)
     if progress:
         print(f"eval: {len(idx)} {split} frames, exits {', '.join(engine.exit_names)}, thresholds "
               f"{format_thresholds(engine.thresholds, engine.exit_names, engine.classes)}", file=sys.stderr)
@@ -164,99 +294,22 @@ def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None
                disable=None if progress else True, dynamic_ncols=True)
     with bar:
         t0 = time.perf_counter()
-        # The engine's own decisions: what the block would do.
-        result = classify_per_snr(engine, frames, snrs, done=bar.update)
-        bb_probs, _ = engine.backbone_probs(frames)
-        all_probs, valid = engine.all_exit_probs(frames)
-        if not valid.all():
-            raise ValueError(f"{int((~valid).sum())} frames of the {split} split are all-zero or not finite")
-        ee_pred, bb_pred, exits = result.classes, bb_probs.argmax(1), result.exits
-        entropies = np.stack([entropy10(p) for p in all_probs])
-        give_up = list(engine.give_up)
-        sim_exits = simulate_exits(entropies, engine.thresholds, give_up, all_probs.argmax(2))
-
+        decisions = _classify(engine, frames, snrs, split, bar.update)
         report = {
             "model": os.path.abspath(model_path), "model_version": engine.model.version,
             "model_description": engine.model.description,
             "data": os.path.abspath(data), "split": split, "split_seed": split_seed, "frames": int(len(idx)),
-            "classes": list(engine.classes), "exit_names": list(engine.exit_names),
-            "thresholds": thresholds_to_json(engine.thresholds),
-            "give_up": [None if g == float("inf") else g for g in give_up],
-            "min_exit_share": list(engine.min_exit_share), "exit_macs": costs, "backbone_macs": backbone_macs,
-            "calibration": meta.get("calibration"),
-            "simulation_agreement": float((sim_exits == exits).mean()),
+            **_accuracy_report(engine, decisions, labels, snrs),
+            **_threshold_points(engine, decisions, labels, snrs, sweep),
         }
-        high = snrs >= HIGH_SNR_DB
-        shares = exit_shares(exits, k)
-        report["overall"] = {
-            "accuracy_backbone": _acc(bb_pred, labels), "accuracy_early_exit": _acc(ee_pred, labels),
-            "accuracy_backbone_high_snr": _acc(bb_pred[high], labels[high]),
-            "accuracy_early_exit_high_snr": _acc(ee_pred[high], labels[high]),
-            "accuracy_loss_pp": 100 * (_acc(bb_pred, labels) - _acc(ee_pred, labels)),
-            "accuracy_per_exit_all_frames": [_acc(all_probs[j].argmax(1), labels) for j in range(k)],
-            "exit_shares": shares.tolist(), "expected_macs": expected_macs(shares, costs),
-            "compute_ceiling": backbone_macs / expected_macs(shares, costs),
-        }
-        report["per_snr"] = per_snr_table(labels, snrs, ee_pred, exits, bb_pred, k)
-
-        # Threshold sweep (one T for every early exit) and the paper's three values.
-        report["sweep"] = [operating_point(all_probs, entropies, labels, snrs, [t] * (k - 1), costs,
-                                           backbone_macs, give_up)[0]
-                           for t in sorted(set(sweep) | set(PAPER_THRESHOLDS))]
-        report["paper_thresholds"] = {}
-        for t in PAPER_THRESHOLDS:
-            point, ex, pred = operating_point(all_probs, entropies, labels, snrs, [t] * (k - 1), costs,
-                                              backbone_macs, give_up)
-            point["per_snr"] = per_snr_table(labels, snrs, pred, ex, bb_pred, k)
-            report["paper_thresholds"][str(t)] = point
-        report["confusion"] = {"early_exit": confusion(ee_pred, labels, len(engine.classes)).tolist(),
-                               "backbone": confusion(bb_pred, labels, len(engine.classes)).tolist(),
-                               "early_exit_high_snr": confusion(ee_pred[high], labels[high],
-                                                                len(engine.classes)).tolist()}
         report["classify_seconds"] = round(time.perf_counter() - t0, 2)
-
         if timing:
-            bar.set_description(f"eval: timing ({repeats} repeats)")
-            sets = {"model": None}  # the engine's own settings, as a stream (the decisions above)
-            for t in (0.05, 0.6):
-                sets[f"T={t}"] = [t] * (k - 1)
-            timing_rows = time_per_snr(engine, frames, snrs, sets, repeats, done=bar.update)
-            bar.set_description("eval: time ceiling")
-            times = measure_exit_time_costs(engine, frames)
-            bar.update()
-            report["exit_time_costs"] = times.to_json()
-            for row, timed in zip(report["per_snr"], timing_rows):
-                spf = timed["seconds_per_frame"]
-                row["seconds_per_frame_backbone"] = spf["backbone"]
-                row["seconds_per_frame_engine"] = spf["model"]
-                row["speedup"] = timed["speedup_median"]["model"]
-                row["speedup_of_medians"] = spf["backbone"] / spf["model"]
-                row["speedup_quartiles"] = timed["speedup_quartiles"]["model"]
-                row["compute_ceiling"] = backbone_macs / expected_macs(row["exit_shares"], costs)
-                row["speedup_over_ceiling"] = row["speedup"] / row["compute_ceiling"]
-                row["time_ceiling"] = times.ceiling(row["exit_shares"])
-                row["speedup_over_time_ceiling"] = row["speedup"] / row["time_ceiling"]
-            for t in (0.05, 0.6):
-                for row, timed in zip(report["paper_thresholds"][str(t)]["per_snr"], timing_rows):
-                    spf = timed["seconds_per_frame"]
-                    row["seconds_per_frame_backbone"] = spf["backbone"]
-                    row["seconds_per_frame_engine"] = spf[f"T={t}"]
-                    row["speedup"] = timed["speedup_median"][f"T={t}"]
-            total_bb = sum(r["seconds_per_frame_backbone"] * r["frames"] for r in report["per_snr"])
-            total_ee = sum(r["seconds_per_frame_engine"] * r["frames"] for r in report["per_snr"])
-            report["overall"]["speedup"] = total_bb / total_ee
-            report["overall"]["speedup_over_ceiling"] = report["overall"]["speedup"] / report["overall"]["compute_ceiling"]
-            report["overall"]["time_ceiling"] = times.ceiling(report["overall"]["exit_shares"])
-            report["overall"]["speedup_over_time_ceiling"] = report["overall"]["speedup"] / report["overall"]["time_ceiling"]
-            report["timing"] = {"repeats": repeats, "max_batch": engine.max_batch,
-                                "threads": __import__("torch").get_num_threads(),
-                                "method": "median of interleaved repeats per SNR subset, same process; a speed-up "
-                                          "is the median of the per-round ratios (all SNRs: total medians)",
-                                "host": host_info()}
-    predictions = {"index": idx.astype(np.int64), "exit": exits.astype(np.int64),
-                   "class": ee_pred.astype(np.int64), "entropy": result.entropy.astype(np.float32),
+            _add_timing(report, engine, frames, snrs, repeats, bar)
+    predictions = {"index": idx.astype(np.int64), "exit": decisions.engine.exits.astype(np.int64),
+                   "class": decisions.early_exit_pred.astype(np.int64),
+                   "entropy": decisions.engine.entropy.astype(np.float32),
                    "label": labels.astype(np.int64), "snr": snrs.astype(np.float32),
-                   "backbone_class": bb_pred.astype(np.int64)}
+                   "backbone_class": decisions.backbone_pred.astype(np.int64)}
     return report, predictions
 
 

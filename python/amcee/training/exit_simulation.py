@@ -13,6 +13,11 @@ import numpy as np
 
 LOG10 = math.log(10.0)
 
+#: The paper's entropy threshold T (its operating point) ...
+PAPER_THRESHOLD = 0.35
+#: ... and the thresholds of its Figures 4-6.
+PAPER_THRESHOLDS = (0.05, PAPER_THRESHOLD, 0.6)
+
 
 def entropy10(probs):
     """Base-10 entropy of probability rows (numpy; 0 log 0 = 0) -- exit_rule.entropy10's rule."""

@@ -6,8 +6,9 @@ that leave there (inference.exit_gating).  The break-even share of exit k
 weighs the head's time and the copy of the rows that go on against the time
 the leaving rows save (the segments after k and the final head), see
 break_even_shares: below it the head costs more than it saves.  Times, not
-multiply-accumulates: on this CPU a conv exit head took 6-9 % of the
-backbone's time for 3 % of its MACs.  They are measured on the machine that
+multiply-accumulates: a head's pools and statistics are memory-bound and
+cost a larger share of the time than of the MACs (docs/performance.md,
+Measurements behind the code).  They are measured on the machine that
 calibrates, so ``amcee calibrate`` stores them with the shares in the model
 file (measured_min_exit_share).
 
@@ -15,9 +16,8 @@ The compute ceiling (network.compute_costs.compute_ceiling, MACs of
 docs/dataset-and-network.md) says how much faster than the backbone alone the
 early exit could be if time followed the MACs.  On a CPU it does not: conv1
 has 2 input channels and an 8 MB output per batch of 256 and runs
-memory-bound, and a head's pools and statistics are memory-bound too.  On
-an AVX2 CPU a frame leaving at V0 of the shipped model cost 0.32 of the
-backbone's time for 0.062 of its MACs.
+memory-bound, and a head's pools and statistics are memory-bound too
+(docs/performance.md, Against the goals, gives the numbers).
 
 The time ceiling (ExitTimeCosts) is the same accounting with the measured
 seconds of each segment and head (measure_block_times, one batch,
@@ -51,8 +51,8 @@ def measure_block_times(module, batch, repeats=30):
 
     Segments and heads are differences of prefixes timed from the frames as
     the engine runs them (segments 0..k, then with head k), medians of
-    interleaved repeats: a head timed alone on stored features ran up to 2x
-    slower here, its input no longer in the cache.  The gather is the copy
+    interleaved repeats: a head timed alone on stored features runs slower,
+    its input no longer in the cache.  The gather is the copy
     of the features of the rows that go on after one row in eight left."""
     # A scripted ModuleList cannot be iterated from Python; its children can.
     blocks = [block for _, block in module.blocks.named_children()]

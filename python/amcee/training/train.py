@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data.distributed import DistributedSampler
 
+from ..atomic import FileExistsRefusal, atomic_open
 from ..data.dataset import paper_split, split_indices
 from ..data.files import load_dataset
 from ..frames import l1_normalize_frames  # the engine's own normalisation: train as we infer
@@ -45,12 +46,11 @@ from ..inference.model_file import MAX_VERSION_LENGTH, check_model_version
 from ..network.architecture import EXIT_HEADS, EarlyExitNet, ModelConfig
 from ..network.checkpoint import load_checkpoint, save_checkpoint, transfer_weights
 from ..network.export import export_model
-from .exit_simulation import exit_shares, simulate_exits
+from .exit_simulation import PAPER_THRESHOLD, exit_shares, simulate_exits
 
 SCHEMES = ("paper", "joint")
 SCHEDULES = ("constant", "cosine")
 SELECT_METRICS = ("final", "mean")
-PAPER_THRESHOLD = 0.35
 
 
 @dataclass
@@ -408,12 +408,14 @@ def train(config, resume=None):
         torch.cuda.set_device(device)
     if config.threads:
         torch.set_num_threads(config.threads)
+    if not resume and d.is_main:
+        refuse_earlier_run(config.out_dir)
     try:
         summary = _train(config, resume, d, device)
         if d.enabled:
             # All ranks leave together: a rank that tore down gloo while rank 0
-            # was still exporting aborted now and then ("terminate called
-            # without an active exception", 1 run in 5 here).
+            # was still exporting could abort ("terminate called without an
+            # active exception"; docs/performance.md, Measurements behind the code).
             dist.barrier()
         return summary
     finally:
@@ -424,56 +426,28 @@ def train(config, resume=None):
 def _train(config, resume, d, device):
     seed_everything(config.seed)  # the same initial weights on every rank
     splits = load_splits(config)
-    model_config = ModelConfig(exits=config.exits, num_classes=len(splits.classes),
-                               frame_len=splits.sizes["frame_len"], dropout=config.dropout,
-                               exit_head=config.exit_head)
-    model = EarlyExitNet(model_config).to(device)
-    forward = TrainingForward(model, detach_between_blocks=config.scheme == "paper")
-    if d.enabled:
-        forward = nn.parallel.DistributedDataParallel(
-            forward, device_ids=[device.index] if device.type == "cuda" else None)
-    if config.compile:
-        # Fuses BatchNorm/ReLU/pooling, memory-bound ops that take about half of
-        # an eager CPU step; one extra compilation for the epoch's last batch.
-        # On a shared CPU its OpenMP threads suffered more than eager (measured
-        # 0.15-1.1x), so it is off by default.
-        forward = torch.compile(forward)
+    model_config, model, forward = _build_model(config, splits, d, device)
     optimizer = make_optimizer(model, config)
     sampler = DistributedSampler(range(len(splits.train[1])), num_replicas=d.world, rank=d.rank,
                                  shuffle=True, seed=config.seed, drop_last=False)
     steps_per_epoch = math.ceil(math.ceil(len(splits.train[1]) / d.world) / max(1, config.batch_size // d.world))
     scheduler = make_scheduler(optimizer, config, steps_per_epoch)
 
-    start_epoch, history, best, bad_epochs, train_seconds = 1, [], -1.0, 0, 0.0
     if resume:
-        _, state = load_checkpoint(resume, map_location="cpu")
-        model.load_state_dict(state["model_state"])
-        optimizer.load_state_dict(state["optimizer_state"])
-        scheduler.load_state_dict(state["scheduler_state"])
-        start_epoch = int(state["epoch"]) + 1
-        history = list(state["history"])
-        best = float(state["best_metric"])
-        bad_epochs = int(state.get("bad_epochs", 0))
-        train_seconds = float(state.get("train_seconds", 0.0))
-        set_rng_state(state["rng"][d.rank] if isinstance(state["rng"], list) else state["rng"])
+        start_epoch, history, best, bad_epochs, train_seconds = _resume(resume, model, optimizer, scheduler, d)
     else:
-        if config.init_from:
-            init, _ = load_checkpoint(config.init_from, map_location="cpu")
-            # Layers are matched by backbone position and exit, so another exit
-            # list or head kind can start from a trained backbone.
-            fresh = transfer_weights(init, model)
-            if fresh and d.is_main:
-                heads = sorted({".".join(k.split(".")[:3]) if k.startswith("head.") else k.split(".")[0]
-                                for k in fresh})
-                print(f"--init-from {config.init_from}: new (not in it): {', '.join(heads)}", flush=True)
-        torch.manual_seed(config.seed + d.rank)  # dropout differs per rank, weights do not
+        start_epoch, history, best, bad_epochs, train_seconds = 1, [], -1.0, 0, 0.0
+        _start_fresh(config, model, d)
 
+    metrics_path = os.path.join(config.out_dir, "metrics.jsonl")
     if d.is_main:
         os.makedirs(config.out_dir, exist_ok=True)
-        with open(os.path.join(config.out_dir, "config.json"), "w") as f:
+        with atomic_open(os.path.join(config.out_dir, "config.json")) as f:
             json.dump({"train": config.to_dict(), "model": model_config.to_dict(),
                        "sizes": splits.sizes, "world_size": d.world}, f, indent=1)
-    metrics_path = os.path.join(config.out_dir, "metrics.jsonl")
+        # A resumed run's metrics are the checkpoint's history: lines a killed
+        # run wrote after its last checkpoint are dropped, no epoch is twice.
+        _write_metrics(metrics_path, history)
     stopped_early = False
     for epoch in range(start_epoch, config.epochs + 1):
         t0 = time.perf_counter()
@@ -495,8 +469,7 @@ def _train(config, resume, d, device):
                            seconds_with_eval=time.perf_counter() - t0, select_metric=metric,
                            best_metric=best)
             history.append(metrics)
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(metrics) + "\n")
+            _write_metrics(metrics_path, history)
             state = dict(train_config=config.to_dict(), optimizer_state=optimizer.state_dict(),
                          scheduler_state=scheduler.state_dict(), epoch=epoch, rng=states,
                          best_metric=best, bad_epochs=bad_epochs, history=history,
@@ -514,6 +487,68 @@ def _train(config, resume, d, device):
     if not d.is_main:
         return None
     return finish(config, splits, history, train_seconds, stopped_early)
+
+
+def _build_model(config, splits, d, device):
+    """(model config, model, training forward): the forward is what DDP wraps
+    and torch.compile compiles; the model is what checkpoints hold."""
+    model_config = ModelConfig(exits=config.exits, num_classes=len(splits.classes),
+                               frame_len=splits.sizes["frame_len"], dropout=config.dropout,
+                               exit_head=config.exit_head)
+    model = EarlyExitNet(model_config).to(device)
+    forward = TrainingForward(model, detach_between_blocks=config.scheme == "paper")
+    if d.enabled:
+        forward = nn.parallel.DistributedDataParallel(
+            forward, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        # Fuses BatchNorm/ReLU/pooling, memory-bound ops that take about half of
+        # an eager CPU step; one extra compilation for the epoch's last batch.
+        # Off by default: on a shared CPU its OpenMP threads suffer more than
+        # eager ones (docs/performance.md, Measurements behind the code).
+        forward = torch.compile(forward)
+    return model_config, model, forward
+
+
+def _resume(resume, model, optimizer, scheduler, d):
+    """Load a checkpoint's weights, optimiser, schedule and this rank's RNG
+    states; returns (first epoch to run, history, best metric, epochs without
+    improvement, training seconds so far)."""
+    _, state = load_checkpoint(resume, map_location="cpu")
+    model.load_state_dict(state["model_state"])
+    optimizer.load_state_dict(state["optimizer_state"])
+    scheduler.load_state_dict(state["scheduler_state"])
+    set_rng_state(state["rng"][d.rank] if isinstance(state["rng"], list) else state["rng"])
+    return (int(state["epoch"]) + 1, list(state["history"]), float(state["best_metric"]),
+            int(state.get("bad_epochs", 0)), float(state.get("train_seconds", 0.0)))
+
+
+def _start_fresh(config, model, d):
+    """A new run: --init-from's weights where they fit, then per-rank dropout."""
+    if config.init_from:
+        init, _ = load_checkpoint(config.init_from, map_location="cpu")
+        # Layers are matched by backbone position and exit, so another exit
+        # list or head kind can start from a trained backbone.
+        fresh = transfer_weights(init, model)
+        if fresh and d.is_main:
+            heads = sorted({".".join(k.split(".")[:3]) if k.startswith("head.") else k.split(".")[0]
+                            for k in fresh})
+            print(f"--init-from {config.init_from}: new (not in it): {', '.join(heads)}", flush=True)
+    torch.manual_seed(config.seed + d.rank)  # dropout differs per rank, weights do not
+
+
+def _write_metrics(path, history):
+    """metrics.jsonl, one line per epoch of ``history``, written whole (atomic.py)."""
+    with atomic_open(path) as f:
+        f.writelines(json.dumps(metrics) + "\n" for metrics in history)
+
+
+def refuse_earlier_run(out_dir):
+    """A new run (no --resume) goes into an empty or new folder: one that holds
+    files is an earlier run whose checkpoints, model and metrics it would replace."""
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        raise FileExistsRefusal(
+            f"--out {out_dir} already holds files (an earlier run?): continue it with --resume "
+            f"{os.path.join(out_dir, 'last.pt')}, or give an empty or new folder")
 
 
 def _gather_rng(d):
@@ -564,7 +599,7 @@ def finish(config, splits, history, train_seconds, stopped_early):
         # An exported model file needs an early exit; the backbone alone is
         # compared through its checkpoint (`amcee train --test-only`).
         summary["model"] = None
-    with open(os.path.join(config.out_dir, "summary.json"), "w") as f:
+    with atomic_open(os.path.join(config.out_dir, "summary.json")) as f:
         json.dump(summary, f, indent=1)
     return summary
 

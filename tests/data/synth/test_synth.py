@@ -248,12 +248,3 @@ def test_cli_synth_and_report(tmp_path, capsys):
     assert (rep / "fidelity.png").stat().st_size > 10000 and (rep / "fidelity.md").exists()
     assert main(["synth", "--out", str(out), "--snrs", "1:x", "--quiet"]) == 2
 
-
-def test_modulation_switch_selects_the_class():
-    switch = tx.modulation_switch("BPSK", classes=("BPSK", "QPSK"))
-    y = _run(switch, blocks.head(gr.sizeof_gr_complex, 4000))
-    assert np.abs(y.imag).max() == 0 and np.abs(y.real).max() > 0.5
-    switch.set_modulation("QPSK")
-    assert switch.get_modulation() == "QPSK"
-    with pytest.raises(ValueError, match="OOK"):
-        switch.set_modulation("OOK")

@@ -3,7 +3,7 @@
 Digital classes take unpacked bits (one bit per byte, values 0/1), analog
 classes take audio at 44.1 kHz; every transmitter outputs complex64 at
 :data:`SAMPLE_RATE`.  :class:`modulated_source` adds the matching random-bit or
-speech source, and :class:`modulation_switch` lets a live flowgraph switch class.
+speech source.
 
 The digital constellations reproduce gr-mapper, the OOT module RML22 used:
 base points scaled to an average *magnitude* of 1 (so QAM16 has power ~1.115),
@@ -226,38 +226,3 @@ class modulated_source(gr.hier_block2):
             self.source = speech_source(seed=int(seed))
         self.connect(self.source, self.tx, self)
 
-
-class modulation_switch(gr.hier_block2):
-    """All classes running side by side; ``set_modulation`` picks the output.
-
-    Meant for live demos (throttle downstream): switching is instant and needs
-    no flowgraph reconfiguration.
-    """
-
-    def __init__(self, modulation="QPSK", classes=CLASSES, seed=1):
-        gr.hier_block2.__init__(
-            self, "modulation_switch",
-            gr.io_signature(0, 0, 0),
-            gr.io_signature(1, 1, gr.sizeof_gr_complex))
-        self.classes = tuple(classes)
-        for name in self.classes:
-            _check_class(name)
-        if modulation not in self.classes:
-            raise ValueError(f"unknown modulation {modulation!r}; expected one of {', '.join(self.classes)}")
-        self._modulation = modulation
-        # The selector only knows its input count once connected: start with
-        # the index, change it later with set_modulation.
-        self.selector = blocks.selector(gr.sizeof_gr_complex, self.classes.index(modulation), 0)
-        self.sources = [modulated_source(name, seed + i) for i, name in enumerate(self.classes)]
-        for i, src in enumerate(self.sources):
-            self.connect(src, (self.selector, i))
-        self.connect(self.selector, self)
-
-    def set_modulation(self, name):
-        if name not in self.classes:
-            raise ValueError(f"unknown modulation {name!r}; expected one of {', '.join(self.classes)}")
-        self.selector.set_input_index(self.classes.index(name))
-        self._modulation = name
-
-    def get_modulation(self):
-        return self._modulation

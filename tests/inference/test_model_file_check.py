@@ -1,0 +1,144 @@
+"""Model files are checked before torch runs any of their code: CRCs, metadata
+types, and TorchScript code that must be what this package's exporter writes."""
+import json
+import zipfile
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from gnuradio.amcee.labels import RML22_CLASSES
+    from gnuradio.amcee.network.architecture import EarlyExitNet, ModelConfig
+    from gnuradio.amcee.network.export import export_model
+
+    path = tmp_path_factory.mktemp("model") / "m.pt"
+    net = EarlyExitNet(ModelConfig(exits=("V0",), num_classes=len(RML22_CLASSES), frame_len=128)).eval()
+    export_model(net, str(path), RML22_CLASSES, 0.3)
+    return path
+
+
+def rewrite(source, target, change):
+    """Copy a zip archive, member by member, through ``change(name, bytes) -> bytes``
+    (a well-formed archive with correct CRCs: what a deliberate edit produces)."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for info in old.infolist():
+            new.writestr(info, change(info.filename, old.read(info.filename)))
+    return target
+
+
+def forward_entry(names):
+    return next(n for n in names if n.endswith(".py") and "/code/" in n and "inference_graph" in n)
+
+
+def test_an_exported_model_passes_the_check(exported):
+    from gnuradio.amcee.inference.model_file import load_model, read_model_archive
+
+    data, meta = read_model_archive(str(exported))
+    assert data == exported.read_bytes() and meta["frame_len"] == 128
+    assert load_model(str(exported)).num_exits == 2
+
+
+def test_code_the_exporter_did_not_write_is_refused_before_it_runs(exported, tmp_path):
+    """Three added TorchScript lines (here: one that writes a file at every
+    forward) make the file foreign; only trust_model_code loads it."""
+    from gnuradio.amcee.inference.engine import EarlyExitEngine
+    from gnuradio.amcee.inference.model_file import ModelFileError, load_model
+
+    with zipfile.ZipFile(exported) as archive:
+        entry = forward_entry(archive.namelist())
+    marker = tmp_path / "written_by_the_model"
+    line = f"    _w = torch.save(torch.zeros([1]), {str(marker)!r})\n"
+
+    def inject_statement(name, data):
+        """The statement goes first into the body of the entry's first forward."""
+        if name != entry:
+            return data
+        lines = data.decode().splitlines(keepends=True)
+        body = next(i for i, text in enumerate(lines) if text.rstrip().endswith(") -> Tensor:")) + 1
+        return "".join(lines[:body] + [line] + lines[body:]).encode()
+
+    foreign = rewrite(exported, tmp_path / "foreign.pt", inject_statement)
+    with pytest.raises(ModelFileError, match="contains code this package did not write.*--trust-model-code"):
+        load_model(str(foreign))
+    with pytest.raises(ModelFileError, match="did not write"):
+        EarlyExitEngine(str(foreign))
+    assert not marker.exists()
+    # What the check prevents: trusted, the file's code writes a file at load (smoke test).
+    load_model(str(foreign), trust_model_code=True)
+    assert marker.exists()
+    # A comment is code too: any change of the code entries is refused.
+    commented = rewrite(exported, tmp_path / "commented.pt",
+                        lambda n, d: d + b"# harmless?\n" if n == entry else d)
+    with pytest.raises(ModelFileError, match="did not write"):
+        load_model(str(commented))
+    assert load_model(str(commented), trust_model_code=True).num_exits == 2
+
+
+def test_a_flipped_byte_fails_the_crc_check(exported, tmp_path):
+    from gnuradio.amcee.inference.model_file import ModelFileError, load_model
+
+    data = bytearray(exported.read_bytes())
+    with zipfile.ZipFile(exported) as archive:
+        weights = next(i for i in archive.infolist() if "/data/" in i.filename and i.file_size > 1000)
+    # The member's bytes start after its local header (30 bytes + name + extra field).
+    start = weights.header_offset + 30 + len(weights.filename.encode()) + len(weights.extra or b"")
+    offset = data.index(data[start:start + 16], weights.header_offset) + 100
+    data[offset] ^= 0x10
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="corrupted: member .*data.* fails its CRC check"):
+        load_model(str(corrupt))
+    with pytest.raises(ModelFileError, match="corrupted"):
+        load_model(str(corrupt), trust_model_code=True)  # trust is about code, not corruption
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("exit_names", None, "exit_names"),
+    ("frame_len", 0, "frame_len"),
+    ("frame_len", 1 << 30, "frame_len"),
+    ("classes", "BPSK", "classes"),
+    ("num_exits", "2", "num_exits|inconsistent exits"),
+    ("config", None, "config"),
+    ("thresholds", 0.3, "thresholds"),
+])
+def test_metadata_of_the_wrong_type_is_a_model_file_error(exported, tmp_path, field, value, message):
+    from gnuradio.amcee.inference.model_file import ModelFileError, load_model
+
+    def change(name, data):
+        if not name.endswith("/extra/amcee.json"):
+            return data
+        meta = json.loads(data)
+        meta[field] = value
+        return json.dumps(meta).encode()
+
+    bad = rewrite(exported, tmp_path / "bad.pt", change)
+    with pytest.raises(ModelFileError, match=message):
+        load_model(str(bad), trust_model_code=True)
+
+
+def test_the_reference_of_a_process_without_network_code_is_the_same(exported):
+    """A flowgraph's process builds the reference in a subprocess: same code
+    as in this process, which scripted other networks before (torch numbers
+    classes and temporaries per process)."""
+    from gnuradio.amcee.inference import model_file
+    from gnuradio.amcee.network.model_code import reference_code
+
+    meta = model_file.read_model_archive(str(exported))[1]
+    here = model_file._normalised_code(reference_code(meta["config"]))
+    there = model_file._normalised_code(model_file._reference_code_in_subprocess(meta["config"], "x"))
+    assert here == there and any("def forward" in block for block in here)
+
+
+def test_the_cli_refuses_foreign_code_unless_trusted(exported, tmp_path, capsys):
+    from gnuradio.amcee.cli import main
+
+    with zipfile.ZipFile(exported) as archive:
+        entry = forward_entry(archive.namelist())
+    foreign = rewrite(exported, tmp_path / "foreign.pt", lambda n, d: d + b"# x\n" if n == entry else d)
+    assert main(["info", str(foreign)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did not write" in err
+    assert main(["info", str(foreign), "--trust-model-code"]) == 0
+    # The trust ends with the command.
+    assert main(["info", str(foreign)]) == 2

@@ -1,0 +1,120 @@
+"""What the GRC block files tell the user is what the code does: their
+parameter defaults are the blocks' own, and the numbers their documentation
+states are read here against the constants they describe (the classifier's
+text once said the gating back-off stopped at 3 batches while the code
+stopped at 8)."""
+import inspect
+import re
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from gnuradio import amcee
+from gnuradio.amcee.blocks.batching import DEFAULT_MAX_LATENCY_MS
+from gnuradio.amcee.data.dataset import paper_split
+from gnuradio.amcee.data.synth.transmitters import SAMPLE_RATE, SAMPLES_PER_SYMBOL
+from gnuradio.amcee.inference.engine import DEFAULT_BATCH
+from gnuradio.amcee.inference.exit_gating import MAX_SKIPPED, PROBE_ROWS, backoff, gating_applies
+from gnuradio.amcee.labels import RML22_CLASSES
+
+BLOCK_FILES = sorted((ROOT / "grc").glob("*.block.yml"))
+#: GRC defaults that differ from the Python block's on purpose, with why.
+DIFFERENT_ON_PURPOSE = {
+    # In GRC the frame length sizes the ports, so it needs a number; in
+    # Python 0 means "the file's".
+    ("dataset_source", "frame_len"),
+    # Both mean the shipped model; in Python None also tells "not given" from
+    # exit_names given instead of a model.
+    ("display", "model_path"),
+}
+
+
+def _block(path):
+    return yaml.safe_load(path.read_text())
+
+
+def _doc(name):
+    text = _block(ROOT / "grc" / f"amcee_{name}.block.yml")["documentation"]
+    return " ".join(text.split())  # one line: sentences wrap anywhere in the YAML
+
+
+def _grc_value(param):
+    """A parameter's GRC default as the Python value the generated code passes."""
+    text, dtype = str(param["default"]), param.get("dtype", "raw")
+    if dtype == "int":
+        return int(text)
+    if dtype == "real":
+        return float(text)
+    if dtype in ("raw", "bool"):
+        return eval(text, {"__builtins__": {}, "list": list, "range": range, "float": float})
+    return text  # enum, string, file_open: the text itself
+
+
+def _defaults():
+    for path in BLOCK_FILES:
+        block = _block(path)
+        call = re.search(r"amcee\.(\w+)\((.*)\)", block["templates"]["make"], re.S)
+        name, arguments = call.group(1), call.group(2)
+        keyword_of = {param: keyword for keyword, param in
+                      re.findall(r"(\w+)=\$\{\s*(?:repr\()?(\w+)\)?\s*\}", arguments)}
+        signature = inspect.signature(getattr(amcee, name))
+        for param in block["parameters"]:
+            keyword = keyword_of.get(param["id"])
+            if "default" not in param or keyword is None:
+                continue
+            python = signature.parameters[keyword].default
+            if python is inspect.Parameter.empty or (name, keyword) in DIFFERENT_ON_PURPOSE:
+                continue
+            yield pytest.param(name, keyword, _grc_value(param), python, id=f"{name}.{keyword}")
+
+
+@pytest.mark.parametrize("block, keyword, grc, python", list(_defaults()))
+def test_grc_defaults_are_the_blocks_defaults(block, keyword, grc, python):
+    same = tuple(grc) == tuple(python) if isinstance(python, (list, tuple)) else grc == python
+    assert same, f"grc/amcee_{block}.block.yml gives {keyword} {grc!r}, the block {python!r}"
+
+
+def test_the_defaults_are_read_from_every_block_file():
+    blocks = {p.id.split(".")[0] for p in _defaults()}
+    assert blocks == {re.match(r"amcee_(\w+)\.block", p.name).group(1) for p in BLOCK_FILES}
+
+
+def test_classifier_exit_gating_numbers():
+    doc = _doc("classifier")
+    smallest = int(re.search(r"In a batch of at least (\d+) vectors", doc).group(1))
+    assert gating_applies(smallest, PROBE_ROWS) and not gating_applies(smallest - 1, PROBE_ROWS)
+    assert int(re.search(r"head first runs on (\d+) of them", doc).group(1)) == PROBE_ROWS
+    assert int(re.search(r"share of those (\d+) leave", doc).group(1)) == PROBE_ROWS
+    steps, most = re.search(r"the next ((?:\d+, )+)then up to (\d+) batches skip", doc).groups()
+    stated = [int(s) for s in steps.rstrip(", ").split(", ")] + [int(most)]
+    # backoff(misses) from the second miss on, until it stops growing
+    actual = [backoff(m) for m in range(2, 2 + len(stated) + 2)]
+    assert actual[:len(stated)] == stated and stated[-1] == MAX_SKIPPED and set(actual[len(stated):]) == {MAX_SKIPPED}
+    assert backoff(1) == 0  # "from the second one": the first shortfall skips nothing
+
+
+def test_classifier_batching_numbers():
+    doc = _doc("classifier")
+    params = {p["id"]: p for p in _block(ROOT / "grc" / "amcee_classifier.block.yml")["parameters"]}
+    assert _grc_value(params["max_batch"]) == DEFAULT_BATCH
+    stated = int(re.search(r"The default, (\d+) ms", doc).group(1))
+    assert stated == DEFAULT_MAX_LATENCY_MS == _grc_value(params["max_latency"])
+    frames, rate = re.search(r"batches about (\d+) frames at RML22's (\d+) frames/s", doc).groups()
+    frames_per_second = SAMPLE_RATE / 128  # RML22's frames of 128 samples
+    assert int(rate) == round(frames_per_second)
+    assert int(frames) == round(frames_per_second * DEFAULT_MAX_LATENCY_MS / 1000)
+    threads = int(re.search(r"Torch Threads: .*?\(default (\d+)", doc).group(1))
+    assert threads == inspect.signature(amcee.classifier).parameters["num_threads"].default
+
+
+def test_source_numbers():
+    demo = _doc("demo_source")
+    classes = int(re.search(r"stream of the (\d+) RML22 modulations", demo).group(1))
+    assert classes == len(RML22_CLASSES) == int(re.search(r"cycle of (\d+) x len\(SNRs\)", demo).group(1))
+    khz, sps = re.search(r"about (\d+) kHz \((\d+) samples per symbol\)", demo).groups()
+    assert int(khz) == round(SAMPLE_RATE / 1e3) and int(sps) == SAMPLES_PER_SYMBOL
+    dataset = _doc("dataset_source")
+    test, val = re.search(r"\((\d+) % test, (\d+) % of the rest validation\)", dataset).groups()
+    split = inspect.signature(paper_split).parameters
+    assert int(test) / 100 == split["test_fraction"].default and int(val) / 100 == split["val_fraction"].default
