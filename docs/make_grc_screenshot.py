@@ -75,8 +75,12 @@ def _fit_flowgraph(main_window):
     canvas = page.drawing_area
     _, _, width, height = page.flow_graph.get_extents()
     visible = page.viewport.get_allocation()
-    while canvas.zoom_factor > 0.2 and (width * canvas.zoom_factor + 20 > visible.width
-                                        or height * canvas.zoom_factor + 20 > visible.height):
+    # Before GTK has laid the page out its viewport is a few pixels wide; the
+    # window's own layout (GRC_SETTINGS) says how much room the canvas gets.
+    room_w = visible.width if visible.width > 200 else WINDOW_SIZE[0] - 300
+    room_h = visible.height if visible.height > 200 else WINDOW_SIZE[1] - 170 - 80 - 60
+    while canvas.zoom_factor > 0.2 and (width * canvas.zoom_factor + 20 > room_w
+                                        or height * canvas.zoom_factor + 20 > room_h):
         canvas.zoom_out()
 
 
