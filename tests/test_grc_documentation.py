@@ -118,3 +118,17 @@ def test_source_numbers():
     test, val = re.search(r"\((\d+) % test, (\d+) % of the rest validation\)", dataset).groups()
     split = inspect.signature(paper_split).parameters
     assert int(test) / 100 == split["test_fraction"].default and int(val) / 100 == split["val_fraction"].default
+
+
+def test_grc_choices_are_the_constants():
+    """Every list a GRC parameter offers is the one the code accepts (order aside)."""
+    from gnuradio.amcee.blocks.classifier import INPUT_FORMATS
+    from gnuradio.amcee.data.dataset import SPLITS
+    from gnuradio.amcee.data.synth.channel import VARIANTS
+    from gnuradio.amcee.frames import LAYOUTS
+
+    expected = {("classifier", "input_format"): INPUT_FORMATS, ("dataset_source", "layout"): tuple(LAYOUTS),
+                ("dataset_source", "split"): SPLITS, ("demo_source", "variant"): VARIANTS}
+    for (block, param_id), accepted in expected.items():
+        params = {p["id"]: p for p in _block(ROOT / "grc" / f"amcee_{block}.block.yml")["parameters"]}
+        assert sorted(params[param_id]["options"]) == sorted(accepted), f"{block}.{param_id}"

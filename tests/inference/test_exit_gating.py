@@ -245,24 +245,3 @@ def test_a_share_above_one_skips_head_and_probe(tiny_model_path):
         assert (module(x, t, g, torch.tensor([0.5, 0.0]))[1] == 0).all()  # probed, passed: all leave
         assert (module(x, t, g, torch.tensor([2.0, 0.0]))[1] == 2).all()  # no head: all go on
         assert (module(x[:63], t, g, torch.tensor([2.0, 0.0]))[1] == 0).all()  # too small to gate
-
-
-def test_a_batch_skipping_every_early_head_runs_the_backbone_with_the_same_results(tiny_model_path, monkeypatch):
-    """With every early head skipped (the memory of a stream at low SNR) the
-    engine calls the file's backbone() instead of the forward: same numbers."""
-    engine = EarlyExitEngine(tiny_model_path, max_batch=128, min_exit_share=[0.5, 0.5])
-    frames = make_frames(300, seed=31)
-    monkeypatch.setattr(exit_gating, "next_shares", lambda shares, memory: [exit_gating.SKIP] * 2)
-    calls = []
-    backbone = engine._final_exit_only
-    monkeypatch.setattr(engine, "_final_exit_only", lambda b: calls.append(len(b)) or backbone(b))
-    lean = engine.classify(frames)
-    assert calls == [128, 128]  # not the last 44 rows: a batch below 2 x 32 rows is never gated
-    x, _ = engine._prepare(frames)
-    skip = torch.tensor([exit_gating.SKIP] * 2)
-    with torch.no_grad():  # the forward on the same batches (oneDNN's rounding depends on the batch size)
-        out = [engine.model.module(torch.from_numpy(x[i:i + 128]), engine._thresholds, engine._give_up, skip)
-               for i in range(0, 300, 128)]
-    p, e, h = (torch.cat(parts).numpy() for parts in zip(*out))
-    assert (lean.exits[:256] == 2).all() and np.array_equal(e, lean.exits)
-    assert np.array_equal(p, lean.probs) and np.array_equal(h, lean.entropy)

@@ -24,12 +24,14 @@ import pmt
 from gnuradio import gr
 
 from ..amcee_python import decision_publisher, read_input_state
+from ..frames import LAYOUTS
 from ..inference.engine import DEFAULT_BATCH, EarlyExitEngine
 from ..inference.model_file import default_model_path
 from .batching import DEFAULT_MAX_LATENCY_MS, LatencyBoundBatching
 from .schema import CLASSIFICATION_PORT, exit_port
 
-INPUT_FORMATS = ("complex", "rml")
+#: The input layouts (frames.LAYOUTS): complex vectors of L, or RML rows of 2L floats.
+INPUT_FORMATS = tuple(LAYOUTS)
 
 
 def _rounded(values, digits=4):

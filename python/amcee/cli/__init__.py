@@ -203,6 +203,10 @@ def main(argv=None):
     args = parser.parse_args(_protect_negative_lists(argv))
     try:
         make_output_parents(args)
+        if args.command in MODEL_LOADING_SUBCOMMANDS:
+            # The model-file check's reference built in this process (torch is
+            # loaded for these commands anyway), not in a subprocess.
+            from ..network import model_code  # noqa: F401
         if getattr(args, "trust_model_code", False):
             from ..inference.model_file import trusted_model_code  # torch: only when asked
 

@@ -15,7 +15,6 @@ import torch
 
 from ..amcee_python import prepare_complex_frames, prepare_rml_frames
 from . import exit_gating, malloc_tuning
-from .exit_rule import entropy10
 from .model_file import ModelFileError, load_model, thresholds_tensor, validate_give_up
 
 INVALID_EXIT = -1
@@ -238,7 +237,7 @@ class EarlyExitEngine:
         with torch.inference_mode():
             for rows, batch in batches:
                 used = exit_gating.next_shares(shares, memory) if gated else None
-                p, e, h = self._run_batch(batch, t, g, used)
+                p, e, h = self.model.module(batch, t, g, None if used is None else self._gate_tensor(used))
                 batch_exits = e.cpu().numpy()
                 if gated:
                     counts = np.bincount(batch_exits, minlength=self.num_exits).tolist()
@@ -271,23 +270,6 @@ class EarlyExitEngine:
         if not stream:
             memory = exit_gating.fresh(len(shares))
         return t, g, shares, memory, stream
-
-    def _run_batch(self, batch, thresholds, give_up, used):
-        """(probabilities, exits, entropies) of one batch; ``used``: the
-        gating shares chosen for it (exit_gating.next_shares), None = no gating."""
-        if used is not None and exit_gating.skips_every_head(used, len(batch), self._probe_rows):
-            return self._final_exit_only(batch)
-        gate = None if used is None else self._gate_tensor(used)
-        return self.model.module(batch, thresholds, give_up, gate)
-
-    def _final_exit_only(self, batch):
-        """What the forward returns when the gating memory skips every early
-        head (a stream at low SNR): every row leaves at the final exit.  The
-        file's backbone() computes exactly the same probabilities without the
-        forward's per-exit bookkeeping."""
-        p = self.model.module.backbone(batch)
-        exits = torch.full([len(batch)], self.num_exits - 1, dtype=torch.long, device=batch.device)
-        return p, exits, entropy10(p)
 
     def backbone_probs(self, frames):
         """Probabilities of the backbone alone (no early-exit head runs)."""

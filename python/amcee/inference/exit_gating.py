@@ -63,12 +63,6 @@ def skips_head(share: float) -> bool:
     return share > 1.0
 
 
-def skips_every_head(used, rows, probe_rows):
-    """Whether the forward, given the shares ``used`` (next_shares) for a
-    batch of ``rows``, runs no early head at all: then every row leaves at
-    the final exit, and the backbone alone gives the same answer cheaper."""
-    return all(v == SKIP for v in used) and gating_applies(rows, probe_rows)
-
 
 @dataclass(frozen=True)
 class ExitMemory:

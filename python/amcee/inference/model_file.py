@@ -18,6 +18,7 @@ import subprocess
 import sys
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,7 +71,8 @@ def torch_file_kind(path):
             # The format tag is a plain string in the pickle of a checkpoint's dict.
             marker = CHECKPOINT_FORMAT.encode()
             return "checkpoint" if marker in archive.read(inside["data.pkl"]) else "torch.save"
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, NotImplementedError):
+        # ValueError: e.g. a member name that is not the UTF-8 its flag claims (a damaged file)
         return None
 
 
@@ -437,6 +439,9 @@ def read_model_archive(path, trust_model_code=False):
     config (network.model_code): torch compiles and runs that code while
     loading, and it can read and write files.  The bytes checked are the
     bytes torch loads (no second read of a file that may have changed)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ModelFileError(f"model file not found: {path}")
     try:
         size = os.path.getsize(path)
         if size > MAX_MODEL_FILE_BYTES:
@@ -457,8 +462,8 @@ def read_model_archive(path, trust_model_code=False):
                                  f"({MAX_MODEL_FILE_BYTES} bytes at most)")
         try:
             bad = archive.testzip()
-        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as exc:
-            raise ModelFileError(f"{path} is corrupted ({exc})") from None
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as exc:
+            raise ModelFileError(f"{path} is corrupted ({type(exc).__name__}: {exc})") from None
         if bad is not None:
             raise ModelFileError(f"{path} is corrupted: member {bad} fails its CRC check")
         names = [m.filename for m in members]

@@ -55,7 +55,10 @@ def reference_code(config):
     if not isinstance(config, dict):
         raise ValueError(f"network config must be a JSON object, got {type(config).__name__}")
     try:
-        net = EarlyExitNet(ModelConfig.from_dict(config)).eval()
+        # Its random weights do not matter; the caller's random stream does
+        # (loading a model must not change what torch.randn gives next).
+        with torch.random.fork_rng(devices=[]):
+            net = EarlyExitNet(ModelConfig.from_dict(config)).eval()
     except (TypeError, KeyError) as exc:
         raise ValueError(f"not a network config ({exc})") from None
     buffer = io.BytesIO()
