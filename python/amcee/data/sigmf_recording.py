@@ -14,6 +14,7 @@ Two layouts (frames.LAYOUTS):
 """
 import hashlib
 import json
+import math
 import os
 
 import numpy as np
@@ -193,6 +194,8 @@ def load_replay(path):
         raise DatasetError(f"{meta_path}: unreadable SigMF recording (the SHA-512 of {data_path} "
                            "does not match its metadata: corrupt or changed data)")
     vectors = np.frombuffer(raw, dtype=file_dtype)
+    if not all(math.isfinite(v) and abs(v) < 1e6 for v in snrs):
+        raise DatasetError(f"{meta_path}: an annotation's amcee:snr_db is not a finite SNR in dB")
     snrs = np.array(snrs, np.float32)
     if starts != list(range(0, len(starts) * per_frame * frame_length, per_frame * frame_length)):
         raise DatasetError(f"{meta_path}: annotations are not one per consecutive frame")
