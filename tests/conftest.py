@@ -132,3 +132,16 @@ def tiny_model_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "tiny.pt"
     export_tiny_model(path)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A small exported 2-exit model (untrained: tests of the file's bytes)."""
+    from gnuradio.amcee.labels import RML22_CLASSES
+    from gnuradio.amcee.network.architecture import EarlyExitNet, ModelConfig
+    from gnuradio.amcee.network.export import export_model
+
+    path = tmp_path_factory.mktemp("model") / "m.pt"
+    net = EarlyExitNet(ModelConfig(exits=("V0",), num_classes=len(RML22_CLASSES), frame_len=128)).eval()
+    export_model(net, str(path), RML22_CLASSES, 0.3)
+    return path

@@ -69,19 +69,6 @@ def test_a_writer_killed_mid_write_leaves_the_old_file(tmp_path):
     assert target.read_bytes() == b"old model"
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A small exported model (untrained: the file's bytes are what counts)."""
-    from gnuradio.amcee.labels import RML22_CLASSES
-    from gnuradio.amcee.network.architecture import EarlyExitNet, ModelConfig
-    from gnuradio.amcee.network.export import export_model
-
-    path = tmp_path_factory.mktemp("model") / "m.pt"
-    net = EarlyExitNet(ModelConfig(exits=("V0",), num_classes=len(RML22_CLASSES), frame_len=128)).eval()
-    export_model(net, str(path), RML22_CLASSES, 0.3)
-    return path
-
-
 def test_a_model_write_that_fails_half_way_leaves_the_model_loadable(exported, tmp_path, monkeypatch):
     """A full disk during the write of a model file: the earlier file stays as it was."""
     from gnuradio.amcee.inference.model_file import load_model

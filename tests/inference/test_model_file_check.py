@@ -6,18 +6,6 @@ import zipfile
 import pytest
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    from gnuradio.amcee.labels import RML22_CLASSES
-    from gnuradio.amcee.network.architecture import EarlyExitNet, ModelConfig
-    from gnuradio.amcee.network.export import export_model
-
-    path = tmp_path_factory.mktemp("model") / "m.pt"
-    net = EarlyExitNet(ModelConfig(exits=("V0",), num_classes=len(RML22_CLASSES), frame_len=128)).eval()
-    export_model(net, str(path), RML22_CLASSES, 0.3)
-    return path
-
-
 def rewrite(source, target, change):
     """Copy a zip archive, member by member, through ``change(name, bytes) -> bytes``
     (a well-formed archive with correct CRCs: what a deliberate edit produces)."""

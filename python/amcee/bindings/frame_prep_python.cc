@@ -18,10 +18,21 @@ namespace {
 using complex_frames = py::array_t<gr_complex, py::array::c_style>;
 using float_frames = py::array_t<float, py::array::c_style>;
 
-// (rows, valid): rows is a [m, 2, L] view of a new [n, 2, L] array holding the
-// m valid frames, normalised; valid is bool [n].
-py::tuple finish(py::array_t<float> out, py::array_t<bool> valid, size_t rows)
+// Runs one of the frame_prep functions over n frames without the GIL:
+// (rows, valid), rows a [m, 2, L] view of a new [n, 2, L] array holding the m
+// valid frames, normalised; valid bool [n].
+template <typename T, typename Prepare>
+py::tuple prepare(const T* frames, size_t n, size_t frame_len, Prepare prepare_frames)
 {
+    py::array_t<float> out({ n, size_t(2), frame_len });
+    py::array_t<bool> valid(n);
+    float* rows_out = out.mutable_data();
+    uint8_t* valid_out = reinterpret_cast<uint8_t*>(valid.mutable_data());
+    size_t rows;
+    {
+        py::gil_scoped_release release;
+        rows = prepare_frames(frames, n, frame_len, rows_out, valid_out);
+    }
     return py::make_tuple(out[py::slice(0, rows, 1)], valid);
 }
 
@@ -30,20 +41,8 @@ py::tuple prepare_complex(complex_frames frames, size_t frame_len)
     if (frames.ndim() != 2 || static_cast<size_t>(frames.shape(1)) != frame_len)
         throw std::invalid_argument("complex frames must be [N, " +
                                     std::to_string(frame_len) + "]");
-    const size_t n = frames.shape(0);
-    py::array_t<float> out({ n, size_t(2), frame_len });
-    py::array_t<bool> valid(n);
-    size_t rows;
-    {
-        py::gil_scoped_release release;
-        rows = gr::amcee::prepare_complex_frames(
-            frames.data(),
-            n,
-            frame_len,
-            out.mutable_data(),
-            reinterpret_cast<uint8_t*>(valid.mutable_data()));
-    }
-    return finish(out, valid, rows);
+    return prepare(
+        frames.data(), frames.shape(0), frame_len, gr::amcee::prepare_complex_frames);
 }
 
 py::tuple prepare_rml(float_frames frames, size_t frame_len)
@@ -54,20 +53,7 @@ py::tuple prepare_rml(float_frames frames, size_t frame_len)
     if (!flat && !rows3)
         throw std::invalid_argument("real frames must be [N, 2, " +
                                     std::to_string(frame_len) + "] (I row, Q row)");
-    const size_t n = frames.shape(0);
-    py::array_t<float> out({ n, size_t(2), frame_len });
-    py::array_t<bool> valid(n);
-    size_t rows;
-    {
-        py::gil_scoped_release release;
-        rows = gr::amcee::prepare_rml_frames(
-            frames.data(),
-            n,
-            frame_len,
-            out.mutable_data(),
-            reinterpret_cast<uint8_t*>(valid.mutable_data()));
-    }
-    return finish(out, valid, rows);
+    return prepare(frames.data(), frames.shape(0), frame_len, gr::amcee::prepare_rml_frames);
 }
 
 } // namespace
