@@ -2,9 +2,11 @@
 parameter defaults are the blocks' own, and the numbers their documentation
 states are read here against the constants they describe (the classifier's
 text once said the gating back-off stopped at 3 batches while the code
-stopped at 8)."""
+stopped at 8).  GRC shows a failed assert as its expression, so each assert
+is one short rule that rejects a bad value."""
 import inspect
 import re
+import subprocess
 
 import pytest
 import yaml
@@ -132,3 +134,55 @@ def test_grc_choices_are_the_constants():
     for (block, param_id), accepted in expected.items():
         params = {p["id"]: p for p in _block(ROOT / "grc" / f"amcee_{block}.block.yml")["parameters"]}
         assert sorted(params[param_id]["options"]) == sorted(accepted), f"{block}.{param_id}"
+
+
+#: For every GRC assert, a parameter value it must reject. GRC reports a
+#: failed assert only as 'Assertion "<expression>" failed', so the expression
+#: is the message: each must be one short rule, and each must catch bad input.
+BAD_VALUE_OF_ASSERT = {
+    "${ frame_len > 0 }": {"frame_len": 0},
+    "${ frame_len % 8 == 0 }": {"frame_len": 100},
+    "${ num_exits == 0 or num_exits >= 2 }": {"num_exits": 1},
+    "${ max_batch >= 1 }": {"max_batch": 0},
+    "${ max_latency > 0 }": {"max_latency": 0.0},
+    "${ num_threads >= 0 }": {"num_threads": -1},
+    "${ seed >= 0 }": {"seed": -1},
+    "${ split in ('all', 'train', 'val', 'test') }": {"split": "training"},
+    "${ len(snrs) >= 1 }": {"snrs": []},
+    "${ segment_samples >= 1 }": {"segment_samples": 0},
+    "${ seed >= 1 }": {"seed": 0},
+    "${ seed <= 2**31 - 101 }": {"seed": 2 ** 31 - 100},
+    "${ window >= 1 }": {"window": 0},
+    "${ history >= 1 }": {"history": 0},
+    "${ refresh_ms >= 10 }": {"refresh_ms": 5},
+}
+
+
+def _asserts():
+    for path in BLOCK_FILES:
+        block = _block(path)
+        defaults = {p["id"]: _grc_value(p) for p in block["parameters"] if "default" in p}
+        for expression in block.get("asserts", []):
+            yield pytest.param(path.name, expression, defaults, id=f"{path.name}: {expression}")
+
+
+@pytest.mark.parametrize("block_file, expression, defaults", list(_asserts()))
+def test_grc_asserts_are_short_rules_that_reject_bad_values(block_file, expression, defaults):
+    assert len(expression) <= 60, f"{block_file}: assert too long to read as a message: {expression}"
+    assert expression in BAD_VALUE_OF_ASSERT, f"{block_file}: give a bad value for the assert {expression}"
+    python = re.fullmatch(r"\$\{(.*)\}", expression).group(1)  # GRC evaluates ${ ... } as Python
+    assert eval(python, {}, defaults), f"{block_file}: the defaults fail {expression}"
+    bad = BAD_VALUE_OF_ASSERT[expression]
+    assert not eval(python, {}, {**defaults, **bad}), f"{block_file}: {expression} accepts {bad}"
+
+
+def test_grc_reports_a_failed_assert_as_its_rule(tmp_path):
+    """GRC itself: a bad Frame Length in an example flowgraph fails with the rule as the message."""
+    flowgraph = yaml.safe_load((ROOT / "examples" / "classify_qpsk.grc").read_text())
+    classifier = next(b for b in flowgraph["blocks"] if b["id"] == "amcee_classifier")
+    classifier["parameters"]["frame_len"] = "100"
+    path = tmp_path / "bad_frame_len.grc"
+    path.write_text(yaml.safe_dump(flowgraph))
+    result = subprocess.run(["grcc", "-o", str(tmp_path), str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert 'Assertion "frame_len % 8 == 0" failed' in result.stdout + result.stderr

@@ -1,7 +1,9 @@
 """examples/zmq_fanout reports what it lost: the gatherer counts the frame
 indices that never came, skips and counts malformed messages and exits after
-an idle timeout; the distributor exits at the end of a finite stream."""
+an idle timeout (also when a worker is killed mid-stream); the distributor
+exits at the end of a finite stream."""
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -9,7 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from test_zmq_fanout import FANOUT, _free_port, _stop, _wait_for_line
+from test_zmq_fanout import FANOUT, N_FRAMES, _free_port, _start, _stop, _wait_for_line
+from test_zmq_fanout import fanout_dataset  # noqa: F401 (a fixture of the test below)
 
 zmq = pytest.importorskip("zmq")
 
@@ -81,3 +84,76 @@ def test_the_distributor_exits_at_the_end_of_a_finite_stream(tmp_path):
     assert distributor.returncode == 0, output
     assert "all frames sent" in output
     assert received >= n * 128 * 8  # every frame's samples (plus the tag headers)
+
+
+def _summary_when(path, done, timeout, what):
+    """The gatherer's --out summary once ``done(summary)`` holds (polled)."""
+    deadline = time.monotonic() + timeout
+    summary = {}
+    while time.monotonic() < deadline:
+        if path.exists():
+            summary = json.loads(path.read_text())
+            if done(summary):
+                return summary
+        time.sleep(0.1)
+    pytest.fail(f"gatherer never reported {what} within {timeout} s; last summary: {summary}")
+
+
+def test_a_worker_killed_mid_stream_loses_frames_the_gatherer_names(fanout_dataset, tiny_model_path, tmp_path):
+    _, path = fanout_dataset
+    frames_addr = f"tcp://127.0.0.1:{_free_port()}"
+    decisions_addr = f"tcp://127.0.0.1:{_free_port()}"
+    summary_path = tmp_path / "gathered.json"
+    procs = []
+    try:
+        victim, survivor = [_start("worker.py", "--name", name, "--frames-from", frames_addr,
+                                   "--decisions-to", decisions_addr, "--model", tiny_model_path)
+                            for name in ("w1", "w2")]
+        procs += [victim, survivor]
+        for w in (victim, survivor):
+            _wait_for_line(w, "worker w", timeout=90)
+        # 50 frames/s in messages of 4: the stream lasts 8 s, long enough to
+        # kill w1 part-way on a loaded machine.
+        distributor = _start("distributor.py", path, "--bind", frames_addr, "--chunk", 4, "--rate", 50)
+        procs.append(distributor)
+        _wait_for_line(distributor, "distributor: ", timeout=60)
+        # The gatherer's idle clock starts with it, so it starts once frames
+        # flow; the workers' decisions wait in their ZMQ queues until it binds.
+        gatherer = _start("gatherer.py", "--bind", decisions_addr, "--out", summary_path,
+                          "--expect", N_FRAMES, "--idle-timeout", 5, "--keep-decisions")
+        procs.insert(0, gatherer)
+        _wait_for_line(gatherer, "gatherer: listening", timeout=60)
+
+        # w1 is working (its decisions arrive), then it freezes: PUSH keeps
+        # dealing it every other message, which it will never classify.  Once
+        # w2 has classified 16 more frames, about as many are stuck in w1;
+        # then w1 dies with them.
+        before = _summary_when(summary_path, lambda s: s["per_worker"].get("w1", 0) >= 8, 60, "8 frames from w1")
+        victim.send_signal(signal.SIGSTOP)
+        w2_before = before["per_worker"].get("w2", 0)
+        during = _summary_when(summary_path, lambda s: s["per_worker"].get("w2", 0) >= w2_before + 16, 60,
+                               "16 more frames from w2 while w1 was stopped")
+        assert during["frames"] < N_FRAMES, "the stream ended before w1 was killed"
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=20)
+
+        gatherer.wait(timeout=60)  # ends by itself: no new decision for 5 s
+        output = gatherer.stdout.read().decode(errors="replace")
+    finally:
+        for proc in reversed(procs):  # distributor and workers first, the gatherer last
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+            _stop(proc)
+
+    assert gatherer.returncode == 0, output
+    assert "no new decision for 5 s" in output
+    final = json.loads(summary_path.read_text())
+    assert final["duplicates"] == 0 and final["malformed"] == 0
+    assert final["missing_count"] > 0, final
+    assert final["frames"] + final["missing_count"] == N_FRAMES
+    assert sum(final["per_worker"].values()) == final["frames"]
+    assert set(final["per_worker"]) == {"w1", "w2"}, final["per_worker"]
+    # Every frame is either decided once or named as missing.
+    decided = sorted(int(i) for i in final["decisions"])
+    assert len(final["missing"]) == final["missing_count"]
+    assert sorted(decided + final["missing"]) == list(range(N_FRAMES))

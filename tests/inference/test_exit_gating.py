@@ -129,18 +129,21 @@ def test_measured_times_and_shares(engine):
 
 def test_a_model_file_of_an_older_format_is_refused(tmp_path, tiny_model_path):
     """Files of format version 1 could lack exit gating or class thresholds in
-    their forward: they are refused in one line that says to export again."""
-    from gnuradio.amcee.inference.model_file import FORMAT_VERSION, ModelFileError
-    from gnuradio.amcee.network.export import write_model_file
+    their forward, files of version 2 a digest of their weights: they are
+    refused in one line that says to export again."""
+    import json
+
+    from gnuradio.amcee.inference.model_file import FORMAT_VERSION, METADATA_FILE, ModelFileError
 
     loaded = load_model(tiny_model_path)
-    assert loaded.meta["format_version"] == FORMAT_VERSION == 2
-    old = tmp_path / "old.pt"
-    write_model_file(loaded.module, dict(loaded.meta, format_version=1), str(old))
-    with pytest.raises(ModelFileError) as info:
-        EarlyExitEngine(str(old))
-    message = str(info.value)
-    assert "\n" not in message and "format version 1" in message and "export it again" in message
+    assert loaded.meta["format_version"] == FORMAT_VERSION == 3
+    for version in (1, 2):
+        old = tmp_path / f"old{version}.pt"
+        loaded.module.save(str(old), _extra_files={METADATA_FILE: json.dumps(dict(loaded.meta, format_version=version))})
+        with pytest.raises(ModelFileError) as info:
+            EarlyExitEngine(str(old))
+        message = str(info.value)
+        assert "\n" not in message and f"format version {version}" in message and "export it again" in message
 
 
 def test_a_stream_skips_the_probe_after_a_batch_that_met_the_share(tiny_model_path):

@@ -130,3 +130,21 @@ def test_the_cli_refuses_foreign_code_unless_trusted(exported, tmp_path, capsys)
     assert main(["info", str(foreign), "--trust-model-code"]) == 0
     # The trust ends with the command.
     assert main(["info", str(foreign)]) == 2
+
+
+def test_weights_changed_after_export_are_refused_even_with_valid_crcs(exported, tmp_path):
+    """torch.jit.save writes fresh CRCs, so only the digest in the metadata
+    tells that the weights are not those the exporter wrote."""
+    import torch
+
+    from gnuradio.amcee.inference.model_file import METADATA_FILE, ModelFileError, load_model
+
+    extra = {METADATA_FILE: ""}
+    module = torch.jit.load(str(exported), _extra_files=extra)
+    with torch.no_grad():  # the weights are the inference graph's folded buffers
+        next(t for t in module.state_dict().values() if t.is_floating_point()).mul_(1.5)
+    edited = tmp_path / "edited.pt"
+    module.save(str(edited), _extra_files=extra)
+    with pytest.raises(ModelFileError, match="changed after export"):
+        load_model(edited)
+    load_model(edited, trust_model_code=True)  # the user's choice: as it is

@@ -9,6 +9,7 @@ cost.  A flowgraph needs only torch and this module to load one: no training
 code, no model class.  network.export is the one writer of these files.
 """
 import contextlib
+import hashlib
 import io
 import json
 import math
@@ -27,12 +28,15 @@ import torch
 METADATA_FILE = "amcee.json"
 FORMAT = "amcee-early-exit-model"
 #: Version 2: every forward takes class thresholds and exit gating (version 1
-#: files could lack either and are refused: export them again).
-FORMAT_VERSION = 2
+#: files could lack either).  Version 3: the metadata holds a digest of the
+#: weights (weights_sha256), so that weights changed after export are refused
+#: even where the zip's CRCs were rewritten.  Older files are refused: export
+#: them again.
+FORMAT_VERSION = 3
 REQUIRED_METHODS = ("forward", "backbone", "exit_logits")
 REQUIRED_KEYS = ("format", "format_version", "classes", "frame_len", "num_exits",
                  "exit_names", "thresholds", "give_up", "entropy_base", "normalization",
-                 "input_layout", "model_version")
+                 "input_layout", "model_version", "weights_sha256")
 
 #: Longest model version: a name like amcee-default-6 (the description goes in its own field).
 MAX_VERSION_LENGTH = 64
@@ -422,6 +426,9 @@ def _check_metadata_types(meta, path):
     if "min_exit_share" in meta:
         need(meta["min_exit_share"] is None or isinstance(meta["min_exit_share"], list),
              "min_exit_share must be a list")
+    digest = meta.get("weights_sha256")
+    need(isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest),
+         "weights_sha256 must be 64 hexadecimal digits")
     config = meta.get("config")
     need(isinstance(config, dict), "config (the network's) must be an object")
     need(config.get("frame_len") == frame_len and config.get("num_classes") == len(classes)
@@ -502,6 +509,18 @@ def read_model_archive(path, trust_model_code=False):
     return data, meta
 
 
+def weights_digest(module):
+    """SHA-256 of a module's weights: every tensor of its state dict, in name
+    order, with its name, dtype and shape (the exporter stores it in the
+    metadata; the loader recomputes it)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
 def load_model(path, device="cpu", trust_model_code=False):
     """Load and check an exported model; every problem is a ModelFileError.
 
@@ -540,6 +559,9 @@ def load_model(path, device="cpu", trust_model_code=False):
     for method in REQUIRED_METHODS:
         if not hasattr(module, method):
             raise ModelFileError(f"{path}: model lacks the TorchScript method {method}()")
+    if not (trust_model_code or _TRUST_ALL) and weights_digest(module) != meta["weights_sha256"]:
+        raise ModelFileError(f"{path}: its weights are not those it was exported with (their SHA-256 differs "
+                             "from the one in its metadata): the file was changed after export")
     _smoke_test(module, meta, path, device)
     return LoadedModel(module=module, meta=meta, path=path)
 

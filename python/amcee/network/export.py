@@ -13,6 +13,7 @@ import torch
 
 from ..atomic import atomic_path
 from ..inference.model_file import (FORMAT, FORMAT_VERSION, METADATA_FILE, check_model_version, give_up_to_json,
+                                    weights_digest,
                                     load_model, thresholds_to_json, validate_give_up, validate_min_exit_share,
                                     validate_thresholds)
 from .compute_costs import exit_costs
@@ -85,6 +86,10 @@ def rewrite_metadata(path, updates, out_path=None):
 
 def write_model_file(module, meta, path):
     """Write a scripted module with ``meta`` as its metadata to ``path``,
-    atomically: a killed process or a full disk leaves the earlier file whole."""
+    atomically: a killed process or a full disk leaves the earlier file whole.
+    The metadata gets the digest of the weights written (the loader checks it)
+    and this package's format version."""
+    meta = dict(meta, format_version=FORMAT_VERSION, weights_sha256=weights_digest(module))
     with atomic_path(path) as tmp:
         module.save(tmp, _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
+    return meta
