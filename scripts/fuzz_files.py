@@ -13,7 +13,7 @@ and exception type, crashes, and the peak memory each input took
 
 The expected outcomes: a dataset loads or raises DatasetError; a model file
 loads with the intact model's outputs, or raises ModelFileError; a
-checkpoint loads or raises ValueError.  Anything else is a finding.
+checkpoint loads or raises CheckpointError.  Anything else is a finding.
 """
 import argparse
 import io
@@ -303,7 +303,7 @@ class Runner:
         from gnuradio.amcee.data.dataset import DatasetError
         from gnuradio.amcee.data.files import load_dataset
         from gnuradio.amcee.inference.model_file import ModelFileError, load_model
-        from gnuradio.amcee.network.checkpoint import load_checkpoint
+        from gnuradio.amcee.network.checkpoint import CheckpointError, load_checkpoint
 
         files, label = make_input(kind, self.seeds, index, seed)
         base = os.path.join(self.folder, f"in-{kind}-{index}")
@@ -312,7 +312,7 @@ class Runner:
                 f.write(data)
         path = base + (".bin" if "" in files else ".sigmf-meta")
         size = sum(len(d) for d in files.values())
-        expected = {"model": ModelFileError, "checkpoint": ValueError}.get(kind, DatasetError)
+        expected = {"model": ModelFileError, "checkpoint": CheckpointError}.get(kind, DatasetError)
         tracemalloc.start()
         try:
             if kind == "model":

@@ -12,6 +12,7 @@ import zipfile
 
 import torch
 
+from ..atomic import atomic_path
 from ..inference.model_file import CHECKPOINT_FORMAT, MAX_CLASSES, MAX_FRAME_LEN, torch_file_kind
 from .architecture import LAYER_NAMES, EarlyExitNet, InputGain, ModelConfig
 
@@ -24,42 +25,45 @@ def save_checkpoint(path, model, classes, **extra):
         "classes": list(classes),
     }
     state.update(extra)
-    tmp = f"{path}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # never leave a half-written checkpoint behind
+    with atomic_path(path) as tmp:  # never leave a half-written checkpoint behind
+        torch.save(state, tmp)
+
+
+class CheckpointError(ValueError):
+    """A file given as a training checkpoint that is not one, or is damaged."""
 
 
 def load_checkpoint(path, map_location="cpu"):
-    """(model, checkpoint dict); a clear ValueError for anything else."""
+    """(model, checkpoint dict); a CheckpointError for anything else."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if torch_file_kind(path) == "torchscript":
-        raise ValueError(f"{path} is an exported model, not a training checkpoint (the best.pt or last.pt "
+        raise CheckpointError(f"{path} is an exported model, not a training checkpoint (the best.pt or last.pt "
                          "of an `amcee train` run)")
     try:
         with zipfile.ZipFile(path) as archive:  # torch does not check the CRCs: a flipped bit loads
             bad = archive.testzip()
         if bad is not None:
-            raise ValueError(f"member {bad} fails its CRC check")
+            raise CheckpointError(f"member {bad} fails its CRC check")
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         text = str(exc).strip()
-        raise ValueError(f"{path} is not a readable amcee checkpoint "
+        raise CheckpointError(f"{path} is not a readable amcee checkpoint "
                          f"({text.splitlines()[0] if text else type(exc).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an amcee checkpoint (format {CHECKPOINT_FORMAT} expected)")
+        raise CheckpointError(f"{path} is not an amcee checkpoint (format {CHECKPOINT_FORMAT} expected)")
     config = state.get("model_config")
     if not isinstance(config, dict) or not all(
             type(config.get(key)) is int and low <= config[key] <= high
             for key, low, high in (("frame_len", 8, MAX_FRAME_LEN), ("num_classes", 2, MAX_CLASSES))):
-        raise ValueError(f"{path}: checkpoint has no valid model_config (frame_len up to {MAX_FRAME_LEN}, "
+        raise CheckpointError(f"{path}: checkpoint has no valid model_config (frame_len up to {MAX_FRAME_LEN}, "
                          f"num_classes up to {MAX_CLASSES})")
     try:
         model = EarlyExitNet(ModelConfig.from_dict(config))
         model.load_state_dict(state["model_state"])
     except Exception as exc:  # missing keys, wrong types or shapes: torch raises many kinds
         text = str(exc).strip()
-        raise ValueError(f"{path}: checkpoint does not hold a consistent network "
+        raise CheckpointError(f"{path}: checkpoint does not hold a consistent network "
                          f"({type(exc).__name__}: {text.splitlines()[0][:200] if text else ''})") from None
     return model, state
 
