@@ -536,26 +536,16 @@ def load_model(path, device="cpu", trust_model_code=False):
     if kind == "torch.save":
         raise ModelFileError(f"{path} is a torch.save file (tensors, a state dict), not an amcee model: "
                              "models are exported from training checkpoints with `amcee export`")
-    data, _ = read_model_archive(path, trust_model_code or _TRUST_ALL)
-    extra = {METADATA_FILE: ""}
+    # The metadata read and checked from the archive is the one torch would
+    # read from these same bytes: no second parse.
+    data, meta = read_model_archive(path, trust_model_code or _TRUST_ALL)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(io.BytesIO(data), map_location=device, _extra_files=extra)
+            module = torch.jit.load(io.BytesIO(data), map_location=device)
     except Exception as exc:  # torch raises RuntimeError/ValueError/... for foreign files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path} is not a readable TorchScript model file ({first_line})") from None
-    if not extra[METADATA_FILE]:
-        raise ModelFileError(
-            f"{path} is a TorchScript file but not an amcee model: it has no {METADATA_FILE} metadata "
-            "(export models with `amcee export`)")
-    try:
-        meta = json.loads(extra[METADATA_FILE])
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{path}: {METADATA_FILE} metadata is not valid JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise ModelFileError(f"{path}: {METADATA_FILE} metadata is not a JSON object")
-    _check_metadata(meta, path)
     for method in REQUIRED_METHODS:
         if not hasattr(module, method):
             raise ModelFileError(f"{path}: model lacks the TorchScript method {method}()")
