@@ -69,6 +69,7 @@ void decision_publisher::publish(gr::block* block,
         throw std::runtime_error("decision_publisher: the block is not running");
 
     d_tags.clear();
+    d_outbox.clear();
     detail->get_tags_in_range(d_tags, 0, first, first + n, block->unique_id());
     std::stable_sort(d_tags.begin(), d_tags.end(), gr::tag_t::offset_compare);
     auto next_tag = d_tags.begin();
@@ -134,10 +135,17 @@ void decision_publisher::publish(gr::block* block,
             if (!pmt::is_null(d_truth_values[t]))
                 msg = pmt::acons(d_truth_keys[t].second, d_truth_values[t], msg);
         if (to_exit)
-            block->message_port_pub(d_exit_ports[exit_k], msg);
+            d_outbox.emplace_back(d_exit_ports[exit_k], msg);
         if (all_subscribed)
-            block->message_port_pub(d_all_port, msg);
+            d_outbox.emplace_back(d_all_port, msg);
     }
+    // Posted in one burst after the loop, not frame by frame inside it: each
+    // post wakes a consumer that waits for messages, and one that is woken
+    // during a burst finds the rest queued and handles them in the same
+    // wake-up; interleaved with the tag work, every message woke it again.
+    for (const auto& port_msg : d_outbox)
+        block->message_port_pub(port_msg.first, port_msg.second);
+    d_outbox.clear();
 }
 
 } // namespace amcee

@@ -31,8 +31,12 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # DistanceRadar" in every QT flowgraph. Debian's python3-matplotlib would not
 # help: the venv's pip matplotlib (requirements.txt) comes first on its path,
 # and a pip PyQt5 must not replace Debian's, which gr-qtgui is built against.
+# python3-h5py reads RadioML 2018.01A's HDF5 file (data/radioml2018.py): Debian's
+# build links Debian's libhdf5 and its numpy ABI, which the venv's numpy<2 keeps,
+# and the venv sees it through --system-site-packages; a pip h5py would bring a
+# second HDF5 library in its wheel.
 APT_PACKAGES=(gnuradio gnuradio-dev cmake make g++ pkg-config python3-venv python3-dev
-              gr-osmosdr xvfb xauth x11-utils gir1.2-gtk-3.0 python3-pyqt5.qtsvg)
+              gr-osmosdr xvfb xauth x11-utils gir1.2-gtk-3.0 python3-pyqt5.qtsvg python3-h5py)
 if [ "${AMCEE_WITH_SDR:-0}" = "1" ]; then
     APT_PACKAGES+=(soapysdr-tools soapysdr-module-all)
 fi

@@ -112,7 +112,7 @@ def test_commands_refuse_to_replace_earlier_files_without_overwrite(exported, tm
     model = tmp_path / "m.pt"
     model.write_bytes(exported.read_bytes())
     before = model.read_bytes()
-    assert main(["calibrate", str(model), "--out", str(model), "--exit-gating-only"]) == 2
+    assert main(["calibrate", str(model), "--out", str(model), "--data", str(data)]) == 2
     assert "--overwrite" in capsys.readouterr().err and model.read_bytes() == before
 
 

@@ -1,13 +1,14 @@
 """What the GRC block files tell the user is what the code does: their
 parameter defaults are the blocks' own, and the numbers their documentation
 states are read here against the constants they describe (the classifier's
-text once said the gating back-off stopped at 3 batches while the code
-stopped at 8).  GRC shows a failed assert as its expression, so each assert
+text once said a back-off stopped at 3 batches while the code stopped at 8).  GRC shows a failed assert as its expression, so each assert
 is one short rule that rejects a bad value."""
+import ast
 import inspect
 import re
 import subprocess
 
+import pmt
 import pytest
 import yaml
 
@@ -17,15 +18,11 @@ from gnuradio.amcee.blocks.batching import DEFAULT_MAX_LATENCY_MS
 from gnuradio.amcee.data.dataset import paper_split
 from gnuradio.amcee.data.synth.transmitters import SAMPLE_RATE, SAMPLES_PER_SYMBOL
 from gnuradio.amcee.inference.engine import DEFAULT_BATCH
-from gnuradio.amcee.inference.exit_gating import MAX_SKIPPED, PROBE_ROWS, backoff, gating_applies
 from gnuradio.amcee.labels import RML22_CLASSES
 
 BLOCK_FILES = sorted((ROOT / "grc").glob("*.block.yml"))
 #: GRC defaults that differ from the Python block's on purpose, with why.
 DIFFERENT_ON_PURPOSE = {
-    # In GRC the frame length sizes the ports, so it needs a number; in
-    # Python 0 means "the file's".
-    ("dataset_source", "frame_len"),
     # Both mean the shipped model; in Python None also tells "not given" from
     # exit_names given instead of a model.
     ("display", "model_path"),
@@ -53,6 +50,17 @@ def _grc_value(param):
     return text  # enum, string, file_open: the text itself
 
 
+def _python_defaults(block):
+    """{keyword: default} of ``amcee.<block>``.  A C++ block bound with pybind11
+    has no inspectable signature: its defaults are read from the signature
+    pybind11 writes into the docstring ("vlen: int = 128")."""
+    try:
+        return {k: p.default for k, p in inspect.signature(block).parameters.items()}
+    except ValueError:
+        first_line = block.__init__.__doc__.strip().splitlines()[0]
+        return {k: ast.literal_eval(v) for k, v in re.findall(r"(\w+): [\w.]+ = ([^,)]+)", first_line)}
+
+
 def _defaults():
     for path in BLOCK_FILES:
         block = _block(path)
@@ -60,12 +68,12 @@ def _defaults():
         name, arguments = call.group(1), call.group(2)
         keyword_of = {param: keyword for keyword, param in
                       re.findall(r"(\w+)=\$\{\s*(?:repr\()?(\w+)\)?\s*\}", arguments)}
-        signature = inspect.signature(getattr(amcee, name))
+        defaults = _python_defaults(getattr(amcee, name))
         for param in block["parameters"]:
             keyword = keyword_of.get(param["id"])
             if "default" not in param or keyword is None:
                 continue
-            python = signature.parameters[keyword].default
+            python = defaults[keyword]
             if python is inspect.Parameter.empty or (name, keyword) in DIFFERENT_ON_PURPOSE:
                 continue
             yield pytest.param(name, keyword, _grc_value(param), python, id=f"{name}.{keyword}")
@@ -82,18 +90,16 @@ def test_the_defaults_are_read_from_every_block_file():
     assert blocks == {re.match(r"amcee_(\w+)\.block", p.name).group(1) for p in BLOCK_FILES}
 
 
-def test_classifier_exit_gating_numbers():
+def test_classifier_snr_table_text():
+    """What the classifier's text says of the SNR table: the tags it reads,
+    in the order the block prefers them, and the Estimate SNR parameter."""
+    from gnuradio.amcee.blocks.classifier import SNR_TAG_KEYS
+
     doc = _doc("classifier")
-    smallest = int(re.search(r"In a batch of at least (\d+) vectors", doc).group(1))
-    assert gating_applies(smallest, PROBE_ROWS) and not gating_applies(smallest - 1, PROBE_ROWS)
-    assert int(re.search(r"head first runs on (\d+) of them", doc).group(1)) == PROBE_ROWS
-    assert int(re.search(r"share of those (\d+) leave", doc).group(1)) == PROBE_ROWS
-    steps, most = re.search(r"the next ((?:\d+, )+)then up to (\d+) batches skip", doc).groups()
-    stated = [int(s) for s in steps.rstrip(", ").split(", ")] + [int(most)]
-    # backoff(misses) from the second miss on, until it stops growing
-    actual = [backoff(m) for m in range(2, 2 + len(stated) + 2)]
-    assert actual[:len(stated)] == stated and stated[-1] == MAX_SKIPPED and set(actual[len(stated):]) == {MAX_SKIPPED}
-    assert backoff(1) == 0  # "from the second one": the first shortfall skips nothing
+    first, second = re.search(r'the "(\w+)" tag of amcee.snr_estimator upstream, else the "(\w+)" tag', doc).groups()
+    assert list(SNR_TAG_KEYS) == [second, first]  # the last one present wins
+    params = {p["id"]: p for p in _block(ROOT / "grc" / "amcee_classifier.block.yml")["parameters"]}
+    assert params["estimate_snr"]["dtype"] == "bool" and "Estimate SNR: Yes" in doc
 
 
 def test_classifier_batching_numbers():
@@ -140,7 +146,7 @@ def test_grc_choices_are_the_constants():
 #: failed assert only as 'Assertion "<expression>" failed', so the expression
 #: is the message: each must be one short rule, and each must catch bad input.
 BAD_VALUE_OF_ASSERT = {
-    "${ frame_len > 0 }": {"frame_len": 0},
+    "${ frame_len >= 0 }": {"frame_len": -8},  # 0 = the model's (classifier), the file's (dataset_source)
     "${ frame_len % 8 == 0 }": {"frame_len": 100},
     "${ num_exits == 0 or num_exits >= 2 }": {"num_exits": 1},
     "${ max_batch >= 1 }": {"max_batch": 0},
@@ -155,6 +161,7 @@ BAD_VALUE_OF_ASSERT = {
     "${ window >= 1 }": {"window": 0},
     "${ history >= 1 }": {"history": 0},
     "${ refresh_ms >= 10 }": {"refresh_ms": 5},
+    "${ vlen >= 16 }": {"vlen": 15},
 }
 
 

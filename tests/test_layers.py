@@ -151,7 +151,7 @@ def test_the_import_reader_sees_lazy_and_relative_imports():
     """The resolver finds imports inside functions and relative ones."""
     graph = imports()
     assert f"{PACKAGE}.tools.bench_block" in graph[f"{PACKAGE}.tools.bench"]  # inside a function
-    assert f"{PACKAGE}.inference.exit_gating" in graph[f"{PACKAGE}.inference.engine"]  # from . import x
+    assert f"{PACKAGE}.inference.malloc_tuning" in graph[f"{PACKAGE}.inference.engine"]  # from . import x
     assert f"{PACKAGE}.amcee_python" in graph[f"{PACKAGE}.blocks.classifier"]
     assert layer(f"{PACKAGE}.frames") == "ground" and layer(f"{PACKAGE}.data.synth.generate") == "data"
     assert "training" not in LAYERS["blocks"] and "network" not in LAYERS["inference"]

@@ -9,7 +9,6 @@ from gnuradio import blocks, gr
 from conftest import make_frames
 from gnuradio import amcee
 from gnuradio.amcee.inference.engine import EarlyExitEngine
-from gnuradio.amcee.inference.exit_gating import PROBE_ROWS
 
 
 def run_flowgraph(clf, frames, layout="complex", tags=()):
@@ -181,25 +180,73 @@ def test_give_up_parameter_and_callback(tiny_model_path):
         clf.set_give_up(-1.0)
 
 
-def test_exit_gating_parameter_and_callback(tiny_model_path):
-    frames = make_frames(256, seed=17)
-    ungated = EarlyExitEngine(tiny_model_path).classify(frames).exits
-    assert (ungated < 2).sum() > 100
-    # A share of 1: an early exit's head runs beyond its 32 probed vectors only
-    # if all of them leave; with this model's thresholds they never all do.
-    # One batch of the 256 vectors (a fast stream is classified in full
-    # batches): at most 32 leave each early exit.
-    clf = amcee.classifier(tiny_model_path, min_exit_share=1.0, max_batch=256)
-    assert clf.get_min_exit_share() == (1.0, 1.0)
-    sink, _ = run_flowgraph(clf, frames)
-    exits = np.array([t.value["exit"] for t in amc_tags(sink)])
-    assert len(exits) == len(frames)
-    assert 0 < (exits == 0).sum() <= PROBE_ROWS and (exits == 1).sum() <= PROBE_ROWS
-    clf.set_min_exit_share(None)  # back to the model's default (off for this model)
-    assert clf.get_min_exit_share() == (0.0, 0.0)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        clf.set_min_exit_share(2.0)
-    assert clf.get_min_exit_share() == (0.0, 0.0)
+@pytest.fixture(scope="module")
+def table_model(tiny_model_path, tmp_path_factory):
+    """The tiny model with an SNR table: below -5 dB every frame leaves at
+    exit 0, from -5 to 5 dB every frame goes to the final exit, above as plain."""
+    from gnuradio.amcee.inference.model_file import load_model
+    from gnuradio.amcee.network.export import rewrite_metadata
+
+    plain = load_model(tiny_model_path).meta
+    path = tmp_path_factory.mktemp("snr") / "table.pt"
+    rewrite_metadata(tiny_model_path, {"snr_table": {
+        "edges_db": [-5.0, 5.0], "thresholds": [plain["thresholds"], [0.0, 0.0], plain["thresholds"]],
+        "give_up": [[0.0, None], [None, None], plain["give_up"]]}}, out_path=str(path))
+    return str(path)
+
+
+def snr_tags(values, key):
+    return [gr.python_to_tag((i, pmt.intern(key), pmt.from_double(float(v)), pmt.PMT_NIL))
+            for i, v in enumerate(values) if not np.isnan(v)]
+
+
+def test_each_frame_is_held_to_the_thresholds_of_its_snr_tag(table_model, tiny_model_path):
+    """snr_est tags (the estimator) win over snr tags (a replayed dataset); a
+    frame without either gets the plain rule; a frame's result is the
+    engine's for that frame alone, whatever the batch and the stream before."""
+    frames = make_frames(150, seed=18)
+    rng = np.random.default_rng(5)
+    est = rng.choice([-20.0, 0.0, 20.0, np.nan], len(frames))
+    dataset = np.where(np.arange(len(frames)) % 3 == 0, 0.0, np.nan)  # every third frame: snr 0 dB
+    want_snr = np.where(np.isnan(est), dataset, est)
+    engine = EarlyExitEngine(table_model)
+    want = engine.classify(frames, snr_db=want_snr)
+    assert (want.exits[want_snr == -20] == 0).all() and (want.exits[want_snr == 0] == 2).all()
+    plain = EarlyExitEngine(tiny_model_path).classify(frames)
+    none = np.isnan(want_snr)
+    assert none.any() and np.array_equal(want.exits[none], plain.exits[none])
+    for max_batch, before in ((256, 0), (16, 37)):  # other batches, after a stream history
+        clf = amcee.classifier(table_model, max_batch=max_batch)
+        if before:
+            run_flowgraph(clf, make_frames(before, seed=19), tags=snr_tags(np.full(before, -20.0), "snr_est"))
+        sink, _ = run_flowgraph(clf, frames, tags=snr_tags(dataset, "snr") + snr_tags(est, "snr_est"))
+        got = amc_tags(sink)
+        np.testing.assert_array_equal([t.value["exit"] for t in got], want.exits)
+        np.testing.assert_array_equal([t.value["class"] for t in got], want.classes)
+    # A threshold set in the block overrides the table.
+    clf = amcee.classifier(table_model, threshold=0.0)
+    sink, _ = run_flowgraph(clf, frames, tags=snr_tags(np.full(len(frames), -20.0), "snr_est"))
+    assert {t.value["exit"] for t in amc_tags(sink)} == {2}
+    clf.set_threshold(None)  # the model's thresholds and its table again
+    sink, _ = run_flowgraph(clf, frames, tags=snr_tags(np.full(len(frames), -20.0), "snr_est"))
+    assert {t.value["exit"] for t in amc_tags(sink)} == {0}
+
+
+def test_estimate_snr_runs_the_estimator_in_the_block(table_model):
+    from gnuradio.amcee.amcee_python import estimate_snr_db
+
+    frames = make_frames(100, seed=20)
+    snr = estimate_snr_db(frames)
+    want = EarlyExitEngine(table_model).classify(frames, snr_db=snr)
+    clf = amcee.classifier(table_model, estimate_snr=True)
+    assert clf.estimate_snr()
+    # Its own estimate wins over the tags.
+    sink, _ = run_flowgraph(clf, frames, tags=snr_tags(np.full(len(frames), 20.0), "snr_est"))
+    np.testing.assert_array_equal([t.value["exit"] for t in amc_tags(sink)], want.exits)
+    rml = np.stack([frames.real, frames.imag], axis=1).astype(np.float32).reshape(len(frames), -1)
+    clf = amcee.classifier(table_model, estimate_snr=True, input_format="rml")
+    sink, _ = run_flowgraph(clf, rml, layout="rml")
+    np.testing.assert_array_equal([t.value["exit"] for t in amc_tags(sink)], want.exits)
 
 
 def test_bad_threshold_at_the_setter_keeps_the_old_one(tiny_model_path):

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 import time
-from typing import Optional
 
 import numpy as np
 import pmt
@@ -71,10 +70,9 @@ def test_tags_and_messages_equal_the_python_reference_frame_for_frame(tiny_model
         tags.append(gr.python_to_tag((i, pmt.intern("frame_index"), pmt.from_uint64(1000 + i), pmt.PMT_NIL)))
     for i in range(0, 300, 50):
         tags.append(gr.python_to_tag((i, pmt.intern("label"), pmt.intern(f"C{i}"), pmt.PMT_NIL)))
-    # Exit gating off: the decisions then do not depend on how frames fall into batches.
-    clf = amcee.classifier(tiny_model_path, min_exit_share=0, max_batch=64)
+    clf = amcee.classifier(tiny_model_path, max_batch=64)
     sink, stores = run_flowgraph(clf, frames, tags=tags)
-    engine = EarlyExitEngine(tiny_model_path, min_exit_share=0, max_batch=64)
+    engine = EarlyExitEngine(tiny_model_path, max_batch=64)
     want_tags, want_msgs = reference_decisions(engine, frames, [gr.tag_to_python(t) for t in tags])
 
     got_tags = amc_tags(sink)
@@ -239,13 +237,11 @@ class _FailsOnLargeBatches(torch.nn.Module):
     def __init__(self, inner):
         super().__init__()
         self.inner = inner
-        self.probe_rows: int = int(inner.probe_rows)
 
-    def forward(self, x: torch.Tensor, thresholds: torch.Tensor, give_up: torch.Tensor,
-                min_share: Optional[torch.Tensor] = None):
+    def forward(self, x: torch.Tensor, thresholds: torch.Tensor, give_up: torch.Tensor):
         if x.size(0) >= 64:
             raise RuntimeError("fails on large batches")
-        return self.inner(x, thresholds, give_up, min_share)
+        return self.inner(x, thresholds, give_up)
 
     @torch.jit.export
     def backbone(self, x: torch.Tensor) -> torch.Tensor:

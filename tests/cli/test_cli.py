@@ -204,7 +204,7 @@ def test_out_parents_of_every_subcommand(run, tmp_path, capsys):
         "report": ([data, "--out", fresh / "report" / "fid"], fresh / "report" / "fid" / "fidelity.json"),
         "eval": ([model, "--data", data, "--out", fresh / "eval" / "ev", "--no-timing", "--quiet"],
                  fresh / "eval" / "ev" / "summary.md"),
-        "calibrate": ([model, "--data", data, "--out", fresh / "cal" / "c.pt", "--min-exit-share", "off",
+        "calibrate": ([model, "--data", data, "--out", fresh / "cal" / "c.pt",
                        "--quiet"], fresh / "cal" / "c.pt"),
         "export": ([checkpoint, "--out", fresh / "export" / "m.pt"], fresh / "export" / "m.pt"),
         "replay": ([data, "--model", model, "--source", "file", "--max-frames", "40", "--out", fresh / "replay" / "r.json",
@@ -231,7 +231,7 @@ def test_an_out_folder_that_cannot_be_made_is_one_line(tmp_path, capsys):
 def test_progress_bar_on_a_terminal_only(run, tmp_path, command):
     args = {"eval": [run["model"], "--data", run["data"], "--out", str(tmp_path / "ev"), "--repeats", "1"],
             "calibrate": [run["model"], "--data", run["data"], "--out", str(tmp_path / "c.pt"),
-                          "--min-exit-share", "off", "--overwrite"]}[command]
+                          "--overwrite"]}[command]
     code, out, terminal = run_on_terminal([command] + args)
     assert code == 0, terminal[-2000:]
     assert re.search(rf"{command}: [a-z ()0-9]+: +100%\|", terminal), terminal[-2000:]
@@ -257,7 +257,7 @@ def test_printed_numbers_are_rounded(run, tmp_path, capsys):
     assert_rounded(out)
     assert "accuracy_loss_pp" in json.loads(out)
     code, out, err = cli(capsys, "calibrate", run["model"], "--data", run["data"], "--out", tmp_path / "c.pt",
-                         "--min-exit-share", "off", "--quiet")
+                         "--quiet")
     assert code == 0, err
     assert_rounded(out)
     code, out, err = cli(capsys, "info", tmp_path / "c.pt")
@@ -272,6 +272,10 @@ def test_info_of_the_shipped_model_is_short_and_rounded(capsys):
     assert out.count("\n") < 20, out
     assert_rounded(out)
     assert out.splitlines()[0].endswith(": amcee-default-6")
+    assert "SNR table     21 bins" in out and " dB: V0 " not in out
+    code, bins, err = cli(capsys, "info", "--snr-table")
+    assert code == 0, err
+    assert len(re.findall(r"^  \[\S+, \S+\) dB: V0 ", bins, re.M)) == 21
     code, out, err = cli(capsys, "info", "--json")
     assert json.loads(out)["format"] == "amcee-early-exit-model"
 
@@ -309,7 +313,7 @@ def test_a_long_version_from_an_older_file_is_split(run, tmp_path, capsys):
     assert summary[0] == "# Evaluation of `amcee-old-3`"
     assert summary[2] == "V0+V1; joint 10 epochs: calibrated for <= 0.4 pp loss"
     code, out, err = cli(capsys, "calibrate", old, "--data", run["data"], "--out", tmp_path / "cal.pt",
-                         "--min-exit-share", "off", "--quiet")
+                         "--quiet")
     assert code == 0 and json.loads(out)["model_version"] == "amcee-old-3", err
     stored = load_model(str(tmp_path / "cal.pt")).meta
     assert (stored["model_version"], stored["description"]) == (

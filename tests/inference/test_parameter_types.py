@@ -17,16 +17,16 @@ def model_path(tmp_path_factory):
 
 @pytest.mark.parametrize("setter, value", [
     ("set_thresholds", [True, False]), ("set_thresholds", True), ("set_thresholds", [[True] * 10, 0.1]),
-    ("set_give_up", [True, None]), ("set_give_up", True), ("set_min_exit_share", [False, 0.1]),
+    ("set_give_up", [True, None]), ("set_give_up", True),
 ])
 def test_booleans_are_no_numbers(model_path, setter, value):
     from gnuradio.amcee.inference.engine import EarlyExitEngine
 
     engine = EarlyExitEngine(model_path)
-    before = engine.thresholds, engine.give_up, engine.min_exit_share
+    before = engine.thresholds, engine.give_up, engine.uses_snr_table
     with pytest.raises(ValueError, match="must be"):
         getattr(engine, setter)(value)
-    assert (engine.thresholds, engine.give_up, engine.min_exit_share) == before
+    assert (engine.thresholds, engine.give_up, engine.uses_snr_table) == before
 
 
 @pytest.mark.parametrize("value, message", [(True, "whole number"), (2.5, "whole number"), ("8", "whole number"),

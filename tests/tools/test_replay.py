@@ -126,18 +126,31 @@ def test_replay_equals_amcee_eval_predictions(small_dataset, tiny_model_path, so
     np.testing.assert_array_equal(pred["snr"], ev["snr"])
 
 
-def test_replay_equals_amcee_eval_with_exit_gating_off(small_dataset, tiny_model_path, tmp_path):
-    """A model with exit gating: with it off on both sides the decisions agree frame for frame."""
+@pytest.mark.parametrize("source, estimate, snr_source", [
+    ("dataset", False, "dataset"), ("file", False, "none"), ("file", True, "estimate")])
+def test_replay_equals_amcee_eval_with_an_snr_table(small_dataset, tiny_model_path, tmp_path, source, estimate,
+                                                    snr_source):
+    """A model with an SNR table: the dataset source's snr tags are eval's
+    default (--snr dataset), the file source carries none (--snr none), the
+    classifier's own estimate is --snr estimate; frame for frame, no flag
+    about batches."""
+    from gnuradio.amcee.inference.model_file import load_model
     from gnuradio.amcee.network.export import rewrite_metadata
     from gnuradio.amcee.tools.replay import replay
     from gnuradio.amcee.training.evaluate import evaluate_model
 
     _, folder = small_dataset
-    gated = str(tmp_path / "gated.pt")
-    rewrite_metadata(tiny_model_path, {"min_exit_share": [0.9, 0.9]}, out_path=gated)
-    report, ev = evaluate_model(gated, str(folder / "small.npz"), split="test", timing=False,
-                                sweep=(0.5,), progress=lambda *_: None, min_exit_share=0.0)
-    pred, rep = replay(folder / "small.npz", model_path=gated, split="test", source="file", min_exit_share=0.0)
-    assert report["min_exit_share"] == rep["min_exit_share"] == [0.0, 0.0]
+    aware = str(tmp_path / "aware.pt")
+    plain = load_model(tiny_model_path).meta
+    # 0 dB frames leave at exit 0, 10 dB frames go to the final exit, 20 dB as plain.
+    table = {"edges_db": [5.0, 15.0], "thresholds": [plain["thresholds"], [0.0, 0.0], plain["thresholds"]],
+             "give_up": [[0.0, None], [None, None], plain["give_up"]]}
+    rewrite_metadata(tiny_model_path, {"snr_table": table}, out_path=aware)
+    report, ev = evaluate_model(aware, str(folder / "small.npz"), split="test", timing=False,
+                                sweep=(0.5,), progress=lambda *_: None, snr_source=snr_source)
+    pred, rep = replay(folder / "small.npz", model_path=aware, split="test", source=source, estimate_snr=estimate)
+    assert report["snr_table_used"] == (snr_source != "none") and rep["snr_table_used"]
+    if snr_source == "dataset":
+        assert (ev["exit"][ev["snr"] == 0] == 0).all() and (ev["exit"][ev["snr"] == 10] == 2).all()
     for key in ("index", "exit", "class", "label"):
         assert np.array_equal(pred[key], ev[key]), key

@@ -21,15 +21,14 @@ def trained(tmp_path_factory):
 
 def _val_accuracy_loss_pp(model_path, data):
     """Loss of the engine's early exit against the final exit on the validation
-    split, at the written thresholds (exit gating off: its shares are timed,
-    and it only sends frames on to later exits)."""
+    split, at the written thresholds."""
     from gnuradio.amcee.data.dataset import split_indices
     from gnuradio.amcee.data.files import load_dataset
     from gnuradio.amcee.inference.engine import EarlyExitEngine
 
     ds = load_dataset(data)
     idx = split_indices(ds, "val")
-    engine = EarlyExitEngine(model_path, min_exit_share=0.0)
+    engine = EarlyExitEngine(model_path)
     ee = engine.classify(ds.frames[idx]).classes
     final = engine.all_exit_probs(ds.frames[idx])[0][-1].argmax(1)
     labels = ds.labels[idx]
@@ -174,52 +173,47 @@ def test_calibrate_records_favour_and_floor(trained, tmp_path):
     assert loss <= 3.0 + 1e-9
 
 
-@pytest.mark.parametrize("given, expected", [("off", [0.0, 0.0]), ([0.05, 0.3], [0.05, 0.3])])
-def test_exit_gating_written_into_the_model(trained, tmp_path, given, expected):
-    from gnuradio.amcee.inference.engine import EarlyExitEngine
-    from gnuradio.amcee.training.calibrate import calibrate
-
-    data, model = trained
-    out = tmp_path / "gate.pt"
-    record = calibrate(model, data, str(out), max_loss_pp=1.0, points=10, min_exit_share=given)
-    assert record["exit_gating"] == {"source": "given", "min_exit_share": expected}
-    assert EarlyExitEngine(str(out)).min_exit_share == tuple(expected)
-
-
-def test_exit_gating_measured_by_default(trained, tmp_path):
-    from gnuradio.amcee.training.calibrate import calibrate
-    from gnuradio.amcee.training.time_costs import break_even_shares
-
-    data, model = trained
-    record = calibrate(model, data, str(tmp_path / "auto.pt"), max_loss_pp=1.0, points=10)
-    gating = record["exit_gating"]
-    assert gating["source"].startswith("measured") and gating["threads"] == 1
-    assert gating["min_exit_share"] == break_even_shares(gating["segment_seconds"], gating["head_seconds"],
-                                                         gating["gather_seconds"])
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        calibrate(model, data, str(tmp_path / "bad.pt"), min_exit_share=[0.1, 1.5])
-    with pytest.raises(ValueError, match="'auto', 'off'"):
-        calibrate(model, data, str(tmp_path / "bad.pt"), min_exit_share="sometimes")
-
-
-def test_exit_gating_only_remeasures_the_shares_and_keeps_the_thresholds(trained, tmp_path, capsys):
+def test_snr_aware_calibration_writes_a_table_that_loads_and_is_used(trained, tmp_path, capsys):
+    """--snr-aware fits the SNR table on the estimator's SNR of the validation
+    frames within the budget (or the plain rule's accuracy), no bin slower
+    than the plain rule by the measured exit times; the engine then holds
+    each frame to its bin; the thresholds stay; a plain calibration drops it."""
     from gnuradio.amcee.cli import main
+    from gnuradio.amcee.data.dataset import split_indices
+    from gnuradio.amcee.data.files import load_dataset
     from gnuradio.amcee.inference.engine import EarlyExitEngine
-    from gnuradio.amcee.training.calibrate import calibrate_exit_gating
-    from gnuradio.amcee.training.time_costs import break_even_shares
+    from gnuradio.amcee.inference.snr_table import estimate_snr_db
+    from gnuradio.amcee.training.calibrate import calibrate
+    from gnuradio.amcee.training.exit_simulation import entropy10, simulate_exits_by_snr
 
     data, model = trained
-    out = tmp_path / "regated.pt"
-    gating = calibrate_exit_gating(model, str(out), repeats=3)  # random frames: no data needed
-    before, after = EarlyExitEngine(model), EarlyExitEngine(str(out))
-    assert after.thresholds == before.thresholds and after.give_up == before.give_up
-    assert list(after.min_exit_share) == gating["min_exit_share"] == break_even_shares(
-        gating["segment_seconds"], gating["head_seconds"], gating["gather_seconds"])
-    assert gating["previous_min_exit_share"] == list(before.min_exit_share)
-    assert after.meta["calibration"]["exit_gating"]["source"].endswith("gating only")
-    # The command: --data is optional with --exit-gating-only, required otherwise.
-    assert main(["calibrate", model, "--out", str(tmp_path / "cli.pt"), "--exit-gating-only",
-                 "--data", data]) == 0
-    capsys.readouterr()
-    assert main(["calibrate", model, "--out", str(tmp_path / "x.pt")]) == 2
-    assert "needs --data" in capsys.readouterr().err
+    out = tmp_path / "snr.pt"
+    assert main(["calibrate", model, "--data", data, "--out", str(out), "--snr-aware", "--max-loss", "3",
+                 "--snr-edges", "-10", "0", "10", "--min-speedup", "0.5", "--quiet"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    before, engine = EarlyExitEngine(model), EarlyExitEngine(str(out))
+    assert engine.uses_snr_table and engine.snr_table.edges_db == (-10.0, 0.0, 10.0)
+    assert engine.thresholds == before.thresholds and engine.give_up == before.give_up
+    record = engine.meta["calibration"]["snr_table"]
+    assert record["accuracy"] >= min(record["final_exit_accuracy"] - 0.03, record["plain_accuracy"]) - 1e-9
+    assert record["time_fraction"] <= record["plain_time_fraction"] + 1e-9 and record["min_speedup"] == 0.5
+    assert printed["accuracy"] == pytest.approx(record["accuracy"], abs=1e-4) and printed["model"] == str(out)
+    # What the written model does with the estimator's SNR is what the record says.
+    ds = load_dataset(data)
+    idx = split_indices(ds, "val")
+    frames, labels = ds.frames[idx], ds.labels[idx]
+    snr = estimate_snr_db(frames)
+    result = engine.classify(frames, snr_db=snr)
+    assert (result.classes == labels).mean() == pytest.approx(record["accuracy"])
+    probs, _ = engine.all_exit_probs(frames)
+    ent = np.stack([entropy10(p) for p in probs])
+    np.testing.assert_array_equal(result.exits, simulate_exits_by_snr(
+        ent, probs.argmax(2), engine.snr_table, snr, engine.thresholds, engine.give_up))
+    # A plain calibration chooses other thresholds: the table fitted to the old ones goes.
+    calibrate(str(out), data, str(tmp_path / "plain.pt"), max_loss_pp=1.0, points=10)
+    assert EarlyExitEngine(str(tmp_path / "plain.pt")).snr_table is None
+    # --snr-aware fits the table only.
+    assert main(["calibrate", model, "--data", data, "--out", str(tmp_path / "x.pt"), "--snr-aware",
+                 "--temperature"]) == 2
+    assert "--temperature belong to the plain calibration" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()

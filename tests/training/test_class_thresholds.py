@@ -50,11 +50,10 @@ def test_engine_exits_equal_the_simulation(engine):
 
 def test_a_table_of_equal_rows_equals_one_threshold(engine):
     frames = make_frames(300, seed=32)
-    for share in (0.0, 0.2):  # with and without exit gating
-        one = engine.classify(frames, thresholds=[0.3, 0.2], min_exit_share=share)
-        table = engine.classify(frames, thresholds=[[0.3] * C, [0.2] * C], min_exit_share=share)
-        np.testing.assert_array_equal(one.exits, table.exits)
-        np.testing.assert_allclose(one.probs, table.probs, atol=1e-6)
+    one = engine.classify(frames, thresholds=[0.3, 0.2])
+    table = engine.classify(frames, thresholds=[[0.3] * C, [0.2] * C])
+    np.testing.assert_array_equal(one.exits, table.exits)
+    np.testing.assert_allclose(one.probs, table.probs, atol=1e-6)
 
 
 def test_scripted_and_eager_forward_agree_with_class_thresholds(tmp_path):
@@ -63,12 +62,10 @@ def test_scripted_and_eager_forward_agree_with_class_thresholds(tmp_path):
     x = torch.randn(200, 2, 128)
     x = x / x.abs().sum(dim=(1, 2), keepdim=True)
     t, g = torch.tensor(_table(3, 0.2, 0.8), dtype=torch.float32), torch.tensor([math.inf] * 2)
-    for share in (None, torch.tensor([0.3, 0.3])):
-        args = (x, t, g) if share is None else (x, t, g, share)
-        with torch.no_grad():
-            eager, scripted = model(*args), loaded.module(*args)
-        torch.testing.assert_close(eager[1], scripted[1])
-        torch.testing.assert_close(eager[0], scripted[0], atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        eager, scripted = model(x, t, g), loaded.module(x, t, g)
+    torch.testing.assert_close(eager[1], scripted[1])
+    torch.testing.assert_close(eager[0], scripted[0], atol=1e-5, rtol=1e-4)
 
 
 def test_without_classes_a_list_is_not_a_threshold():
@@ -158,12 +155,11 @@ def test_calibrate_writes_class_thresholds(tmp_path):
     make_tiny_dataset(data, frames_per_key=60)
     model = train_tiny_model(data, tmp_path / "run", epochs=2)
     out = tmp_path / "cal.pt"
-    record = calibrate(model, str(data), str(out), max_loss_pp=2.0, points=10, min_exit_share="off",
-                       class_thresholds=True)
+    record = calibrate(model, str(data), str(out), max_loss_pp=2.0, points=10, class_thresholds=True)
     assert record["class_thresholds_searched"] and record["per_exit_choice"] is not None
     assert record["chosen"]["accuracy_loss_pp"] <= 2.0 + 1e-9
     assert record["chosen"]["objective_compute"] <= record["per_exit_choice"]["objective_compute"] + 1e-12
-    engine = EarlyExitEngine(str(out), min_exit_share=0.0)
+    engine = EarlyExitEngine(str(out))
     from gnuradio.amcee.inference.model_file import thresholds_to_json
     assert thresholds_to_json(engine.thresholds) == record["chosen"]["thresholds"]
     with pytest.raises(ValueError, match="accuracy budget"):

@@ -122,18 +122,23 @@ def test_bench_reports_every_section(evaluated):
         run_bench(model, sections=["nope"])
 
 
-def test_bench_compares_gated_and_ungated_in_one_run(evaluated, tmp_path):
+def test_bench_compares_the_plain_and_the_snr_aware_rule_in_one_run(evaluated, tmp_path):
+    from gnuradio.amcee.inference.model_file import load_model
     from gnuradio.amcee.network.export import rewrite_metadata
     from gnuradio.amcee.tools.bench import run_bench
 
     data, model, _ = evaluated
-    gated = str(tmp_path / "gated.pt")
-    rewrite_metadata(model, {"min_exit_share": [0.2, 0.3]}, out_path=gated)
-    report = run_bench(gated, data=data, frames=600, repeats=1, sections=["per_snr"])
-    assert report["min_exit_share"] == [0.2, 0.3]
+    aware = str(tmp_path / "aware.pt")
+    plain = load_model(model)
+    table = {"edges_db": [0.0], "thresholds": [list(plain.meta["thresholds"])] * 2,
+             "give_up": [[0.0, None], list(plain.meta["give_up"])]}  # below 0 dB: every frame at exit 0
+    rewrite_metadata(model, {"snr_table": table}, out_path=aware)
+    report = run_bench(aware, data=data, frames=600, repeats=1, sections=["per_snr"])
+    assert report["snr_table"] is True
     for row in report["per_snr"]:
-        assert row["ungated_fps"] > 0 and row["ungated_speedup"] > 0
-        assert abs(sum(row["ungated_exit_shares"]) - 1) < 1e-9 and abs(sum(row["exit_shares"]) - 1) < 1e-9
+        assert row["snr_aware_fps"] > 0 and row["snr_aware_speedup"] > 0 and row["snr_aware_over_plain"] > 0
+        assert 0 <= row["accuracy"] <= 1 and 0 <= row["snr_aware_accuracy"] <= 1
+        assert abs(sum(row["snr_aware_exit_shares"]) - 1) < 1e-9 and abs(sum(row["exit_shares"]) - 1) < 1e-9
 
 
 def test_paired_ratio_spread_is_the_quartiles_of_per_round_ratios():
@@ -151,29 +156,28 @@ def test_a_speed_up_is_the_median_of_the_paired_rounds():
     assert paired_ratio_median([1.5, 1.5, 4.5, 4.5, 4.5], [1.0, 1.0, 3.0, 3.0, 3.0]) == 1.5
 
 
-def test_per_snr_timing_and_decisions_run_the_engine_as_a_stream():
-    """The model's own settings are timed and decided as a stream at each SNR
-    (no per-call thresholds, so the gating memory carries over, after an
-    untimed call); a threshold set starts every call afresh."""
+def test_per_snr_timing_gives_each_set_its_settings_and_snr_values():
+    """The model's own settings are timed with the frames' SNR values (the
+    SNR table), "plain" without them, a threshold set with its thresholds."""
     from gnuradio.amcee.inference.engine import Classification
-    from gnuradio.amcee.training.evaluate import classify_per_snr, time_per_snr
+    from gnuradio.amcee.training.evaluate import time_per_snr
 
     calls = []
 
     class Recorder:
-        def classify(self, frames, thresholds=None):
-            calls.append(("classify", len(frames), thresholds))
+        def classify(self, frames, thresholds=None, snr_db=None):
+            calls.append(("classify", len(frames), thresholds, None if snr_db is None else list(snr_db)))
             n = len(frames)
             return Classification(probs=np.full((n, 2), 0.5, dtype=np.float32), exits=np.zeros(n, dtype=np.int64),
                                   entropy=np.zeros(n, dtype=np.float32), valid=np.ones(n, dtype=bool))
 
         def backbone_probs(self, frames):
-            calls.append(("backbone", len(frames), None))
+            calls.append(("backbone", len(frames), None, None))
 
     frames, snrs = np.zeros((5, 2, 8), dtype=np.float32), np.array([0.0, 0.0, 10.0, 10.0, 10.0])
-    classify_per_snr(Recorder(), frames, snrs)
-    assert calls == [("classify", 2, None)] * 2 + [("classify", 3, None)] * 2  # settle, then the result
-    calls.clear()
-    time_per_snr(Recorder(), frames, snrs, {"model": None, "T": [0.3]}, repeats=2)
-    first = calls[:9]  # 0 dB: warm-up + 2 repeats, each backbone, model, T
-    assert first == [("backbone", 2, None), ("classify", 2, None), ("classify", 2, [0.3])] * 3
+    estimated = np.array([1.0, -1.0, 9.0, 11.0, 10.0])
+    time_per_snr(Recorder(), frames, snrs, {"model": None, "plain": "plain", "T": [0.3]}, repeats=2,
+                 frame_snr=estimated)
+    first = calls[:12]  # 0 dB: warm-up + 2 repeats, each backbone, model, plain, T
+    assert first == [("backbone", 2, None, None), ("classify", 2, None, [1.0, -1.0]), ("classify", 2, None, None),
+                     ("classify", 2, [0.3], None)] * 3

@@ -71,8 +71,6 @@ public:
     int num_exits() const { return static_cast<int>(d_exit_ports.size()); }
 
 private:
-    void update_truth(gr::block* block, uint64_t first, size_t n);
-
     std::vector<pmt::pmt_t> d_labels;
     std::vector<pmt::pmt_t> d_exit_ports;
     std::vector<pmt::pmt_t> d_exit_values;
@@ -85,6 +83,7 @@ private:
     std::vector<pmt::pmt_t> d_truth_values; // PMT_NIL = not seen
     std::vector<gr::tag_t> d_tags;          // reused between calls
     std::vector<float> d_probs;             // one frame's probabilities, reused
+    std::vector<std::pair<pmt::pmt_t, pmt::pmt_t>> d_outbox; // (port, message) of one call
 };
 
 } // namespace amcee

@@ -4,9 +4,13 @@
  * SPDX-License-Identifier: GPL-3.0-or-later
  */
 
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <gnuradio/amcee/input_state.h>
+#include <string>
+#include <vector>
 
 namespace py = pybind11;
 
@@ -20,4 +24,21 @@ void bind_input_state(py::module& m)
         },
         py::arg("block"),
         "(items available, upstream done, capacity) of a running block's input 0.");
+
+    m.def(
+        "read_tag_numbers",
+        [](gr::block* block, const std::vector<std::string>& keys, uint64_t first, size_t n) {
+            std::vector<pmt::pmt_t> symbols;
+            for (const auto& key : keys)
+                symbols.push_back(pmt::intern(key));
+            py::array_t<double> out(n);
+            gr::amcee::read_tag_numbers(block, symbols, first, n, out.mutable_data());
+            return out;
+        },
+        py::arg("block"),
+        py::arg("keys"),
+        py::arg("first"),
+        py::arg("n"),
+        "float64 [n]: the number tagged on each of n items of input 0 from absolute offset first "
+        "under one of keys (a later key wins), NaN where none.");
 }

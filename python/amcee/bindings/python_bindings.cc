@@ -18,6 +18,7 @@ void bind_frame_prep(py::module& m);
 void bind_decision_publisher(py::module& m);
 void bind_input_state(py::module& m);
 void bind_decision_sink(py::module& m);
+void bind_snr_estimate(py::module& m);
 
 PYBIND11_MODULE(amcee_python, m)
 {
@@ -29,4 +30,5 @@ PYBIND11_MODULE(amcee_python, m)
     bind_decision_publisher(m);
     bind_input_state(m);
     bind_decision_sink(m);
+    bind_snr_estimate(m);
 }

@@ -11,6 +11,13 @@ never reach the network: they pass through tagged ``invalid`` with exit -1 and
 are published on ``classification`` only; so are the vectors of a network call
 that failed, tagged ``error``.
 
+With a model that has an SNR table (inference.snr_table) each frame's
+thresholds come from its SNR value: the block's own estimate when
+``estimate_snr`` is on (the code of amcee.snr_estimator), else the input's
+``snr_est`` tag (amcee.snr_estimator upstream), else its ``snr`` tag (a
+replayed dataset); a frame with none gets the plain thresholds.  A frame's
+exit and class depend only on the frame, its SNR value and the settings.
+
 The per-frame work runs in C++ (lib/, through the pybind11 module
 amcee_python), one call per work(): the frames' preparation for the network
 (frame_prep.cc) and their tags and messages (decision_publisher.cc).  Python
@@ -23,13 +30,17 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from ..amcee_python import decision_publisher, read_input_state
+from ..amcee_python import decision_publisher, read_input_state, read_tag_numbers
 from ..frames import LAYOUTS
 from ..inference.engine import DEFAULT_BATCH, EarlyExitEngine
-from ..inference.model_file import default_model_path
+from ..inference.model_file import default_model_path, read_model_archive
+from ..inference.snr_table import estimate_snr_db
 from .batching import DEFAULT_MAX_LATENCY_MS, LatencyBoundBatching
 from .schema import CLASSIFICATION_PORT, exit_port
 
+#: Input tags that carry a frame's SNR (dB), the last one present winning: a
+#: replayed dataset's ``snr``, the amcee.snr_estimator's ``snr_est``.
+SNR_TAG_KEYS = ("snr", "snr_est")
 #: The input layouts (frames.LAYOUTS): complex vectors of L, or RML rows of 2L floats.
 INPUT_FORMATS = tuple(LAYOUTS)
 
@@ -44,10 +55,18 @@ def _rounded(values, digits=4):
 class classifier(gr.sync_block):
     """Early-exit AMC block; see the module docstring and the GRC documentation."""
 
-    def __init__(self, model_path="", threshold=None, input_format="complex", frame_len=128,
+    @staticmethod
+    def model_frame_len(model_path=""):
+        """Samples per frame of the model file (empty: the shipped model), read
+        from its checked metadata without running any of it: GRC sizes the
+        block's ports with it when Frame Length is 0."""
+        _, meta = read_model_archive(model_path or default_model_path(), trust_model_code=True)
+        return int(meta["frame_len"])
+
+    def __init__(self, model_path="", threshold=None, input_format="complex", frame_len=0,
                  max_batch=DEFAULT_BATCH, device="cpu", num_threads=1, num_exits=0, give_up=None,
-                 max_latency=DEFAULT_MAX_LATENCY_MS, min_exit_share=None, trust_model_code=False,
-                 keep_freed_memory=True):
+                 max_latency=DEFAULT_MAX_LATENCY_MS, trust_model_code=False,
+                 keep_freed_memory=True, estimate_snr=False):
         if input_format not in INPUT_FORMATS:
             raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
         model_path = model_path or default_model_path()
@@ -58,10 +77,10 @@ class classifier(gr.sync_block):
         if int(num_threads) < 0:
             raise ValueError(f"num_threads must be >= 0 (0 = torch's default), got {num_threads}")
         self.engine = EarlyExitEngine(model_path, thresholds=threshold, device=device,
-                                      max_batch=max_batch, give_up=give_up, min_exit_share=min_exit_share,
+                                      max_batch=max_batch, give_up=give_up,
                                       trust_model_code=bool(trust_model_code),
                                       keep_freed_memory=bool(keep_freed_memory))
-        if int(frame_len) != self.engine.frame_len:
+        if int(frame_len) and int(frame_len) != self.engine.frame_len:  # 0: the model's
             raise ValueError(f"frame_len {frame_len} does not match the model's frame length "
                              f"{self.engine.frame_len} ({model_path})")
         if num_exits and int(num_exits) != self.engine.num_exits:
@@ -91,6 +110,7 @@ class classifier(gr.sync_block):
         self.set_blkd_input_timer_value(self._batching.timer_ms)
 
         self.model_path = model_path
+        self._estimate_snr = bool(estimate_snr)
         self._publisher = decision_publisher(list(self.engine.classes), self.engine.num_exits)
         for k in range(self.engine.num_exits):
             self.message_port_register_out(pmt.intern(exit_port(k)))
@@ -104,37 +124,32 @@ class classifier(gr.sync_block):
         e = self.engine
         self.logger.info(f"model {e.model.version or model_path}: exits {list(e.exit_names)}, "
                          f"{'class thresholds' if any(isinstance(t, list) for t in e.thresholds) else 'thresholds ' + _rounded(e.thresholds)}, "
-                         f"give-up {_rounded(e.give_up, 3)}, exit gating {_rounded(e.min_exit_share, 3)}, "
+                         f"give-up {_rounded(e.give_up, 3)}, SNR table "
+                         f"{'none' if e.snr_table is None else ('in use' if e.uses_snr_table else 'overridden by the thresholds')}"
+                         f"{' (SNR estimated in the block)' if self._estimate_snr else ''}, "
                          f"device {e.device}, max batch {e.max_batch}, max latency {_rounded(float(max_latency), 3)} ms")
 
     # -- runtime parameters (GRC callbacks) -------------------------------------
     def set_threshold(self, threshold):
         """One float for all early exits, or one per early exit (each a float or
-        one per class); None = the model's defaults.  Takes effect at the next work()."""
-        if threshold is None:
-            threshold = self.engine.model.default_thresholds
+        one per class); None = the model's defaults and its SNR table; any
+        other value overrides the SNR table.  Takes effect at the next work()."""
         self.engine.set_thresholds(threshold)
 
     def get_threshold(self):
         return self.engine.thresholds
 
     def set_give_up(self, give_up):
-        """Give-up entropy per early exit (None = the model's default; inf disables)."""
-        if give_up is None:
-            give_up = self.engine.model.default_give_up
+        """Give-up entropy per early exit (None = the model's default and its
+        SNR table; any other value overrides the SNR table; inf disables)."""
         self.engine.set_give_up(give_up)
 
     def get_give_up(self):
         return self.engine.give_up
 
-    def set_min_exit_share(self, min_exit_share):
-        """Exit gating per early exit (None = the model's default; 0 = off)."""
-        if min_exit_share is None:
-            min_exit_share = self.engine.model.default_min_exit_share
-        self.engine.set_min_exit_share(min_exit_share)
-
-    def get_min_exit_share(self):
-        return self.engine.min_exit_share
+    def estimate_snr(self):
+        """Whether the block estimates each frame's SNR itself."""
+        return self._estimate_snr
 
     def set_max_latency(self, max_latency):
         """The longest a frame may wait in the block for its batch (ms)."""
@@ -197,6 +212,15 @@ class classifier(gr.sync_block):
         return [self._batching.inputs_required(noutput_items, available, done)]
 
     # -- stream processing ----------------------------------------------------------
+    def _frame_snr(self, frames, n):
+        """Each frame's SNR value (NaN: none), or None when the engine does
+        not use an SNR table (then nothing is read or estimated)."""
+        if not self.engine.uses_snr_table:
+            return None
+        if self._estimate_snr:
+            return estimate_snr_db(frames)
+        return read_tag_numbers(self.gateway, SNR_TAG_KEYS, self.nitems_read(0), n)
+
     def work(self, input_items, output_items):
         start = time.monotonic()
         if not self._threads_set:
@@ -210,7 +234,7 @@ class classifier(gr.sync_block):
         output_items[0][:] = x
         frames = x if self.input_format == "complex" else x.reshape(n, 2, self.frame_len)
         try:
-            result = self.engine.classify(frames)
+            result = self.engine.classify(frames, snr_db=self._frame_snr(frames, n))
             classes, exits = result.classes, result.exits
             probs, entropy = result.probs, result.entropy
             valid = result.valid

@@ -4,7 +4,7 @@ import pmt
 from gnuradio import gr
 
 from ..data.dataset import split_indices
-from ..data.files import load_dataset
+from ..data.files import dataset_frame_length, load_dataset
 from ..frames import LAYOUTS, check_layout, frames_to_vectors, vector_length
 from .schema import FRAME_INDEX_TAG, LABEL_TAG, SNR_TAG
 
@@ -17,9 +17,16 @@ class dataset_source(gr.sync_block):
     ``label`` (symbol, class name), ``snr`` (double, dB) and ``frame_index``
     (uint64, the frame's index in the file, ``split`` or not). The stream ends after
     the last frame unless ``repeat``; ``shuffle`` reorders every pass from ``seed``.
-    ``frame_len`` (0 = take it from the file) lets GRC know the vector length;
-    a file with a different length is refused.
+    ``frame_len`` 0 (GRC's default too) takes the frame length from the file;
+    another value must match it.
     """
+
+    @staticmethod
+    def dataset_frame_len(path):
+        """Samples per frame of the dataset file, read from its header
+        (data.files.dataset_frame_length), not from its frames: GRC sizes
+        the block's port with it when Frame Length is 0."""
+        return dataset_frame_length(path)
 
     def __init__(self, path, layout="complex", repeat=False, trusted=False,
                  shuffle=False, seed=0, split="all", frame_len=0):
@@ -36,8 +43,10 @@ class dataset_source(gr.sync_block):
         gr.sync_block.__init__(self, name="dataset_source", in_sig=None,
                                out_sig=[(dtype, vlen)])
 
-        # Keep only what work() needs: the vectors ready to copy and the truth.
-        self._vectors = frames_to_vectors(ds.frames[rows], layout)
+        # Keep only what work() needs: the frames (read as work() sends them,
+        # so that a file-mapped dataset is never copied whole) and the truth.
+        self._frames = ds.frames
+        self._layout = layout
         self._frame_index = rows
         self._label_pmts = [pmt.intern(name) for name in ds.classes]
         self._labels = ds.labels[rows]
@@ -87,7 +96,7 @@ class dataset_source(gr.sync_block):
         out = output_items[0]
         n = min(len(out), len(self._order) - self._position)
         rows = self._order[self._position:self._position + n]
-        out[:n] = self._vectors[rows]
+        out[:n] = frames_to_vectors(np.asarray(self._frames[self._frame_index[rows]]), self._layout)
         first = self.nitems_written(0)
         src = self.alias_pmt()
         for i, row in enumerate(rows.tolist()):

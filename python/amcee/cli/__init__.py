@@ -25,8 +25,8 @@ from ..version import __version__
 
 #: Subcommands in the order ``amcee --help`` lists them.
 SUBCOMMANDS = (
-    "synth", "export-stream", "report", "train", "eval", "calibrate",
-    "export", "replay", "demo", "bench", "info",
+    "synth", "export-stream", "report", "train", "prune", "eval", "calibrate",
+    "export", "replay", "demo", "bench", "snr-accuracy", "info",
 )
 
 #: Subcommands that load model files: they take --trust-model-code.

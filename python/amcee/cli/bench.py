@@ -1,5 +1,6 @@
 """amcee bench: frames/s of the batched early-exit engine vs the backbone alone."""
 from ..data.dataset import SPLITS
+from ..data.files import DATASET_FORMATS
 from ..inference.engine import DEFAULT_BATCH
 from ..tools.bench import SECTIONS, run_bench
 from . import add_threshold_argument, defaults_of
@@ -13,7 +14,7 @@ def add_parser(subparsers):
                     "per batch size and per SNR (interleaved medians, one process), the per-frame "
                     "Python loop of the paper's code for reference, and peak memory.")
     p.add_argument("model", nargs="?", default=None, help="model file (default: the shipped model)")
-    p.add_argument("--data", default=None, help="dataset for real frames and per-SNR numbers")
+    p.add_argument("--data", default=None, help=f"dataset for real frames and per-SNR numbers ({DATASET_FORMATS})")
     p.add_argument("--split", default=defaults["split"], choices=SPLITS,
                    help="split of --data (default: %(default)s)")
     p.add_argument("--frames", type=int, default=defaults["frames"],

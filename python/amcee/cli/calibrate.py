@@ -1,7 +1,7 @@
 """amcee calibrate: pick per-exit thresholds (and temperatures) on validation data."""
 from ..data.dataset import SPLITS
-from ..inference.exit_gating import PROBE_ROWS
-from ..training.calibrate import GIVE_UP_GRID_POINTS, GRID_POINTS, calibrate
+from ..data.files import DATASET_FORMATS
+from ..training.calibrate import GIVE_UP_GRID_POINTS, GRID_POINTS, SNR_EDGES_DB, calibrate
 from . import defaults_of
 
 
@@ -18,10 +18,11 @@ def add_parser(subparsers):
                     "largest compute saving (expected MACs from exit shares) within --max-loss "
                     "percentage points of the final exit's accuracy, or the most accurate point "
                     "within --target-compute.  Writes the thresholds (and the calibration record) "
-                    "into the metadata of --out and prints the chosen point as JSON.")
+                    "into the metadata of --out and prints the chosen point as JSON.  With "
+                    "--snr-aware it instead fits the SNR-conditioned exit table on top of the "
+                    "model's thresholds (docs/snr-aware-exit.md).")
     p.add_argument("model", help="exported model file (.pt)")
-    p.add_argument("--data", help="dataset file (the one the model was trained on); required unless "
-                                  "--exit-gating-only")
+    p.add_argument("--data", required=True, help=f"dataset file (the one the model was trained on; {DATASET_FORMATS})")
     p.add_argument("--out", required=True, help="calibrated model file to write (may equal MODEL, with "
                                                 "--overwrite)")
     p.add_argument("--overwrite", action="store_true",
@@ -47,16 +48,18 @@ def add_parser(subparsers):
                    help="also search one threshold per early exit and predicted class under the same "
                         "accuracy budget (lets a class that no exit separates, e.g. QAM16/QAM64 at high "
                         "SNR, leave early), and keep it if it saves more than per-exit thresholds")
-    p.add_argument("--min-exit-share", default=defaults["min_exit_share"], metavar="auto|off|X[,Y...]",
-                   help="exit gating written into the model: an early exit's head runs on a whole "
-                        f"batch only if at least this share of {PROBE_ROWS} probed rows leave there. 'auto' = "
-                        "the break-even shares measured on this machine (head time and row copies "
-                        "against the time the leaving frames save, 1 thread), 'off', or one share per "
-                        "early exit (default: %(default)s)")
-    p.add_argument("--exit-gating-only", action="store_true",
-                   help="only measure the exit gating break-even shares on this machine and write them "
-                        "(thresholds untouched): the shares depend on the CPU, so re-measure a model "
-                        "calibrated elsewhere on the machine that runs it")
+    p.add_argument("--snr-aware", action="store_true",
+                   help="fit the SNR-conditioned exit table instead (thresholds untouched): per SNR bin "
+                        "of the frames' estimated SNR (the snr_estimator's code, not the dataset's "
+                        "SNR), the thresholds and give-up values with the least measured time (one "
+                        "thread, this machine) within --max-loss of the final exit's accuracy, no bin "
+                        "slower than the plain rule or the backbone alone")
+    p.add_argument("--min-speedup", type=float, default=None, metavar="X",
+                   help="with --snr-aware: no SNR bin slower than 1/X of the backbone by the measured exit "
+                        "times (default: 1.0)")
+    p.add_argument("--snr-edges", type=float, nargs="+", default=None, metavar="DB",
+                   help="bin edges of the SNR table in dB, increasing (default: "
+                        f"{SNR_EDGES_DB[0]:g}, {SNR_EDGES_DB[1]:g}, ... {SNR_EDGES_DB[-1]:g})")
     p.add_argument("--split", default=defaults["split"], choices=SPLITS,
                    help="split to calibrate on (default: %(default)s)")
     p.add_argument("--split-seed", type=int, default=defaults["split_seed"],
@@ -72,40 +75,39 @@ def add_parser(subparsers):
 def run(args):
     from . import print_json
     from ..atomic import refuse_existing
-    from ..training.calibrate import calibrate_exit_gating
+    from ..training.calibrate import calibrate_snr_table
 
     if not args.overwrite:
         refuse_existing(args.out, "--out model file")
-    if args.exit_gating_only:
-        gating = calibrate_exit_gating(args.model, args.out, data=args.data, split=args.split,
-                                       split_seed=args.split_seed)
-        print_json({"model": args.out, "min_exit_share": gating["min_exit_share"],
-                    "previous_min_exit_share": gating["previous_min_exit_share"],
-                    "segment_seconds": gating["segment_seconds"], "head_seconds": gating["head_seconds"],
-                    "gather_seconds": gating["gather_seconds"]})
+    if args.snr_aware:
+        other = [flag for flag, on in (("--target-compute", args.target_compute is not None),
+                                       ("--temperature", args.temperature), ("--give-up", args.give_up),
+                                       ("--favour-snr", args.favour_snr is not None),
+                                       ("--min-snr-ceiling", args.min_snr_ceiling is not None),
+                                       ("--class-thresholds", args.class_thresholds)) if on]
+        if other:
+            raise ValueError(f"--snr-aware fits the SNR table only; {', '.join(other)} belong to the plain "
+                             "calibration (run it first, then --snr-aware)")
+        record = calibrate_snr_table(args.model, args.data, args.out, max_loss_pp=args.max_loss,
+                                     split=args.split, split_seed=args.split_seed,
+                                     edges_db=args.snr_edges or SNR_EDGES_DB,
+                                     min_speedup=1.0 if args.min_speedup is None else args.min_speedup,
+                                     progress=not args.quiet)
+        print_json({k: record[k] for k in ("model", "model_version", "max_loss_pp", "min_speedup",
+                                           "final_exit_accuracy", "accuracy", "accuracy_loss_pp", "plain_accuracy",
+                                           "time_fraction", "plain_time_fraction", "floor_db")})
         return 0
-    if not args.data:
-        raise ValueError("amcee calibrate needs --data (unless --exit-gating-only)")
+    if args.snr_edges or args.min_speedup is not None:
+        raise ValueError("--snr-edges and --min-speedup go with --snr-aware")
 
     record = calibrate(args.model, args.data, args.out, max_loss_pp=args.max_loss,
                        target_compute=args.target_compute, temperature=args.temperature,
                        split=args.split, split_seed=args.split_seed, points=args.grid_points,
                        give_up=args.give_up, favour_snr=args.favour_snr,
                        min_snr_ceiling=args.min_snr_ceiling,
-                       min_exit_share=_parse_min_exit_share(args.min_exit_share),
                        class_thresholds=args.class_thresholds, progress=not args.quiet)
     print_json({"model": record["model"], "model_version": record["model_version"],
                 "constraint": record["constraint"], "temperatures": record["temperatures"],
                 "favour_snr": record["favour_snr"], "min_snr_ceiling_bound": record["min_snr_ceiling"],
-                "final_exit_accuracy": record["final_exit_accuracy"],
-                "min_exit_share": record["exit_gating"]["min_exit_share"], **record["chosen"]})
+                "final_exit_accuracy": record["final_exit_accuracy"], **record["chosen"]})
     return 0
-
-
-def _parse_min_exit_share(text):
-    if text in ("auto", "off"):
-        return text
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise ValueError(f"--min-exit-share must be auto, off or comma-separated numbers, got {text!r}") from None

@@ -12,8 +12,8 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "demo", help="live demo: synthetic stream of changing modulations -> classifier -> table",
         description="Runs a GNU Radio flowgraph that transmits the 10 RML22 modulations in turn "
-                    "at changing SNRs through RML22's channel, frames the stream to 128 samples "
-                    "and classifies it with the early-exit model. On a terminal it shows a live "
+                    "at changing SNRs through RML22's channel, frames the stream to the model's "
+                    "frame length (128 samples for the shipped model) and classifies it with the early-exit model. On a terminal it shows a live "
                     "table (per class: frames, accuracy against the known truth, share of frames "
                     "per exit, frames/s), redrawn every --refresh seconds; otherwise (a pipe, a "
                     "log file) one progress line every few seconds. A summary follows at the end.")
@@ -29,7 +29,7 @@ def add_parser(subparsers):
                    help="frames per (modulation, SNR) segment (default: %(default)s)")
     p.add_argument("--hop", type=int, default=defaults["hop"],
                    help="samples from one frame start to the next, >= the frame length; a larger hop "
-                        "skips samples between frames (default: %(default)s)")
+                        "skips samples between frames (default: %(default)s = the model's frame length)")
     p.add_argument("--channel", choices=VARIANTS, default=defaults["variant"],
                    help="RML22 impairments to apply (default: %(default)s)")
     p.add_argument("--seed", type=int, default=defaults["seed"],

@@ -1,7 +1,8 @@
 """amcee eval: accuracy, exits, timing and compute of a model on a dataset split."""
 from ..data.dataset import SPLITS
+from ..data.files import DATASET_FORMATS
 from ..inference.engine import DEFAULT_BATCH
-from ..training.evaluate import evaluate_model
+from ..training.evaluate import SNR_SOURCES, evaluate_model
 from ..training.exit_simulation import PAPER_THRESHOLDS
 from . import add_threshold_argument, defaults_of
 
@@ -16,7 +17,7 @@ def add_parser(subparsers):
                     "confusion matrices and a threshold sweep.  Writes eval.json, predictions.npz, "
                     "PNG figures (after the paper's Figures 4-6) and summary.md into --out.")
     p.add_argument("model", help="exported model file (.pt)")
-    p.add_argument("--data", required=True, help="dataset file (amcee .npz, RML22 pickle, SigMF)")
+    p.add_argument("--data", required=True, help=f"dataset file ({DATASET_FORMATS})")
     p.add_argument("--split", default=defaults["split"], choices=SPLITS,
                    help="paper split to evaluate on (default: %(default)s)")
     p.add_argument("--split-seed", type=int, default=defaults["split_seed"],
@@ -33,9 +34,11 @@ def add_parser(subparsers):
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default=defaults["device"], help="cpu or cuda (default: %(default)s)")
     p.add_argument("--no-timing", action="store_true", help="skip the timing measurements")
-    p.add_argument("--no-exit-gating", action="store_true",
-                   help="run every early exit's head on every batch (min_exit_share 0; default: "
-                        "the model's gating)")
+    p.add_argument("--snr", choices=SNR_SOURCES, default=defaults["snr_source"],
+                   help="each frame's SNR value for a model with an SNR table: the dataset's (as "
+                        "amcee replay's dataset source tags the frames), the estimator's (as "
+                        "amcee.snr_estimator or the classifier's estimate_snr give it), or none (the "
+                        "plain rule); a --threshold overrides the table (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress line or bar")
     p.set_defaults(func=run)
     return p
@@ -50,12 +53,13 @@ def run(args):
         args.model, args.data, split=args.split, split_seed=args.split_seed, thresholds=thresholds,
         sweep=args.sweep or SWEEP_THRESHOLDS, repeats=args.repeats, max_batch=args.max_batch,
         threads=args.threads, device=args.device, timing=not args.no_timing,
-        min_exit_share=0.0 if args.no_exit_gating else None, progress=not args.quiet)
+        snr_source=args.snr, progress=not args.quiet)
     write_outputs(report, predictions, args.out)
     o = report["overall"]
     print_json({"out": args.out, "model_version": report["model_version"], "thresholds": report["thresholds"],
                 **{k: o[k] for k in ("accuracy_backbone", "accuracy_early_exit",
                                      "accuracy_backbone_high_snr", "accuracy_early_exit_high_snr",
                                      "accuracy_loss_pp", "exit_shares", "compute_ceiling")},
+                **({"accuracy_plain_rule": o["accuracy_plain_rule"]} if "accuracy_plain_rule" in o else {}),
                 **({"speedup": o["speedup"]} if "speedup" in o else {})})
     return 0

@@ -5,11 +5,13 @@ import json
 def add_parser(subparsers):
     p = subparsers.add_parser("info", help="show an exported model's metadata",
                               description="Load an exported model, check it and print a summary of its "
-                                          "metadata: version, classes, exits, thresholds, exit gating, "
+                                          "metadata: version, classes, exits, thresholds, SNR table, "
                                           "calibration.  --json prints the whole metadata as stored.")
     p.add_argument("model", nargs="?", default=None, help="model file (default: the shipped default model)")
     p.add_argument("--json", action="store_true",
                    help="print the metadata as stored in the file (JSON, full precision)")
+    p.add_argument("--snr-table", action="store_true",
+                   help="also print the SNR table's thresholds bin by bin")
     p.set_defaults(func=run)
     return p
 
@@ -18,9 +20,11 @@ def _share_list(names, values):
     return ", ".join(f"{name} {value:.4g}" for name, value in zip(names, values))
 
 
-def format_info(loaded):
-    """A model's metadata as a few lines of text, numbers rounded."""
+def format_info(loaded, snr_bins=False):
+    """A model's metadata as a few lines of text, numbers rounded; the SNR
+    table's bins one line each with ``snr_bins``."""
     from ..inference.model_file import format_thresholds
+    from ..inference.snr_table import model_snr_table
 
     meta = loaded.meta
     early = loaded.exit_names[:-1]
@@ -40,8 +44,22 @@ def format_info(loaded):
     give_up = loaded.default_give_up
     lines.append("give-up       " + ", ".join(f"{n} {'off' if g == float('inf') else f'{g:.4g}'}"
                                              for n, g in zip(early, give_up)))
-    gating = loaded.default_min_exit_share
-    lines.append("exit gating   " + (_share_list(early, gating) + " (min_exit_share)" if any(gating) else "off"))
+    table = model_snr_table(loaded)
+    if table is None:
+        lines.append("SNR table     none (every frame held to the thresholds above)")
+    else:
+        floor = table.floor_db
+        lines.append(f"SNR table     {table.num_bins} bins, edges {table.edges_db[0]:g} .. {table.edges_db[-1]:g} dB"
+                     if table.edges_db else f"SNR table     1 bin")
+        if floor is not None:
+            lines[-1] += f"; below {floor:g} dB every frame leaves at {early[0]}"
+        if not snr_bins:
+            lines[-1] += " (bin by bin: --snr-table)"
+        for b, (t, g) in enumerate(zip(table.thresholds, table.give_up) if snr_bins else ()):
+            low = "-inf" if b == 0 else f"{table.edges_db[b - 1]:g}"
+            high = "inf" if b == len(table.edges_db) else f"{table.edges_db[b]:g}"
+            lines.append(f"  [{low}, {high}) dB: " + format_thresholds(t, early, loaded.classes) + "; give-up "
+                         + ", ".join(f"{n} {'off' if v == float('inf') else f'{v:.4g}'}" for n, v in zip(early, g)))
     calibration = meta.get("calibration")
     if calibration:
         chosen = calibration.get("chosen") or {}
@@ -65,4 +83,4 @@ def run(args):
     from ..inference.model_file import default_model_path, load_model
 
     loaded = load_model(args.model or default_model_path())
-    print(json.dumps(loaded.meta, indent=1) if args.json else format_info(loaded))
+    print(json.dumps(loaded.meta, indent=1) if args.json else format_info(loaded, snr_bins=args.snr_table))

@@ -2,6 +2,7 @@
 import json
 
 from ..data.dataset import SPLITS
+from ..data.files import DATASET_FORMATS
 from ..frames import LAYOUTS
 from ..inference.engine import DEFAULT_BATCH
 from ..tools.replay import SOURCES, replay
@@ -16,9 +17,10 @@ def add_parser(subparsers):
                     "recording) through a GNU Radio flowgraph: file_source or "
                     "amcee.dataset_source -> amcee.classifier -> message sink. Prints accuracy "
                     "and the share of frames per exit for every SNR, and frames/s. The decisions "
-                    "equal amcee eval's for the same model, thresholds and frames (with exit "
-                    "gating off on both: --no-exit-gating).")
-    p.add_argument("dataset", help="dataset file (.npz, RML pickle, or .sigmf-meta/.sigmf-data)")
+                    "equal amcee eval's for the same model, thresholds and frames, frame for frame "
+                    "(with a model that has an SNR table: the dataset source's snr tags are eval's "
+                    "--snr dataset, --estimate-snr is --snr estimate, the file source --snr none).")
+    p.add_argument("dataset", help=f"dataset file ({DATASET_FORMATS}; a recording by its .sigmf-meta or .sigmf-data)")
     p.add_argument("--model", default="", metavar="MODEL.pt",
                    help="exported model (default: the model shipped with gr-amcee)")
     add_threshold_argument(p)
@@ -38,10 +40,9 @@ def add_parser(subparsers):
                         "(default: %(default)s = all)")
     p.add_argument("--max-batch", type=int, default=None,
                    help=f"frames per network call (default: the engine's, {DEFAULT_BATCH})")
-    p.add_argument("--no-exit-gating", action="store_true",
-                   help="run every early exit's head on every batch (min_exit_share 0): with "
-                        "gating, which head runs depends on how frames fall into batches, so use "
-                        "this on both sides to compare with amcee eval frame by frame")
+    p.add_argument("--estimate-snr", action="store_true",
+                   help="the classifier estimates each frame's SNR itself for the model's SNR table "
+                        "(its estimate_snr option) instead of reading the snr tags")
     p.add_argument("--trusted", action="store_true",
                    help="read a pickle with plain pickle, which can run code in the file; "
                         "only for files you trust")
@@ -68,7 +69,7 @@ def run(args):
                                  split=args.split, seed=args.seed, source=args.source,
                                  layout=args.layout, max_frames=args.max_frames,
                                  trusted=args.trusted, max_batch=args.max_batch,
-                                 min_exit_share=0.0 if args.no_exit_gating else None)
+                                 estimate_snr=args.estimate_snr)
     if args.predictions:
         np.savez(args.predictions, **predictions)
     if args.out:

@@ -1,6 +1,7 @@
 """``amcee report``: fidelity report of a dataset, or of a freshly generated one."""
 
 
+from ..data.files import DATASET_FORMATS
 from .synth import REPORT_FRAMES_PER_KEY, add_synth_arguments
 
 
@@ -9,9 +10,11 @@ def add_parser(subparsers):
         "report", help="fidelity report (SNR table, statistics, example plots)",
         description="Write fidelity.json/.md/.png for DATASET, or, without DATASET, for a "
                     "small set generated with the synth options (clean and noisy twins, so "
-                    "that the SNR can be measured).")
+                    "that the SNR can be measured).  For amcee synth data with WBFM or AM-DSB "
+                    "it adds the synthetic speech's long-term spectrum against the published "
+                    "one (Byrne et al. 1994) and the first generator's (speech.png).")
     p.add_argument("dataset", nargs="?", default=None,
-                   help="dataset to describe (.npz / RML pickle / SigMF); omit to regenerate")
+                   help=f"dataset to describe ({DATASET_FORMATS}); omit to regenerate")
     p.add_argument("--out", required=True, help="output folder")
     add_synth_arguments(p, frames_per_key=REPORT_FRAMES_PER_KEY)
     p.add_argument("--trusted", action="store_true",

@@ -9,25 +9,29 @@ default, and :func:`config_from_args` copies the options by name.
 """
 import dataclasses
 
+from ..data.files import DATASET_FORMATS
 from ..network.architecture import EXIT_HEADS
 from ..training.train import SCHEDULES, SCHEMES, SELECT_METRICS, TrainConfig
 
 #: {field name: default} of every TrainConfig field that has one.
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 #: TrainConfig fields that no option sets (their default always applies).
-NOT_OPTIONS = ("extra",)
+NOT_OPTIONS = ("extra", "layers", "teacher", "teacher_weight")  # the latter three: set by amcee prune
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "train", help="train an early-exit model",
-        description="Train an early-exit network on a dataset file (amcee .npz, RML22/RadioML pickle "
-                    "or SigMF) with the paper's split (10 % test, 10 % of the rest validation). "
+        description="Train an early-exit network on a dataset file (amcee .npz, RML22/RadioML 2016 "
+                    "pickle, SigMF or RadioML 2018.01A HDF5) with the paper's split (10 % test, 10 % of "
+                    "the rest validation). The network is built for the dataset's frame length and "
+                    "classes, which the exported model records. "
                     f"Defaults are the paper's code: Adam, lr {DEFAULTS['lr']:g}, weight decay "
                     f"{DEFAULTS['weight_decay']:g}, batch {DEFAULTS['batch_size']}, "
                     f"{DEFAULTS['epochs']} epochs.  Writes metrics.jsonl, last.pt/best.pt checkpoints "
                     "and the exported TorchScript model.pt into --out.")
-    p.add_argument("--data", required=True, help="dataset file (amcee .npz, RML22 pickle, SigMF)")
+    p.add_argument("--data", required=True,
+                   help=f"dataset file ({DATASET_FORMATS})")
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics, model.pt)")
     _add_model_options(p)
     _add_optimisation_options(p)

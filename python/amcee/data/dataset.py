@@ -2,13 +2,20 @@
 
 A Dataset holds float32 IQ frames [N, 2, L] (row 0 = I, row 1 = Q), their
 class labels and nominal SNRs; files.load_dataset reads one from any
-supported file (npz, rml_pickle, sigmf_recording), and every format or
-validation problem raises :class:`DatasetError` naming the file.
+supported file (npz, rml_pickle, sigmf_recording, radioml2018), and every
+format or validation problem raises :class:`DatasetError` naming the file.
+``frames`` may be a read-only numpy.memmap over the file (radioml2018): code
+that reads frames indexes the rows it needs instead of copying all of them.
 """
 import json
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
+
+
+#: Frames validate() checks per step.
+VALIDATE_CHUNK_FRAMES = 8192
 
 
 class DatasetError(ValueError):
@@ -66,9 +73,14 @@ class Dataset:
                  f"({', '.join(self.classes)}), got {labels.min()}..{labels.max()}")
         if not np.isfinite(snrs).all():
             fail("snrs contain NaN or Inf")
-        bad = ~np.isfinite(frames).all(axis=(1, 2))
-        if bad.any():
-            fail(f"{int(bad.sum())} frame(s) contain NaN or Inf, first at index {int(np.argmax(bad))}")
+        first_bad, bad_count = None, 0
+        for start in range(0, n, VALIDATE_CHUNK_FRAMES):  # bounded memory for file-mapped frames
+            bad = ~np.isfinite(frames[start:start + VALIDATE_CHUNK_FRAMES]).all(axis=(1, 2))
+            if bad.any() and first_bad is None:
+                first_bad = start + int(np.argmax(bad))
+            bad_count += int(bad.sum())
+        if bad_count:
+            fail(f"{bad_count} frame(s) contain NaN or Inf, first at index {first_bad}")
         try:
             json.dumps(self.meta)
         except (TypeError, ValueError) as exc:
@@ -144,3 +156,31 @@ def split_indices(ds, split, seed=0):
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}; expected {', '.join(SPLITS)}")
     return paper_split(ds, seed=seed)[SPLITS.index(split) - 1]
+
+
+def labels_for_model(ds, classes, frame_len, model="the model"):
+    """``ds``'s labels as indices into a model's ``classes`` (-1 for a class
+    the model lacks) and the mask of the frames it can score.
+
+    A dataset whose frames have another length than ``frame_len``, or that
+    shares no class with the model, is a DatasetError; classes the model
+    lacks (RadioML 2016's AM-SSB under an RML22 model) are named in a
+    warning on stderr and their frames left out of the score."""
+    where = f" ({ds.meta['source']})" if ds.meta.get("source") else ""
+    if ds.frame_length != int(frame_len):
+        raise DatasetError(f"the dataset{where} has frames of {ds.frame_length} samples, {model} takes "
+                           f"{int(frame_len)}: use a model trained on frames of this length")
+    index = {name: i for i, name in enumerate(classes)}
+    mapping = np.array([index.get(name, -1) for name in ds.classes], np.int64)
+    labels = mapping[ds.labels]
+    scored = labels >= 0
+    present = np.bincount(ds.labels, minlength=len(ds.classes)) > 0
+    missing = [name for name, i, there in zip(ds.classes, mapping, present) if i < 0 and there]
+    if not scored.any():
+        raise DatasetError(f"the dataset{where} shares no class with {model}: its classes are "
+                           f"{', '.join(ds.classes)}; the model's {', '.join(classes)}")
+    if missing:
+        print(f"warning: {model} has no class {', '.join(missing)} of the dataset{where}: its "
+              f"{int((~scored).sum())} frames of {'that class' if len(missing) == 1 else 'those classes'} "
+              "are left out of the score", file=sys.stderr, flush=True)
+    return labels, scored

@@ -102,3 +102,20 @@ def load_npz(path):
     ds.meta["source"] = os.fspath(path)
     ds.validate()
     return ds
+
+
+def npz_frame_length(path):
+    """Samples per frame of an amcee .npz, from the ``frames`` array's .npy
+    header alone (no array is read)."""
+    path = os.fspath(path)
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("frames.npy") as f:
+            version = np.lib.format.read_magic(f)
+            shape, _, _ = np.lib.format._read_array_header(f, version)
+    except KeyError:
+        raise DatasetError(f"{path}: not an amcee dataset, it has no array frames") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: corrupt or truncated dataset file ({type(exc).__name__}: {exc})") from exc
+    if len(shape) != 3 or shape[1] != 2 or shape[2] < 1:
+        raise DatasetError(f"{path}: frames must have shape (N, 2, L), got {shape}")
+    return int(shape[2])

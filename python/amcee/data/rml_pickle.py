@@ -250,6 +250,99 @@ def load_rml_pickle(path, classes=None, trusted=False):
     return ds
 
 
+class _FirstArray(Exception):
+    """Raised with the shape of the pickle's first array, which ends the probe."""
+
+    def __init__(self, shape):
+        super().__init__(shape)
+        self.shape = shape
+
+
+class _ShapeProbe:
+    """What _reconstruct gives the probe: its BUILD state holds the shape."""
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) != 5:
+            raise pickle.UnpicklingError("array state is not (version, shape, dtype, fortran, bytes)")
+        raise _FirstArray(state[1])
+
+
+def _probe_reconstruct(cls, shape, dtype_code):
+    if cls is not _ArrayClass:
+        raise pickle.UnpicklingError("_reconstruct of something other than numpy.ndarray")
+    return _ShapeProbe()
+
+
+def _probe_frombuffer(buffer, dtype, shape, order):
+    raise _FirstArray(shape)
+
+
+class _BoundedFile:
+    """The file for the probe: a read longer than the rest of the file is a
+    truncated file, never an allocation of the size a pickle declares."""
+
+    def __init__(self, f):
+        self._f = f
+        self._left = os.fstat(f.fileno()).st_size
+
+    def _take(self, n):
+        if n < 0 or n > self._left:
+            raise EOFError(f"the pickle declares {n} bytes where {self._left} are left")
+        self._left -= n
+
+    def read(self, n=-1):
+        self._take(self._left if n is None or n < 0 else n)
+        return self._f.read(n)
+
+    def readinto(self, buffer):
+        self._take(len(buffer))
+        return self._f.readinto(buffer)
+
+    def readline(self):
+        line = self._f.readline(1 << 16)  # text opcodes of protocol 0 hold short lines
+        self._left -= len(line)
+        return line
+
+
+class _FrameLengthProbe(pickle._Unpickler):
+    """pickle's pure-Python unpickler (its memo is a dict: a huge memo index
+    allocates nothing) with the array-only globals, stopped by the first
+    array's shape: it reads the pickle up to its first array, not the file."""
+
+    def __init__(self, file, source):
+        super().__init__(file, encoding="latin1")
+        self._allowed = _numpy_globals()
+        for package in ("numpy.core", "numpy._core"):
+            self._allowed[(package + ".multiarray", "_reconstruct")] = _probe_reconstruct
+            self._allowed[(package + ".numeric", "_frombuffer")] = _probe_frombuffer
+        self._source = source
+
+    find_class = _ArrayOnlyUnpickler.find_class
+
+
+def rml_pickle_frame_length(path):
+    """Samples per frame of an RML pickle, from the shape of its first array
+    (the pickle is read up to that array, no further; no code runs)."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            _FrameLengthProbe(_BoundedFile(f), path).load()
+    except _FirstArray as found:
+        shape = found.shape
+    except DatasetError:
+        raise
+    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError, MemoryError, OverflowError, RecursionError, OSError) as exc:
+        raise DatasetError(f"{path}: corrupt, truncated or unsupported pickle "
+                           f"({type(exc).__name__}: {exc})") from exc
+    else:
+        raise DatasetError(f"{path}: the pickle holds no array (expected {{(modulation, snr): array}})")
+    if (not isinstance(shape, tuple) or len(shape) != 3 or shape[1] != 2
+            or not isinstance(shape[2], int) or shape[2] < 1):
+        raise DatasetError(f"{path}: arrays must have shape (n, 2, L), the first has {shape!r}")
+    return int(shape[2])
+
+
 def save_rml_pickle(path, ds, protocol=4):
     """Write ``ds`` as ``{(mod, snr:int): float32 (n, 2, L)}``, the RML22/RadioML layout.
 

@@ -12,10 +12,12 @@ Two layouts (frames.LAYOUTS):
 
 ``load_replay`` reads either back into a bit-identical Dataset.
 """
+import codecs
 import hashlib
 import json
 import math
 import os
+import re
 
 import numpy as np
 
@@ -32,8 +34,9 @@ SIGMF_DATATYPES = {"complex": "cf32_le", "rml": "rf32_le"}
 #: The two files of a recording.
 SUFFIXES = (".sigmf-data", ".sigmf-meta")
 
-#: Above this many annotations the JSON is written compact (RML22 would be ~60 MB pretty).
-_PRETTY_MAX_FRAMES = 10_000
+#: Frames save_replay converts and writes per step: bounded memory (32 MB
+#: of frames at 1024 samples) whatever the dataset's size.
+WRITE_CHUNK_FRAMES = 4096
 
 _EXTENSION = {"name": "amcee", "version": "1.0.0", "optional": True}
 
@@ -69,17 +72,38 @@ def sigmf_layout(path):
     return layout
 
 
-def save_replay(prefix, ds, layout="complex", sample_rate=None, overwrite=False):
-    """Write ``ds`` as a SigMF pair; returns ``(data_path, meta_path)``.
+def _json_block(value, indent):
+    """``value`` as pretty JSON nested ``indent`` spaces deep (sigmf's key order: sorted)."""
+    return json.dumps(value, indent=4, sort_keys=True).replace("\n", "\n" + " " * indent)
+
+
+def save_replay(prefix, ds, layout="complex", sample_rate=None, overwrite=False, rows=None,
+                chunk_frames=None):
+    """Write the frames ``rows`` of ``ds`` (default: all, in order) as a SigMF
+    pair; returns ``(data_path, meta_path)``.
+
+    Frames are converted and written WRITE_CHUNK_FRAMES (``chunk_frames``) at
+    a time, and the annotations streamed into the metadata, so that memory
+    stays bounded whatever the dataset's size (a file-mapped RadioML 2018
+    file is never copied whole).  sigmf's SigMFFile would hold every
+    annotation as a dict (gigabytes for 2.5 M frames), so the metadata is
+    written here, in the layout SigMFFile writes (global, captures,
+    annotations; keys sorted); the tests check it with sigmf's validator.
 
     An existing recording is replaced only with ``overwrite``.  Both files are
     written atomically (atomic.py); a process killed between the two renames
     leaves a new data file whose SHA-512 the old metadata refuses, never a
     recording that loads mixed."""
-    from sigmf import SigMFFile
+    from sigmf import __specification__ as sigmf_specification
 
     check_layout(layout)
     ds.validate()
+    rows = np.arange(len(ds), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
+    if rows.ndim != 1 or not rows.size:
+        raise DatasetError("save_replay: no frames to write")
+    if rows.min() < 0 or rows.max() >= len(ds):
+        raise DatasetError(f"save_replay: rows must lie in 0..{len(ds) - 1}")
+    chunk = int(chunk_frames or WRITE_CHUNK_FRAMES)
     datatype = SIGMF_DATATYPES[layout]
     file_dtype, per_frame = LAYOUTS[layout]
     data_path, meta_path = replay_paths(prefix)
@@ -88,37 +112,45 @@ def save_replay(prefix, ds, layout="complex", sample_rate=None, overwrite=False)
             refuse_existing(path, "recording file")
     frame_samples = per_frame * ds.frame_length
     sample_rate = float(sample_rate or ds.meta.get("sample_rate", DEFAULT_SAMPLE_RATE))
+    labels, snrs = ds.labels[rows], ds.snrs[rows]
+    label_json = [json.dumps(name) for name in ds.classes]
 
-    # Annotations go in through the metadata dict: add_annotation re-sorts on every call.
-    annotations = [
-        {"core:sample_start": i * frame_samples, "core:sample_count": frame_samples,
-         "core:label": ds.classes[label], "amcee:snr_db": float(snr)}
-        for i, (label, snr) in enumerate(zip(ds.labels.tolist(), ds.snrs.tolist()))
-    ]
-    meta = {
-        "global": {
+    with atomic_path(data_path) as data_tmp, atomic_path(meta_path) as meta_tmp:
+        sha512 = hashlib.sha512()
+        with open(data_tmp, "wb") as f:
+            for start in range(0, len(rows), chunk):
+                frames = np.asarray(ds.frames[rows[start:start + chunk]])
+                vectors = np.ascontiguousarray(frames_to_vectors(frames, layout), file_dtype)
+                sha512.update(vectors)  # the array's own bytes, no copy
+                vectors.tofile(f)
+        info = {
             "core:datatype": datatype,
             "core:sample_rate": sample_rate,
             "core:num_channels": 1,
             "core:recorder": "gr-amcee export-stream",
-            "core:description": f"{len(ds)} labelled frames of {ds.frame_length} samples "
+            "core:description": f"{len(rows)} labelled frames of {ds.frame_length} samples "
                                 f"({layout} layout)",
             "core:extensions": [_EXTENSION],
+            "core:sha512": sha512.hexdigest(),
+            "core:version": sigmf_specification,
             "amcee:classes": list(ds.classes),
             "amcee:frame_length": ds.frame_length,
             "amcee:layout": layout,
-            "amcee:num_frames": len(ds),
+            "amcee:num_frames": len(rows),
             "amcee:dataset_meta": ds.meta,
-        },
-        "captures": [{"core:sample_start": 0}],
-        "annotations": annotations,
-    }
-    with atomic_path(data_path) as data_tmp, atomic_path(meta_path) as meta_tmp:
-        frames_to_vectors(ds.frames, layout).astype(file_dtype, copy=False).tofile(data_tmp)
-        recording = SigMFFile(metadata=meta)
-        recording.set_data_file(data_tmp)  # records the data file's SHA-512
-        recording.tofile(meta_tmp, pretty=len(ds) <= _PRETTY_MAX_FRAMES, overwrite=True)
-        del recording  # its memory map of data_tmp
+        }
+        with open(meta_tmp, "w") as f:
+            f.write('{\n    "global": ' + _json_block(info, 4) + ',\n    "captures": '
+                    + _json_block([{"core:sample_start": 0}], 4) + ',\n    "annotations": [')
+            # One annotation a line, keys sorted as sigmf writes them; floats as json.dumps writes them.
+            for start in range(0, len(rows), chunk):
+                f.write(",".join(
+                    f'\n        {{"amcee:snr_db": {float(snr)!r}, "core:label": {label_json[label]}, '
+                    f'"core:sample_count": {frame_samples}, "core:sample_start": {(start + i) * frame_samples}}}'
+                    for i, (label, snr) in enumerate(zip(labels[start:start + chunk].tolist(),
+                                                         snrs[start:start + chunk].tolist())))
+                        + ("," if start + chunk < len(rows) else ""))
+            f.write("\n    ]\n}")
     return data_path, meta_path
 
 
@@ -133,6 +165,49 @@ def _field(mapping, key, types, where, required=True):
         raise DatasetError(f"{where}: {key} must be {' or '.join(t.__name__ for t in types)}, "
                            f"got {type(value).__name__}")
     return value
+
+
+#: Bytes replay_frame_length reads at a time looking for the metadata's global object.
+_GLOBAL_READ_BYTES = 1 << 16
+_GLOBAL_FIRST = re.compile(r'\s*\{\s*"global"\s*:\s*')
+
+
+def replay_frame_length(path):
+    """Samples per frame of a recording (amcee:frame_length), read from the
+    metadata's global object: save_replay writes it first, so only its first
+    bytes are parsed, not the annotations (about 100 bytes a frame)."""
+    _, meta_path = replay_paths(path)
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    text = ""
+    try:
+        with open(meta_path, "rb") as f:
+            while True:
+                block = f.read(_GLOBAL_READ_BYTES)
+                text += utf8.decode(block, final=not block)
+                start = _GLOBAL_FIRST.match(text)
+                if start:
+                    try:
+                        info = json.JSONDecoder().raw_decode(text, start.end())[0]
+                        break
+                    except ValueError:
+                        if not block:
+                            raise
+                        continue  # the object goes on in the next block
+                if not block or len(text) >= _GLOBAL_READ_BYTES:
+                    # Not global first (another writer's key order): parse the whole document.
+                    f.seek(0)
+                    info = _field(json.loads(f.read()), "global", (dict,), meta_path)
+                    break
+    except FileNotFoundError:
+        raise DatasetError(f"{meta_path}: missing file of the SigMF pair") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise DatasetError(f"{meta_path}: unreadable SigMF recording ({type(exc).__name__}: {exc})") from None
+    if not isinstance(info, dict):
+        raise DatasetError(f"{meta_path}: unreadable SigMF recording (global is not an object)")
+    frame_length = _field(info, "amcee:frame_length", (int,), meta_path)
+    if frame_length < 1:
+        raise DatasetError(f"{meta_path}: amcee:frame_length must be >= 1, got {frame_length}")
+    return frame_length
 
 
 def load_replay(path):

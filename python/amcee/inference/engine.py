@@ -5,8 +5,11 @@ so that all of them classify a frame identically.  It takes complex64 [N, L]
 or float32 [N, 2, L] frames, sets aside frames that must not reach the network
 (NaN, Inf, all zeros), L1-normalises the rest as the model's metadata says,
 runs the exported model's batched early exit in chunks of ``max_batch`` and
-returns one row per input frame.
+returns one row per input frame.  A frame's result depends only on the frame,
+its SNR value (when given) and the settings: never on the other frames of
+the call or on earlier calls.
 """
+import contextlib
 import threading
 from dataclasses import dataclass
 
@@ -14,8 +17,9 @@ import numpy as np
 import torch
 
 from ..amcee_python import prepare_complex_frames, prepare_rml_frames
-from . import exit_gating, malloc_tuning
+from . import malloc_tuning
 from .model_file import ModelFileError, load_model, thresholds_tensor, validate_give_up
+from .snr_table import model_snr_table, rule_tensors
 
 INVALID_EXIT = -1
 INVALID_CLASS = -1
@@ -76,17 +80,41 @@ def resolve_device(device):
     raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'")
 
 
+@contextlib.contextmanager
+def one_torch_thread():
+    """Run torch single-threaded in this thread for the duration.
+
+    With more than one thread torch's first parallel region in a thread starts
+    an OpenMP team for it that lives as long as the thread.  GNU OpenMP
+    shortens its workers' spin-wait to almost nothing once the process has
+    more OpenMP threads than cores, so a team left in the main thread by a
+    check at load time made the classifier block's two-thread inference in
+    its scheduler thread about a third slower (docs/performance.md).
+    """
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 class EarlyExitEngine:
     """Loads an exported model and classifies batches of frames with it."""
 
     def __init__(self, model_path, thresholds=None, device="cpu", num_threads=0, max_batch=None,
-                 give_up=None, min_exit_share=None, keep_freed_memory=True, trust_model_code=False):
+                 give_up=None, keep_freed_memory=True, trust_model_code=False):
         """``keep_freed_memory``: apply malloc_tuning in this process (glibc
         keeps up to 64 MB of freed batch buffers instead of faulting them
         back in for every batch).  Process-wide and for the rest of the
         process: False leaves malloc as it was, unless another engine of the
         process asked for it.  ``trust_model_code``: load a file
-        whose TorchScript code this package did not write (model_file.read_model_archive)."""
+        whose TorchScript code this package did not write (model_file.read_model_archive).
+
+        ``thresholds`` / ``give_up``: None = the model's.  With both the
+        model's, frames given an SNR value (classify's ``snr_db``) are held
+        to the model's SNR table (inference.snr_table) when it has one; a
+        threshold or give-up value set by the user overrides the table."""
         max_batch = check_max_batch(DEFAULT_BATCH if max_batch is None else max_batch)
         if int(num_threads) < 0:
             raise ValueError(f"num_threads must be >= 0 (0 = torch's default), got {num_threads}")
@@ -99,12 +127,15 @@ class EarlyExitEngine:
         self.max_batch = int(max_batch)
         self._lock = threading.Lock()
         self._thresholds = self._give_up = None
-        self._threshold_values = self._give_up_values = self._min_exit_share_values = ()
-        self._gate_tensors = {}
-        self._probe_rows = int(self.model.module.probe_rows)  # as scripted into the file
-        self.set_thresholds(self.model.default_thresholds if thresholds is None else thresholds)
-        self.set_give_up(self.model.default_give_up if give_up is None else give_up)
-        self.set_min_exit_share(self.model.default_min_exit_share if min_exit_share is None else min_exit_share)
+        self._threshold_values = self._give_up_values = ()
+        self._user_thresholds = self._user_give_up = False
+        self.snr_table = model_snr_table(self.model)
+        self._table_tensors = None
+        if self.snr_table is not None:
+            self._table_tensors = rule_tensors(self.snr_table, self.model.default_thresholds,
+                                               self.model.default_give_up, len(self.classes), self.device)
+        self.set_thresholds(thresholds)
+        self.set_give_up(give_up)
         self._check_full_batch()
 
     # -- model facts ----------------------------------------------------------
@@ -135,11 +166,14 @@ class EarlyExitEngine:
 
     def set_thresholds(self, value):
         """Entropy thresholds: one number, one per early exit, or per early
-        exit one per class (model_file.validate_thresholds)."""
-        t, tensor = self._threshold_tensor(value)
-        with self._lock:  # both fields change together for work()'s reader
+        exit one per class (model_file.validate_thresholds); None = the
+        model's (and its SNR table, if any).  Any other value overrides the
+        SNR table."""
+        t, tensor = self._threshold_tensor(self.model.default_thresholds if value is None else value)
+        with self._lock:  # the fields change together for work()'s reader
             self._thresholds = tensor
             self._threshold_values = t
+            self._user_thresholds = value is not None
         return t
 
     def _threshold_tensor(self, value):
@@ -152,40 +186,23 @@ class EarlyExitEngine:
         return self._give_up_values
 
     def set_give_up(self, value):
-        """Give-up entropies per early exit (None = disabled), see model_file.validate_give_up."""
-        g = validate_give_up(value, self.num_exits)
+        """Give-up entropies per early exit (model_file.validate_give_up; inf
+        or a None item = disabled); None = the model's (and its SNR table, if
+        any).  Any other value overrides the SNR table."""
+        g = validate_give_up(self.model.default_give_up if value is None else value, self.num_exits)
         tensor = torch.tensor(g, dtype=torch.float32, device=self.device)
         with self._lock:
             self._give_up = tensor
             self._give_up_values = g
+            self._user_give_up = value is not None
         return g
 
     @property
-    def min_exit_share(self):
-        return self._min_exit_share_values
-
-    def set_min_exit_share(self, value):
-        """Exit gating per early exit (0 = off), see model_file.validate_min_exit_share."""
-        m = self.model.check_min_exit_share(value)
+    def uses_snr_table(self):
+        """Whether frames given an SNR value are held to the model's SNR
+        table: the model has one and no threshold or give-up value was set."""
         with self._lock:
-            self._min_exit_share_values = m
-            self._gate_memory = exit_gating.fresh(len(m))  # a new object: see classify
-        return m
-
-    def _gate_tensor(self, values):
-        """The min_share tensor forward takes, or None when no exit is gated.
-        Kept per distinct value list: a stream asks for a handful of them,
-        batch after batch, and building the tensor anew each time costs more
-        than looking it up."""
-        if not any(values):
-            return None
-        key = tuple(values)
-        tensor = self._gate_tensors.get(key)
-        if tensor is None:
-            tensor = torch.tensor(values, dtype=torch.float32, device=self.device)
-            if len(self._gate_tensors) < 64:
-                self._gate_tensors[key] = tensor
-        return tensor
+            return self._table_tensors is not None and not (self._user_thresholds or self._user_give_up)
 
     # -- inference --------------------------------------------------------------
     def _prepare(self, frames):
@@ -204,9 +221,13 @@ class EarlyExitEngine:
         rng = np.random.default_rng(0)
         frames = rng.standard_normal((self.max_batch, 2, self.frame_len)).astype(np.float32)
         model = self.model
-        try:  # settings of its own: the stream's exit-gating memory stays untouched
-            self.classify(frames, thresholds=model.default_thresholds, give_up=model.default_give_up,
-                          min_exit_share=model.default_min_exit_share)
+        try:
+            with one_torch_thread():
+                self.classify(frames, thresholds=model.default_thresholds, give_up=model.default_give_up)
+                if self._table_tensors is not None:  # every bin of the table, and frames without a value
+                    bins = np.arange(len(frames)) % (self.snr_table.num_bins + 1)
+                    edges = np.asarray((-np.inf,) + self.snr_table.edges_db + (np.nan,))
+                    self.classify(frames, snr_db=edges[bins])
         except Exception as exc:
             raise ModelFileError(f"{self.model.path}: model fails on a batch of {self.max_batch} frames "
                                  f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
@@ -222,13 +243,16 @@ class EarlyExitEngine:
                 yield idx[start:start + self.max_batch], batch
         return valid, generate()
 
-    def classify(self, frames, thresholds=None, give_up=None, min_exit_share=None):
+    def classify(self, frames, thresholds=None, give_up=None, snr_db=None):
         """Early-exit classification of every frame.
 
-        ``thresholds`` / ``give_up`` / ``min_exit_share`` override the
-        engine's current values for this call only (e.g. a threshold sweep)."""
-        t, g, shares, start, stream = self._call_settings(thresholds, give_up, min_exit_share)
-        gated, memory = any(shares), start
+        ``thresholds`` / ``give_up`` override the engine's current values for
+        this call only (e.g. a threshold sweep); an override, like a value
+        set on the engine, also overrides the SNR table.  ``snr_db``: one SNR
+        value (dB) per frame, NaN for a frame without one; with the model's
+        SNR table in use (uses_snr_table) each frame is held to the
+        thresholds of its SNR bin, else it is ignored."""
+        t, g = self._call_settings(thresholds, give_up, snr_db, len(frames))
         valid, batches = self._batches(frames)
         n, c = len(valid), len(self.classes)
         probs = np.zeros((n, c), dtype=np.float32)
@@ -236,40 +260,38 @@ class EarlyExitEngine:
         entropy = np.full(n, np.nan, dtype=np.float32)
         with torch.inference_mode():
             for rows, batch in batches:
-                used = exit_gating.next_shares(shares, memory) if gated else None
-                p, e, h = self.model.module(batch, t, g, None if used is None else self._gate_tensor(used))
-                batch_exits = e.cpu().numpy()
-                if gated:
-                    counts = np.bincount(batch_exits, minlength=self.num_exits).tolist()
-                    memory = exit_gating.after_batch(memory, shares, used, counts, self._probe_rows)
+                if t.dim() == 3:  # per-row rule: the rows of this batch (t indexed by frame)
+                    index = torch.from_numpy(rows).to(self.device)
+                    p, e, h = self.model.module(batch, t.index_select(0, index), g.index_select(0, index))
+                else:
+                    p, e, h = self.model.module(batch, t, g)
                 probs[rows] = p.cpu().numpy()
-                exits[rows] = batch_exits
+                exits[rows] = e.cpu().numpy()
                 entropy[rows] = h.cpu().numpy()
-        if stream and gated:
-            with self._lock:
-                if self._gate_memory is start:  # not reset (set_min_exit_share) or written meanwhile
-                    self._gate_memory = memory
         return Classification(probs=probs, exits=exits, entropy=entropy, valid=valid)
 
-    def _call_settings(self, thresholds, give_up, min_exit_share):
-        """(thresholds tensor, give-up tensor, gating shares, gating memory,
-        whether the call is the stream's) of a classify call: the engine's
-        settings with the call's overrides.  The engine's own settings
-        remember the stream across calls (exit_gating); a call with settings
-        of its own starts afresh and leaves that memory as it was."""
+    def _call_settings(self, thresholds, give_up, snr_db, n):
+        """(thresholds tensor, give-up tensor) of a classify call: the
+        engine's settings with the call's overrides; with the SNR table in
+        use and ``snr_db`` given, per frame: [N, K-1, C] and [N, K-1]."""
         with self._lock:
             t, g = self._thresholds, self._give_up
-            shares, memory = self._min_exit_share_values, self._gate_memory
-        stream = thresholds is None and give_up is None and min_exit_share is None
+            table = None if self._user_thresholds or self._user_give_up else self._table_tensors
         if thresholds is not None:
             t = self._threshold_tensor(thresholds)[1]
+            table = None
         if give_up is not None:
             g = torch.tensor(validate_give_up(give_up, self.num_exits), device=self.device)
-        if min_exit_share is not None:
-            shares = self.model.check_min_exit_share(min_exit_share)
-        if not stream:
-            memory = exit_gating.fresh(len(shares))
-        return t, g, shares, memory, stream
+            table = None
+        if snr_db is None or table is None:
+            return t, g
+        snr = np.asarray(snr_db, dtype=np.float64).reshape(-1)
+        if len(snr) != n:
+            raise ValueError(f"snr_db has {len(snr)} values for {n} frames (one per frame, NaN for none)")
+        # bin -1 (no SNR value) indexes the last row: the plain rule's
+        index = torch.from_numpy(self.snr_table.bins(snr)).to(self.device)
+        table_t, table_g = table
+        return table_t.index_select(0, index % len(table_t)), table_g.index_select(0, index % len(table_g))
 
     def backbone_probs(self, frames):
         """Probabilities of the backbone alone (no early-exit head runs)."""

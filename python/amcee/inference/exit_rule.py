@@ -5,6 +5,11 @@ probabilities is at most the exit's threshold (the paper's rule) or at
 least its give-up value.  The exported forward (network.architecture,
 scripted into every model file) and the engine apply it through these
 functions; training.exit_simulation is its numpy twin.
+
+The thresholds are the same for every row of a batch (``leaves``), or each
+row has its own (``leaves_per_row``: the SNR-conditioned table,
+inference.snr_table).  Either way a row's exit depends only on that row and
+its thresholds, never on the other rows of its batch.
 """
 import math
 
@@ -32,4 +37,13 @@ def leaves(p: Tensor, e: Tensor, threshold: Tensor, give_up: Tensor) -> Tensor:
     predicted as (class thresholds, training.calibrate.search_class_thresholds)."""
     if threshold.dim() > 0:
         threshold = threshold.index_select(0, p.argmax(1))
+    return (e <= threshold) | (e >= give_up)
+
+
+def leaves_per_row(p: Tensor, e: Tensor, threshold: Tensor, give_up: Tensor) -> Tensor:
+    """leaves with thresholds of each row's own: ``threshold`` [n, C] (one
+    per row and predicted class; a number for all classes is repeated over
+    them), ``give_up`` [n].  Same comparisons as leaves, so a row given the
+    shared values gets leaves' answer bit for bit."""
+    threshold = threshold.gather(1, p.argmax(1).unsqueeze(1)).squeeze(1)
     return (e <= threshold) | (e >= give_up)

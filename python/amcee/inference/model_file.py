@@ -4,8 +4,8 @@ A model file is a TorchScript archive whose forward does the batched early
 exit (network.architecture.EarlyExitNet.forward) and whose metadata travels
 inside it as the TorchScript extra file ``amcee.json``: class labels in index
 order, frame length, input layout and normalisation, exit names, default
-thresholds, give-up values and exit gating, entropy base and per-exit compute
-cost.  A flowgraph needs only torch and this module to load one: no training
+thresholds and give-up values, the optional SNR-conditioned exit table
+(snr_table), entropy base and per-exit compute cost.  A flowgraph needs only torch and this module to load one: no training
 code, no model class.  network.export is the one writer of these files.
 """
 import contextlib
@@ -26,13 +26,17 @@ import numpy as np
 import torch
 
 METADATA_FILE = "amcee.json"
+#: The metadata field of the SNR-conditioned exit table (inference.snr_table reads it).
+SNR_TABLE_KEY = "snr_table"
 FORMAT = "amcee-early-exit-model"
-#: Version 2: every forward takes class thresholds and exit gating (version 1
-#: files could lack either).  Version 3: the metadata holds a digest of the
-#: weights (weights_sha256), so that weights changed after export are refused
-#: even where the zip's CRCs were rewritten.  Older files are refused: export
-#: them again.
-FORMAT_VERSION = 3
+#: Version 2: every forward takes class thresholds (version 1 files could
+#: lack them).  Version 3: the metadata holds a digest of the weights
+#: (weights_sha256), so that weights changed after export are refused even
+#: where the zip's CRCs were rewritten.  Version 4: the forward takes per-row
+#: thresholds (the SNR-conditioned table, inference.snr_table) and no longer
+#: exit gating (it made a frame's exit depend on its batch neighbours).
+#: Older files are refused: export them again.
+FORMAT_VERSION = 4
 REQUIRED_METHODS = ("forward", "backbone", "exit_logits")
 REQUIRED_KEYS = ("format", "format_version", "classes", "frame_len", "num_exits",
                  "exit_names", "thresholds", "give_up", "entropy_base", "normalization",
@@ -144,18 +148,10 @@ class LoadedModel:
     def default_give_up(self):
         return validate_give_up(self.meta["give_up"], self.num_exits)
 
-    @property
-    def default_min_exit_share(self):
-        """Exit gating of the file (0 = off); files without the field have it off."""
-        return validate_min_exit_share(self.meta.get("min_exit_share"), self.num_exits)
-
     def check_thresholds(self, value):
         """validate_thresholds for this model's exits and classes."""
         return validate_thresholds(value, self.num_exits, len(self.classes))
 
-    def check_min_exit_share(self, value):
-        """validate_min_exit_share for this model's exits."""
-        return validate_min_exit_share(value, self.num_exits)
 
 
 def number(value, what):
@@ -246,18 +242,6 @@ def validate_give_up(value, num_exits):
     for i, g in enumerate(values):
         if math.isnan(g) or g < 0:
             raise ValueError(f"give-up threshold of exit {i} must be >= 0 or None (disabled), got {g}")
-    return values
-
-
-def validate_min_exit_share(value, num_exits):
-    """Exit gating per early exit (exit_gating; EarlyExitNet.forward): the share of
-    a batch's probed rows that must leave an exit for its head to run on the
-    whole batch.  None = 0 = off (the head always runs); one number or one
-    per early exit, each in [0, 1]."""
-    values = _per_early_exit(value, num_exits, 0.0, "min_exit_share", "min_exit_share list")
-    for i, v in enumerate(values):
-        if not 0.0 <= v <= 1.0:  # also refuses NaN
-            raise ValueError(f"min_exit_share of exit {i} must be in [0, 1] (0 = the head always runs), got {v}")
     return values
 
 
@@ -423,9 +407,8 @@ def _check_metadata_types(meta, path):
     need(type(meta.get("num_exits")) is int, f"num_exits must be an integer, got {meta.get('num_exits')!r}")
     for key in ("thresholds", "give_up"):
         need(isinstance(meta.get(key), list), f"{key} must be a list")
-    if "min_exit_share" in meta:
-        need(meta["min_exit_share"] is None or isinstance(meta["min_exit_share"], list),
-             "min_exit_share must be a list")
+    need(meta.get(SNR_TABLE_KEY) is None or isinstance(meta[SNR_TABLE_KEY], dict),
+         f"{SNR_TABLE_KEY} must be an object (inference.snr_table) or null")
     digest = meta.get("weights_sha256")
     need(isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest),
          "weights_sha256 must be 64 hexadecimal digits")

@@ -10,7 +10,7 @@ into segments, and each segment is paired with the head that reads its output:
 
 The same module serves training (``exit_logits``: every head on the whole
 batch) and inference (``forward``: batched early exit, TorchScript-able, with
-the exit rule and exit gating of inference/).  What a network costs is in
+the exit rule of inference/: each row's exit depends on that row only).  What a network costs is in
 compute_costs, moving weights between networks in checkpoint.
 """
 from dataclasses import asdict, dataclass
@@ -19,8 +19,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..inference.exit_gating import PROBE_ROWS, gating_applies, skips_head
-from ..inference.exit_rule import class_probabilities, entropy10, leaves
+from ..inference.exit_rule import class_probabilities, entropy10, leaves, leaves_per_row
 
 #: Backbone layers in order: (name, kind, in_channels, out_channels).
 BACKBONE_LAYERS = (
@@ -35,6 +34,52 @@ BACKBONE_LAYERS = (
     ("pool3", "pool", 16, 16),
 )
 LAYER_NAMES = tuple(name for name, *_ in BACKBONE_LAYERS)
+#: Layers a pruned backbone may leave out (training.prune): every conv block
+#: but conv1.  conv1 is the stem, the one layer that reads I and Q (the
+#: inference graph convolves the frames first, and the pruning papers keep
+#: the stem too); the pools stay, they set the lengths every head is sized for.
+PRUNABLE_LAYERS = tuple(name for name, kind, *_ in BACKBONE_LAYERS if kind == "conv")[1:]
+
+
+def check_layers(layers):
+    """``layers`` as a tuple if it is a backbone the network can be built
+    from: paper layer names in backbone order, every pool and conv1 among
+    them; a ValueError otherwise."""
+    layers = tuple(layers)
+    unknown = [name for name in layers if name not in LAYER_NAMES]
+    if unknown:
+        raise ValueError(f"unknown backbone layer(s) {', '.join(map(str, unknown))}; "
+                         f"use names from {', '.join(LAYER_NAMES)}")
+    if [LAYER_NAMES.index(name) for name in layers] != sorted({LAYER_NAMES.index(name) for name in layers}):
+        raise ValueError(f"backbone layers {', '.join(layers)} must be distinct and in backbone order")
+    missing = [name for name in LAYER_NAMES if name not in PRUNABLE_LAYERS and name not in layers]
+    if missing:
+        raise ValueError(f"backbone layers must include {', '.join(missing)} "
+                         f"(only {', '.join(PRUNABLE_LAYERS)} can be left out)")
+    return layers
+
+
+def backbone_layers(layers=LAYER_NAMES):
+    """(name, kind, in_channels, out_channels) of the backbone made of the
+    paper layers ``layers`` (check_layers), in order.
+
+    Where a left-out conv changed the width, the next kept conv takes the
+    width that reaches it as its in-channels and keeps its own out-channels
+    (so does the classifier: it flattens whatever the last layer gives).
+    Why not a 1x1 projection: it would add a layer, memory-bound on a CPU,
+    to a network made shorter for speed, and it too starts untrained; this
+    way only the widened conv's weights start afresh (checkpoint.transfer_weights
+    with reshaped=True), every other kept layer keeps its trained weights."""
+    kept = set(check_layers(layers))
+    spec = []
+    channels = BACKBONE_LAYERS[0][2]  # I and Q
+    for name, kind, _, cout in BACKBONE_LAYERS:
+        if name not in kept:
+            continue
+        cout = cout if kind == "conv" else channels
+        spec.append((name, kind, channels, cout))
+        channels = cout
+    return tuple(spec)
 
 #: The paper's single-exit versions: where their early exit branches off.
 PAPER_VERSIONS = {"V0": "pool1", "V1": "conv2", "V2": "conv3", "V3": "conv5"}
@@ -59,13 +104,15 @@ CONV_HEAD_CHANNELS = 16
 CONV_HEAD_HIDDEN = 64
 
 
-def resolve_exit(name):
-    """Layer name of an exit given as a layer name or a paper version (V0..V3)."""
+def resolve_exit(name, layers=LAYER_NAMES):
+    """Layer name of an exit given as a layer name or a paper version (V0..V3),
+    in the backbone made of ``layers`` (any layer but the last)."""
     layer = PAPER_VERSIONS.get(name, name)
-    if layer not in LAYER_NAMES or layer == LAYER_NAMES[-1]:
+    if layer not in layers or layer == layers[-1]:
+        versions = [v for v, at in PAPER_VERSIONS.items() if at in layers[:-1]]
         raise ValueError(
-            f"unknown exit point {name!r}; use one of {', '.join(PAPER_VERSIONS)} "
-            f"or a layer name from {', '.join(LAYER_NAMES[:-1])}")
+            f"unknown exit point {name!r}; use one of {', '.join(versions)} "
+            f"or a layer name from {', '.join(layers[:-1])}")
     return layer
 
 
@@ -80,13 +127,17 @@ class ModelConfig:
     dropout: float = 0.5
     #: Kind of every early-exit head (EXIT_HEADS); the final exit is the paper's classifier.
     exit_head: str = "paper"
+    #: Backbone layers kept, in order: the paper's (LAYER_NAMES) or a pruned
+    #: subset (check_layers; widths bridged as backbone_layers says).
+    layers: Tuple[str, ...] = LAYER_NAMES
 
     def __post_init__(self):
         self.exits = tuple(self.exits)
+        self.layers = check_layers(self.layers)
         if self.exit_head not in EXIT_HEADS:
             raise ValueError(f"unknown exit head {self.exit_head!r}; use one of {', '.join(EXIT_HEADS)}")
-        layers = [resolve_exit(e) for e in self.exits]
-        positions = [LAYER_NAMES.index(layer) for layer in layers]
+        layers = [resolve_exit(e, self.layers) for e in self.exits]
+        positions = [self.layers.index(layer) for layer in layers]
         if positions != sorted(set(positions)):
             raise ValueError(f"exits {self.exits} must be distinct and in backbone order")
         if self.frame_len % 8 or self.frame_len < 8:
@@ -96,7 +147,16 @@ class ModelConfig:
 
     @property
     def exit_layers(self):
-        return tuple(resolve_exit(e) for e in self.exits)
+        return tuple(resolve_exit(e, self.layers) for e in self.exits)
+
+    @property
+    def backbone(self):
+        """(name, kind, in_channels, out_channels) of each kept layer (backbone_layers)."""
+        return backbone_layers(self.layers)
+
+    @property
+    def pruned(self):
+        return self.layers != LAYER_NAMES
 
     @property
     def exit_names(self):
@@ -110,8 +170,8 @@ class ModelConfig:
 
     @property
     def cuts(self):
-        """Index in BACKBONE_LAYERS of the last layer of each block, the final one included."""
-        return tuple(LAYER_NAMES.index(layer) for layer in self.exit_layers) + (len(LAYER_NAMES) - 1,)
+        """Index in ``layers`` of the last layer of each block, the final one included."""
+        return tuple(self.layers.index(layer) for layer in self.exit_layers) + (len(self.layers) - 1,)
 
     def to_dict(self):
         return asdict(self)
@@ -158,11 +218,12 @@ def _mlp(sizes, dropout):
     return layers
 
 
-def shape_after(layer_index, frame_len):
-    """(channels, length) of the backbone's output after layer ``layer_index``."""
+def shape_after(layer_index, frame_len, backbone=BACKBONE_LAYERS):
+    """(channels, length) of the output of layer ``layer_index`` of ``backbone``
+    (the paper's, or a ModelConfig.backbone)."""
     length = frame_len
     channels = 2
-    for name, kind, _, cout in BACKBONE_LAYERS[: layer_index + 1]:
+    for name, kind, _, cout in backbone[: layer_index + 1]:
         channels = cout
         if kind == "pool":
             length //= 2
@@ -241,16 +302,16 @@ class EarlyExitNet(nn.Module):
         self.num_classes = config.num_classes
         self.num_exits = config.num_exits
         self.min_share_to_gather = MIN_SHARE_TO_GATHER
-        self.probe_rows = PROBE_ROWS
         blocks = []
         start = 0
         cuts = config.cuts
+        backbone = config.backbone
         for i, cut in enumerate(cuts):
-            layers = [self._make_layer(j) for j in range(start, cut + 1)]
+            layers = [self._make_layer(spec) for spec in backbone[start:cut + 1]]
             if i == 0:
                 layers.insert(0, InputGain(config.frame_len))
             segment = nn.Sequential(*layers)
-            channels, length = shape_after(cut, config.frame_len)
+            channels, length = shape_after(cut, config.frame_len, backbone)
             final = i == len(cuts) - 1
             make_head = backbone_head if final else EXIT_HEAD_BUILDERS[config.exit_head]
             blocks.append(ExitBlock(segment, make_head(channels, length, config.num_classes, config.dropout)))
@@ -258,8 +319,8 @@ class EarlyExitNet(nn.Module):
         self.blocks = nn.ModuleList(blocks)
 
     @staticmethod
-    def _make_layer(index):
-        _, kind, cin, cout = BACKBONE_LAYERS[index]
+    def _make_layer(spec):
+        _, kind, cin, cout = spec
         return conv_block(cin, cout) if kind == "conv" else nn.MaxPool1d(2)
 
     # -- training -----------------------------------------------------------
@@ -285,29 +346,23 @@ class EarlyExitNet(nn.Module):
             k += 1
         return class_probabilities(x)
 
-    def forward(self, x: Tensor, thresholds: Tensor, give_up: Tensor,
-                min_share: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor, thresholds: Tensor, give_up: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """Batched early exit.
 
-        x: [B, 2, L] normalised frames; thresholds: [K-1] entropy bounds of
-        the early exits, or [K-1, C] one per exit and predicted class;
-        give_up: [K-1].  Every row still in flight runs the next
-        segment from its cached features; a row leaves at the first exit whose
-        entropy E satisfies E <= threshold (confident, the paper's rule) or
-        E >= give_up (so unsure that the deeper layers are not expected to
-        help: low-SNR frames, the paper's suggested extension; +inf disables
-        it), or at the final exit.
+        x: [B, 2, L] normalised frames.  The same rule for every row:
+        thresholds [K-1] (one entropy bound per early exit) or [K-1, C] (per
+        exit and predicted class), give_up [K-1].  Each row its own rule
+        (the SNR-conditioned table, inference.snr_table): thresholds
+        [B, K-1, C], give_up [B, K-1].  Every row still in flight runs the
+        next segment from its cached features; a row leaves at the first
+        exit whose entropy E satisfies E <= threshold (confident, the
+        paper's rule) or E >= give_up (so unsure that the deeper layers are
+        not expected to help: low-SNR frames, the paper's suggested
+        extension; +inf disables it), or at the final exit.  Which rows
+        leave depends on each row alone, never on the others in the batch.
 
-        min_share: [K-1] exit gating (inference.exit_gating; None = off):
-        with min_share[k] > 0 and enough rows in flight (gating_applies),
-        head k first runs on probe_rows rows spread evenly over the batch;
-        only if at least min_share[k] of those leave does it run on every
-        row.  Otherwise the probed rows that qualified leave and every other
-        row goes on to the next exit without its entropy being looked at
-        here.  A share above 1 (skips_head) skips the head without a probe.
-
-        At each exit: decide which rows leave (_judge_probe, _leaving), write
-        their outputs (_record), and gather the rows that go on
+        At each exit: decide which rows leave (_leaving), write their
+        outputs (_record), and gather the rows that go on
         (_gather_in_flight).  Returns per row the class probabilities [B, C],
         the exit index [B] and the entropy [B].
         """
@@ -322,76 +377,27 @@ class EarlyExitNet(nn.Module):
         for block in self.blocks:
             if rows.numel() > n_answered:
                 x = block.segment(x)
-                share = self._gating_share(k, rows.numel(), min_share)
-                skip = skips_head(share)  # no probe can meet it: every row goes on without a head call
-                p = torch.empty(0)
-                e = torch.empty(0)
-                take = torch.empty(0, dtype=torch.bool)
-                if share > 0.0 and not skip:
-                    # The probe rows are spread over the batch, so that a batch
-                    # whose first rows differ from the rest (a modulation or
-                    # SNR change) is judged on all of it.
-                    stride = rows.numel() // self.probe_rows
-                    end = self.probe_rows * stride
-                    probe_p = class_probabilities(block.head(x[0:end:stride]))
-                    skip, p, e, take = self._judge_probe(probe_p, k, share, thresholds, give_up,
-                                                         answered, n_answered, rows.numel(), stride)
-                if not skip:
-                    # (After a passed probe the head runs on every row, the
-                    # probed ones again: cheaper than gathering the others.)
-                    p = class_probabilities(block.head(x))
-                    e = entropy10(p)
-                    take = self._leaving(p, e, k, thresholds, give_up, answered, n_answered)
+                p = class_probabilities(block.head(x))
+                e = entropy10(p)
+                take = self._leaving(p, e, k, thresholds, give_up, rows, answered, n_answered)
                 probs, entropy, answered, n_answered = self._record(
                     probs, exits, entropy, p, e, take, k, rows, answered, n_answered)
                 x, rows, answered, n_answered = self._gather_in_flight(x, rows, answered, n_answered)
             k += 1
         return probs, exits, entropy
 
-    def _gating_share(self, k: int, n_flight: int, min_share: Optional[Tensor]) -> float:
-        """Exit k's gating share for this batch; 0 = the head runs on every row
-        (no gating asked, the final exit, or too few rows to probe)."""
-        if min_share is None or k >= self.num_exits - 1 or not gating_applies(n_flight, self.probe_rows):
-            return 0.0
-        return float(min_share[k])
-
-    def _judge_probe(self, probe_p: Tensor, k: int, share: float, thresholds: Tensor, give_up: Tensor,
-                     answered: Tensor, n_answered: int, n_flight: int,
-                     stride: int) -> Tuple[bool, Tensor, Tensor, Tensor]:
-        """(skip the full head, p, e, take) from the probed rows' probabilities:
-        when fewer than ``share`` of the live probed rows leave, the head does
-        not run on the batch and only the probed rows that qualified leave
-        (p, e and take filled at their rows only; empty when none qualified)."""
-        end = self.probe_rows * stride
-        probe_e = entropy10(probe_p)
-        probe_take = leaves(probe_p, probe_e, thresholds[k], give_up[k])
-        live = self.probe_rows
-        if n_answered > 0:
-            probe_answered = answered[0:end:stride]
-            probe_take = probe_take & ~probe_answered
-            live = self.probe_rows - int(probe_answered.sum())
-        n_probe_take = int(probe_take.sum())
-        p = torch.empty(0)
-        e = torch.empty(0)
-        take = torch.empty(0, dtype=torch.bool)
-        if n_probe_take >= share * live:
-            return False, p, e, take
-        if n_probe_take > 0:
-            take = torch.zeros(n_flight, dtype=torch.bool, device=probe_p.device)
-            p = torch.zeros(n_flight, self.num_classes, dtype=probe_p.dtype, device=probe_p.device)
-            e = torch.zeros(n_flight, dtype=probe_p.dtype, device=probe_p.device)
-            p[0:end:stride] = probe_p
-            e[0:end:stride] = probe_e
-            take[0:end:stride] = probe_take
-        return True, p, e, take
-
-    def _leaving(self, p: Tensor, e: Tensor, k: int, thresholds: Tensor, give_up: Tensor,
+    def _leaving(self, p: Tensor, e: Tensor, k: int, thresholds: Tensor, give_up: Tensor, rows: Tensor,
                  answered: Tensor, n_answered: int) -> Tensor:
-        """Rows in flight that leave exit k after its head ran on all of them:
-        every row not yet answered at the final exit, else the exit rule's."""
+        """Rows in flight that leave exit k: every row not yet answered at the
+        final exit, else the exit rule's (per-row thresholds are looked up by
+        each row's place in the batch, ``rows``)."""
         if k == self.num_exits - 1:
             return ~answered
-        take = leaves(p, e, thresholds[k], give_up[k])
+        if thresholds.dim() == 3:
+            take = leaves_per_row(p, e, thresholds.select(1, k).index_select(0, rows),
+                                  give_up.select(1, k).index_select(0, rows))
+        else:
+            take = leaves(p, e, thresholds[k], give_up[k])
         if n_answered > 0:
             take = take & ~answered
         return take
@@ -414,8 +420,7 @@ class EarlyExitNet(nn.Module):
         if n_take > 0:
             # index_select/index_copy_ with explicit indices: cheaper than
             # boolean-mask indexing, which finds the indices again for every
-            # tensor it touches.  (With a skipped head only the probed rows of
-            # p and e are filled, and only they can leave.)
+            # tensor it touches.
             out = torch.nonzero(take).squeeze(1)
             leaving = rows.index_select(0, out)
             probs.index_copy_(0, leaving, p.index_select(0, out))

@@ -14,7 +14,7 @@ import torch
 
 from ..atomic import atomic_path
 from ..inference.model_file import CHECKPOINT_FORMAT, MAX_CLASSES, MAX_FRAME_LEN, torch_file_kind
-from .architecture import LAYER_NAMES, EarlyExitNet, InputGain, ModelConfig
+from .architecture import EarlyExitNet, InputGain, ModelConfig
 
 
 def save_checkpoint(path, model, classes, **extra):
@@ -71,32 +71,39 @@ def load_checkpoint(path, map_location="cpu"):
 def portable_state(model: EarlyExitNet):
     """Weights keyed by backbone layer and exit rather than by block, e.g.
     'conv2.0.weight', 'head.conv2.paper.1.weight', 'head.final.1.weight':
-    the same tensor has the same key whatever exits the model has."""
+    the same tensor has the same key whatever exits the model has, and a
+    pruned backbone's layers keep their paper names."""
     state = {}
     start = 0
+    names = model.config.layers
     for block, cut in zip(model.blocks, model.config.cuts):
         layers = [m for m in block.segment if not isinstance(m, InputGain)]
-        for name, layer in zip(LAYER_NAMES[start:cut + 1], layers):
+        for name, layer in zip(names[start:cut + 1], layers):
             for key, value in layer.state_dict().items():
                 state[f"{name}.{key}"] = value
-        final = cut == len(LAYER_NAMES) - 1
-        head = "head.final" if final else f"head.{LAYER_NAMES[cut]}.{model.config.exit_head}"
+        final = cut == len(names) - 1
+        head = "head.final" if final else f"head.{names[cut]}.{model.config.exit_head}"
         for key, value in block.head.state_dict().items():
             state[f"{head}.{key}"] = value
         start = cut + 1
     return state
 
 
-def transfer_weights(source: EarlyExitNet, target: EarlyExitNet):
+def transfer_weights(source: EarlyExitNet, target: EarlyExitNet, reshaped=False):
     """Copy every backbone layer and exit head ``target`` shares with ``source``
     (fine-tuning a model with other exits from a trained one).  Returns the
-    sorted keys of target's portable state that were not in source."""
+    sorted keys of target's portable state that were not in source.
+
+    A tensor whose shape differs is an error (other classes or frame length),
+    unless ``reshaped``: then it keeps target's initial values and counts as
+    not in source (a pruned backbone from its unpruned source: the conv
+    after a left-out layer, or the classifier, sees another width)."""
     src = portable_state(source)
     dst = portable_state(target)
     fresh = []
     with torch.no_grad():
         for key, value in dst.items():
-            if key not in src:
+            if key not in src or (reshaped and src[key].shape != value.shape):
                 fresh.append(key)
             elif src[key].shape != value.shape:
                 raise ValueError(f"cannot transfer {key}: shape {tuple(src[key].shape)} "
@@ -106,3 +113,51 @@ def transfer_weights(source: EarlyExitNet, target: EarlyExitNet):
     if len(fresh) == len(dst):
         raise ValueError("the source model shares no layer with this one")
     return sorted(fresh)
+
+
+def network_from_model_file(path):
+    """(network, classes) rebuilt from an exported model file: its backbone
+    convolutions (BatchNorm folded, so each BatchNorm starts as the identity;
+    conv1 without the input gain) and its classifier, exact to float
+    rounding.  The classifier was collapsed into one Linear map (the paper's
+    has no activation between its layers): it comes back as the first
+    Linear's leading rows, passed on by identities, the same function.  The
+    early-exit heads are not rebuilt (their weights start afresh): this is
+    for pruning a network whose training checkpoint is gone."""
+    from ..inference.model_file import load_model
+    from . import model_code  # noqa: F401 (registers the code check the loader runs)
+
+    loaded = load_model(path)
+    net = EarlyExitNet(ModelConfig.from_dict(loaded.meta["config"])).eval()
+    folded = [layer for block in loaded.module.blocks.children() for layer in block.segment.children()
+              if layer.original_name == "ConvReLU"]
+    convs = [layer for block in net.blocks for layer in block.segment
+             if isinstance(layer, torch.nn.Sequential) and isinstance(layer[0], torch.nn.Conv1d)]
+    if len(folded) != len(convs):
+        raise ValueError(f"{path}: {len(folded)} convolutions in the file, {len(convs)} in its config")
+    head = list(list(loaded.module.blocks.children())[-1].head.children())
+    if [layer.original_name for layer in head] != ["FlattenNLC", "HeadLinear"]:
+        raise ValueError(f"{path}: its classifier is not the paper's collapsed one")
+    with torch.no_grad():
+        for i, (source, (conv, bn, _)) in enumerate(zip(folded, convs)):
+            gain = net.config.frame_len if i == 0 else 1.0  # InputGain, folded into conv1 at export
+            conv.weight.copy_(source.weight.squeeze(2) / gain)
+            conv.bias.copy_(source.bias)
+            bn.weight.fill_(1.0)
+            bn.bias.zero_()
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+        weight, bias = head[1].weight, head[1].bias.reshape(-1)       # [C, L * channels], length-major columns
+        outputs, features = weight.shape
+        channels = convs[-1][0].out_channels
+        weight = weight.view(outputs, features // channels, channels).permute(0, 2, 1).reshape(outputs, features)
+        linears = [layer for layer in net.blocks[-1].head if isinstance(layer, torch.nn.Linear)]
+        for k, linear in enumerate(linears):
+            linear.weight.zero_()
+            linear.bias.zero_()
+            if k == 0:
+                linear.weight[:outputs] = weight
+                linear.bias[:outputs] = bias
+            else:
+                linear.weight[:outputs, :outputs] = torch.eye(outputs)
+    return net, list(loaded.classes)

@@ -7,7 +7,7 @@ measured seconds in place of MACs it is the time ceiling (training.time_costs).
 """
 from torch import nn
 
-from .architecture import BACKBONE_LAYERS, LAYER_NAMES, EarlyExitNet, shape_after
+from .architecture import LAYER_NAMES, EarlyExitNet, backbone_layers, shape_after
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -24,11 +24,13 @@ def parameter_split(model: EarlyExitNet, exit_index: int = 0):
     return shared, head, rest
 
 
-def layer_macs(frame_len=128):
-    """Multiply-accumulates of each backbone layer for one frame (convs only)."""
+def layer_macs(frame_len=128, layers=LAYER_NAMES):
+    """Multiply-accumulates of each layer of the backbone made of ``layers``
+    (the paper's or a pruned one) for one frame (convs only)."""
     macs = {}
-    for i, (name, kind, cin, cout) in enumerate(BACKBONE_LAYERS):
-        _, length = shape_after(i, frame_len)
+    backbone = backbone_layers(layers)
+    for i, (name, kind, cin, cout) in enumerate(backbone):
+        _, length = shape_after(i, frame_len, backbone)
         macs[name] = cin * cout * 3 * length if kind == "conv" else 0
     return macs
 
@@ -51,13 +53,14 @@ def exit_costs(model: EarlyExitNet):
     """MACs a frame costs when it leaves at each exit (heads on the way included),
     and the backbone alone's cost.  Convolutions and linear layers only, the
     accounting of docs/dataset-and-network.md."""
-    per_layer = layer_macs(model.config.frame_len)
+    config = model.config
+    per_layer = layer_macs(config.frame_len, config.layers)
     costs = []
     spent = 0
     start = 0
-    for block, cut in zip(model.blocks, model.config.cuts):
-        spent += sum(per_layer[LAYER_NAMES[j]] for j in range(start, cut + 1))
-        head = head_macs(block.head, shape_after(cut, model.config.frame_len)[1])
+    for block, cut in zip(model.blocks, config.cuts):
+        spent += sum(per_layer[name] for name in config.layers[start:cut + 1])
+        head = head_macs(block.head, shape_after(cut, config.frame_len, config.backbone)[1])
         costs.append(spent + head)
         spent += head
         start = cut + 1

@@ -12,23 +12,22 @@ import os
 import torch
 
 from ..atomic import atomic_path
-from ..inference.model_file import (FORMAT, FORMAT_VERSION, METADATA_FILE, check_model_version, give_up_to_json,
-                                    weights_digest,
-                                    load_model, thresholds_to_json, validate_give_up, validate_min_exit_share,
-                                    validate_thresholds)
+from ..inference.model_file import (FORMAT, FORMAT_VERSION, METADATA_FILE, SNR_TABLE_KEY, check_model_version,
+                                    give_up_to_json, load_model, thresholds_to_json, validate_give_up,
+                                    validate_thresholds, weights_digest)
+from ..inference.snr_table import validate_snr_table
 from .compute_costs import exit_costs
 from .model_code import script_for_export
 
 
 def build_metadata(model, classes, thresholds, model_version="unversioned", extra=None, give_up=None,
-                   min_exit_share=None, description=""):
+                   description=""):
     config = model.config
     classes = [str(c) for c in classes]
     if len(classes) != config.num_classes:
         raise ValueError(f"{len(classes)} class labels for a model with {config.num_classes} outputs")
     thresholds = validate_thresholds(thresholds, config.num_exits, config.num_classes)
     give_up = validate_give_up(give_up, config.num_exits)
-    min_exit_share = validate_min_exit_share(min_exit_share, config.num_exits)
     costs, backbone_macs = exit_costs(model)
     meta = {
         "format": FORMAT,
@@ -43,7 +42,7 @@ def build_metadata(model, classes, thresholds, model_version="unversioned", extr
         "exit_names": list(config.exit_names),
         "thresholds": thresholds_to_json(thresholds),
         "give_up": give_up_to_json(give_up),
-        "min_exit_share": list(min_exit_share),
+        SNR_TABLE_KEY: None,
         "entropy_base": 10,
         "exit_macs": costs,
         "backbone_macs": backbone_macs,
@@ -71,15 +70,17 @@ def export_model(model, path, classes, thresholds, model_version="unversioned", 
 
 
 def rewrite_metadata(path, updates, out_path=None):
-    """Rewrite a model file with some metadata fields changed (e.g. thresholds).
-    A file whose model_version also holds the description gets the two apart."""
+    """Rewrite a model file with some metadata fields changed (e.g. thresholds,
+    the SNR table).  A file whose model_version also holds the description
+    gets the two apart."""
     loaded = load_model(path)
     meta = dict(loaded.meta)
     meta["model_version"], meta["description"] = loaded.version, loaded.description
     meta.update(updates)
     meta["thresholds"] = thresholds_to_json(loaded.check_thresholds(meta["thresholds"]))
     meta["give_up"] = give_up_to_json(validate_give_up(meta.get("give_up"), loaded.num_exits))
-    meta["min_exit_share"] = list(loaded.check_min_exit_share(meta.get("min_exit_share")))
+    table = validate_snr_table(meta.get(SNR_TABLE_KEY), loaded.num_exits, len(loaded.classes))
+    meta[SNR_TABLE_KEY] = None if table is None else table.to_json()
     write_model_file(loaded.module, meta, out_path or path)
     return meta
 

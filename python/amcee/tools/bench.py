@@ -17,11 +17,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..data.dataset import split_indices
+from ..data.dataset import DatasetError, labels_for_model, split_indices
 from ..data.files import load_dataset
 from ..inference.engine import EarlyExitEngine
 from ..inference.exit_rule import entropy10
 from ..inference.model_file import default_model_path, thresholds_to_json
+from ..inference.snr_table import estimate_snr_db
 from ..network.compute_costs import compute_ceiling
 from ..timing import host_info, paired_ratio_median, paired_ratio_spread, time_interleaved, time_interleaved_samples
 from ..training.time_costs import measure_exit_time_costs
@@ -39,6 +40,7 @@ class BenchContext:
     engine: object                  # inference.engine.EarlyExitEngine
     frames: np.ndarray              # float32 [N, 2, L] frames to classify
     snrs: Optional[np.ndarray]      # per-frame SNR (None without a dataset)
+    labels: Optional[np.ndarray] = None  # per-frame class in the model's order (None without a dataset)
     repeats: int = 5
     batch_sizes: tuple = DEFAULT_BATCH_SIZES
     loop_frames: int = 300
@@ -75,34 +77,47 @@ def section_batch_sizes(ctx):
 def section_per_snr(ctx):
     """Frames/s of both per SNR subset at the engine's max_batch, with exit
     shares and the ceilings they allow by MACs and by measured time
-    (training.time_costs); with exit gating on, also the engine without it (same run)."""
+    (training.time_costs); with a model that has an SNR table also the
+    SNR-aware rule, each frame given the estimator's SNR (the estimate's own
+    time not counted: amcee.snr_estimator's section), in the same run, and
+    the accuracy of both."""
     if ctx.snrs is None:
         return {"skipped": "needs --data"}
-    gated = any(ctx.engine.min_exit_share)
+    snr_aware = ctx.engine.uses_snr_table
+    estimated = estimate_snr_db(ctx.frames) if snr_aware else None
     times = measure_exit_time_costs(ctx.engine, ctx.frames)
     meta = ctx.engine.meta
     out = []
     for snr in np.unique(ctx.snrs):
-        frames = ctx.frames[ctx.snrs == snr]
+        m = ctx.snrs == snr
+        frames = ctx.frames[m]
         candidates = {"engine": lambda: ctx.engine.classify(frames),
                       "backbone": lambda: ctx.engine.backbone_probs(frames)}
-        if gated:
-            candidates["ungated"] = lambda: ctx.engine.classify(frames, min_exit_share=0.0)
+        if snr_aware:
+            candidates["snr_aware"] = lambda: ctx.engine.classify(frames, snr_db=estimated[m])
         samples = time_interleaved_samples(candidates, ctx.repeats)
         t = {name: statistics.median(v) for name, v in samples.items()}
+        plain = ctx.engine.classify(frames)
         row = {"snr": float(snr), "frames": int(len(frames)),
                "engine_fps": len(frames) / t["engine"], "backbone_fps": len(frames) / t["backbone"],
                "speedup": paired_ratio_median(samples["backbone"], samples["engine"]),
                "speedup_quartiles": paired_ratio_spread(samples["backbone"], samples["engine"]),
                "speedup_of_medians": t["backbone"] / t["engine"],
-               "exit_shares": _shares(ctx.engine.classify(frames).exits, ctx)}
+               "exit_shares": _shares(plain.exits, ctx)}
         row["compute_ceiling"] = compute_ceiling(row["exit_shares"], meta["exit_macs"], meta["backbone_macs"])
         row["time_ceiling"] = times.ceiling(row["exit_shares"])
-        if gated:
-            row.update({"ungated_fps": len(frames) / t["ungated"],
-                        "ungated_speedup": paired_ratio_median(samples["backbone"], samples["ungated"]),
-                        "ungated_speedup_quartiles": paired_ratio_spread(samples["backbone"], samples["ungated"]),
-                        "ungated_exit_shares": _shares(ctx.engine.classify(frames, min_exit_share=0.0).exits, ctx)})
+        if ctx.labels is not None:
+            row["accuracy"] = float(np.mean(plain.classes == ctx.labels[m]))
+        if snr_aware:
+            aware = ctx.engine.classify(frames, snr_db=estimated[m])
+            row.update({"snr_aware_fps": len(frames) / t["snr_aware"],
+                        "snr_aware_speedup": paired_ratio_median(samples["backbone"], samples["snr_aware"]),
+                        "snr_aware_speedup_quartiles": paired_ratio_spread(samples["backbone"], samples["snr_aware"]),
+                        "snr_aware_over_plain": paired_ratio_median(samples["engine"], samples["snr_aware"]),
+                        "snr_aware_exit_shares": _shares(aware.exits, ctx),
+                        "estimated_snr_median": float(np.median(estimated[m]))})
+            if ctx.labels is not None:
+                row["snr_aware_accuracy"] = float(np.mean(aware.classes == ctx.labels[m]))
         out.append(row)
     return out
 
@@ -162,12 +177,62 @@ def section_block_vs_engine(ctx):
     return run(ctx)
 
 
+def _estimator_flowgraph(frames, estimate):
+    """Seconds to run ``frames`` (complex64 [N, L]) through a flowgraph of
+    vector source -> amcee.snr_estimator -> null sink (without the estimator
+    if not ``estimate``)."""
+    from gnuradio import blocks, gr
+
+    from ..amcee_python import snr_estimator
+
+    n, frame_len = frames.shape
+    tb = gr.top_block()
+    chain = [blocks.vector_source_c(frames.ravel().tolist(), False, frame_len)]
+    if estimate:
+        chain.append(snr_estimator(frame_len))
+    tb.connect(*chain, blocks.null_sink(gr.sizeof_gr_complex * frame_len))
+    t0 = time.perf_counter()
+    tb.run()
+    return time.perf_counter() - t0
+
+
+def section_snr_estimator(ctx):
+    """Cost of the per-frame SNR estimate (amcee.estimate_snr_db, the code of
+    the amcee.snr_estimator block) against the engine's time per frame on the
+    same frames, timed interleaved; and what the block adds to a flowgraph
+    (source -> block -> sink against source -> sink: the estimate, the copy,
+    the tags and the extra block's scheduling)."""
+    from ..frames import to_complex
+
+    frames = np.ascontiguousarray(to_complex(ctx.frames, np.complex64))
+    n = len(frames)
+    samples = time_interleaved_samples({"estimator": lambda: estimate_snr_db(frames),
+                                        "engine": lambda: ctx.engine.classify(ctx.frames)}, ctx.repeats)
+    t = {name: statistics.median(v) for name, v in samples.items()}
+    out = {"frames": int(n), "frame_len": int(frames.shape[1]),
+           "estimator_us_per_frame": t["estimator"] / n * 1e6, "engine_us_per_frame": t["engine"] / n * 1e6,
+           "estimator_over_engine": paired_ratio_median(samples["estimator"], samples["engine"]),
+           "estimator_over_engine_quartiles": paired_ratio_spread(samples["estimator"], samples["engine"])}
+    # block_frames frames (the data's, repeated if fewer): a run of a few
+    # thousand frames lasts tens of ms, too short for a difference of two runs.
+    block_frames = np.resize(frames, (ctx.block_frames, frames.shape[1]))
+    flow = time_interleaved_samples({"with_block": lambda: _estimator_flowgraph(block_frames, True),
+                                     "without": lambda: _estimator_flowgraph(block_frames, False)}, ctx.repeats)
+    added = np.array([a - b for a, b in zip(flow["with_block"], flow["without"])]) / len(block_frames)
+    out.update({"block_frames": int(len(block_frames)),
+                "block_added_us_per_frame": float(np.median(added)) * 1e6,
+                "block_added_us_per_frame_quartiles": (np.percentile(added, [25, 75]) * 1e6).tolist(),
+                "block_added_over_engine": float(np.median(added)) / (t["engine"] / n)})
+    return out
+
+
 #: Sections in output order: name -> function(ctx) -> JSON-able result.
 SECTIONS = {
     "batch_sizes": section_batch_sizes,
     "per_snr": section_per_snr,
     "per_frame_loop": section_per_frame_loop,
     "block_vs_engine": section_block_vs_engine,
+    "snr_estimator": section_snr_estimator,
 }
 
 
@@ -184,22 +249,25 @@ def run_bench(model_path=None, data=None, split="test", frames=20000, repeats=5,
         raise ValueError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
     engine = EarlyExitEngine(model_path, thresholds=thresholds, device=device,
                              num_threads=threads, max_batch=max_batch)
-    snrs = None
+    snrs = labels = None
     if data:
         ds = load_dataset(data)
+        if ds.frame_length != engine.frame_len:
+            raise DatasetError(f"{data} has frames of {ds.frame_length} samples, the model {model_path} takes "
+                               f"{engine.frame_len}")
         idx = split_indices(ds, split)
         if frames and len(idx) > frames:  # keep every SNR: an even sample
             idx = np.sort(np.random.default_rng(seed).choice(idx, frames, replace=False))
-        x, snrs = ds.frames[idx], ds.snrs[idx]
+        x, snrs, labels = ds.frames[idx], ds.snrs[idx], labels_for_model(ds, engine.classes, engine.frame_len)[0][idx]
     else:
         rng = np.random.default_rng(seed)
         x = rng.standard_normal((frames or 20000, 2, engine.frame_len)).astype(np.float32)
-    ctx = BenchContext(engine=engine, frames=x, snrs=snrs, repeats=repeats,
+    ctx = BenchContext(engine=engine, frames=x, snrs=snrs, labels=labels, repeats=repeats,
                        batch_sizes=tuple(batch_sizes), loop_frames=loop_frames,
                        block_frames=int(block_frames), latency_seconds=float(latency_seconds))
     report = {"model": os.path.abspath(model_path), "model_version": engine.meta.get("model_version"),
               "exit_names": list(engine.exit_names), "thresholds": thresholds_to_json(engine.thresholds),
-              "min_exit_share": list(engine.min_exit_share),
+              "snr_table": engine.uses_snr_table,
               "data": data, "frames": int(len(x)), "threads": torch.get_num_threads(),
               "device": str(engine.device), "max_batch": engine.max_batch, "repeats": int(repeats),
               "host": host_info()}

@@ -52,9 +52,8 @@ def _subsets(ctx):
 def _settings(engine, backbone):
     """The classifier's settings: the engine's, or every frame to the final exit."""
     if backbone:
-        return dict(threshold=0.0, give_up=float("inf"), min_exit_share=list(engine.min_exit_share))
-    return dict(threshold=list(engine.thresholds), give_up=list(engine.give_up),
-                min_exit_share=list(engine.min_exit_share))
+        return dict(threshold=0.0, give_up=float("inf"))
+    return dict(threshold=list(engine.thresholds), give_up=list(engine.give_up))
 
 
 def _block_run(model_path, frames, threads, settings):
@@ -78,8 +77,7 @@ def _throughput(ctx, threads):
     path = engine.model.path
     engines = {"early_exit": engine,
                "backbone": EarlyExitEngine(path, max_batch=engine.max_batch,
-                                           thresholds=0.0, give_up=float("inf"),
-                                           min_exit_share=list(engine.min_exit_share))}
+                                           thresholds=0.0, give_up=float("inf"))}
     rows = []
     for snr, frames in _subsets(ctx):
         keep, candidates = [], {}

@@ -1,7 +1,8 @@
 """`amcee demo`: a live, hardware-free classification flowgraph with known truth.
 
 demo_source (10 transmitters, truth switch, RML22 channel) -> [throttle] ->
-[keep_m_in_n for a hop] -> stream_to_vector(128) -> [head] -> classifier ->
+[keep_m_in_n for a hop] -> stream_to_vector(the model's frame length) ->
+[head] -> classifier ->
 null sink, and classifier.classification -> classification_sink (and the live
 display with ``--gui``).  The truth travels as ``label``/``snr`` stream tags
 with the samples; segments are a whole number of hops long, so a change falls
@@ -18,6 +19,7 @@ from ..blocks.classification_sink import classification_sink
 from ..blocks.classifier import classifier
 from ..blocks.demo_source import DEMO_SNRS, demo_source
 from ..blocks.schema import CLASSIFICATION_PORT
+from ..data.synth.transmitters import CLASSES as TRANSMITTED_CLASSES
 from .report_tables import group_summary, rows_per_value, table_lines
 
 
@@ -25,17 +27,25 @@ class demo_flowgraph(gr.top_block):
     """The demo's flowgraph; ``sink.records()`` holds every decision so far."""
 
     def __init__(self, model_path="", threshold=None, snrs=DEMO_SNRS, segment_frames=32,
-                 frame_len=128, hop=128, variant="all", seed=1, max_frames=0,
+                 frame_len=0, hop=0, variant="all", seed=1, max_frames=0,
                  realtime=False, max_batch=None):
+        """``frame_len`` 0: the model's; ``hop`` 0: the frame length (frames back to back)."""
         gr.top_block.__init__(self, "amcee demo")
-        if hop < frame_len:
-            raise ValueError(f"hop {hop} must be >= the frame length {frame_len} "
-                             "(overlapping frames are not supported)")
         if segment_frames < 2:
             raise ValueError(f"segment_frames must be >= 2, got {segment_frames}")
         self.classifier = classifier(model_path=model_path, threshold=threshold,
                                      frame_len=frame_len, max_batch=max_batch)
+        frame_len = self.classifier.frame_len
+        hop = hop or frame_len
+        if hop < frame_len:
+            raise ValueError(f"hop {hop} must be >= the frame length {frame_len} "
+                             "(overlapping frames are not supported)")
         classes = self.classifier.classes()
+        foreign = [name for name in classes if name not in TRANSMITTED_CLASSES]
+        if foreign:
+            raise ValueError(f"the demo transmits RML22's classes ({', '.join(TRANSMITTED_CLASSES)}); the model "
+                             f"{self.classifier.model_path} also has {', '.join(foreign)}, which it cannot "
+                             "transmit: try the model with `amcee replay` on a dataset of its classes")
         self.source = demo_source(classes=classes, snrs=snrs, segment_samples=segment_frames * hop,
                                   variant=variant, seed=seed)
         chain = [self.source]

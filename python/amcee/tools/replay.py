@@ -10,7 +10,10 @@ classifier.classification -> classification_sink):
   tags the classifier copies into its messages.
 
 The classifier uses the same EarlyExitEngine as ``amcee eval``, so for the same
-model, thresholds and frames the decisions are the same, frame for frame.
+model, thresholds, frames and SNR values the decisions are the same, frame for
+frame: the dataset source's ``snr`` tags are ``amcee eval --snr dataset``
+(its default), ``estimate_snr`` is ``--snr estimate``, and the file source,
+which carries no tags, is ``--snr none``.
 """
 import os
 import tempfile
@@ -23,7 +26,7 @@ from ..blocks.classification_sink import classification_sink
 from ..blocks.classifier import classifier
 from ..blocks.dataset_source import dataset_source
 from ..blocks.schema import CLASSIFICATION_PORT
-from ..data.dataset import split_indices
+from ..data.dataset import labels_for_model, split_indices
 from ..data.files import load_dataset
 from ..data.sigmf_recording import replay_paths, sigmf_layout
 from ..frames import check_layout, frames_to_vectors, vector_length
@@ -31,6 +34,8 @@ from ..inference.engine import DEFAULT_BATCH
 from .report_tables import group_summary, rows_per_value, table_lines
 
 SOURCES = ("auto", "file", "dataset")
+#: Frames written to the file source's temporary file per step.
+REPLAY_CHUNK_FRAMES = 4096
 
 
 class replay_flowgraph(gr.top_block):
@@ -38,7 +43,7 @@ class replay_flowgraph(gr.top_block):
 
     def __init__(self, path, ds, rows, model_path="", threshold=None, source="auto",
                  layout=None, split="all", seed=0, trusted=False, max_batch=None, workdir=None,
-                 min_exit_share=None):
+                 estimate_snr=False):
         gr.top_block.__init__(self, "amcee replay")
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
@@ -64,14 +69,17 @@ class replay_flowgraph(gr.top_block):
             else:  # the frames to replay, back to back, as file_source reads them
                 fd, data_path = tempfile.mkstemp(suffix=".raw", dir=workdir)
                 os.close(fd)
-                frames_to_vectors(ds.frames[rows], layout).tofile(data_path)
+                with open(data_path, "wb") as f:  # in chunks: a mapped dataset is never copied whole
+                    for start in range(0, len(rows), REPLAY_CHUNK_FRAMES):
+                        chunk = np.asarray(ds.frames[rows[start:start + REPLAY_CHUNK_FRAMES]])
+                        frames_to_vectors(chunk, layout).tofile(f)
                 self.temp_file = data_path
             self.source = blocks.file_source(itemsize, data_path, False)
         # A recording comes as fast as the classifier takes it: the block's
         # batching hands the network full batches on its own.
         self.classifier = classifier(model_path=model_path, threshold=threshold,
                                      input_format=layout, frame_len=L, max_batch=max_batch or DEFAULT_BATCH,
-                                     min_exit_share=min_exit_share)
+                                     estimate_snr=estimate_snr)
         self.sink = classification_sink(self.classifier.classes())
         self.connect(self.source, self.classifier, blocks.null_sink(itemsize))
         self.msg_connect(self.classifier, CLASSIFICATION_PORT, self.sink, "in")
@@ -82,11 +90,11 @@ class replay_flowgraph(gr.top_block):
 
 
 def replay(path, model_path="", threshold=None, split="all", seed=0, source="auto", layout=None,
-           max_frames=0, trusted=False, max_batch=None, min_exit_share=None):
+           max_frames=0, trusted=False, max_batch=None, estimate_snr=False):
     """Replay a dataset file; returns (predictions dict, report dict).
 
-    ``min_exit_share``: the classifier's exit gating (None = the model's;
-    0 = off, for a frame-by-frame comparison with ``amcee eval``)."""
+    ``estimate_snr``: the classifier estimates each frame's SNR itself
+    (for a model with an SNR table) instead of reading the ``snr`` tags."""
     if source == "dataset" and max_frames:
         raise ValueError("--max-frames needs the file source (dataset_source replays the whole split)")
     if source == "auto" and max_frames:
@@ -97,8 +105,11 @@ def replay(path, model_path="", threshold=None, split="all", seed=0, source="aut
         rows = rows[:int(max_frames)]
     fg = replay_flowgraph(path, ds, rows, model_path=model_path, threshold=threshold,
                           source=source, layout=layout, split=split, seed=seed,
-                          trusted=trusted, max_batch=max_batch, min_exit_share=min_exit_share)
+                          trusted=trusted, max_batch=max_batch, estimate_snr=estimate_snr)
+    model_classes = fg.classifier.classes()
     try:
+        labels, scored = labels_for_model(ds, model_classes, fg.classifier.frame_len,
+                                          f"model {fg.classifier.model_path}")
         start = time.perf_counter()
         fg.run()
         elapsed = time.perf_counter() - start
@@ -107,36 +118,41 @@ def replay(path, model_path="", threshold=None, split="all", seed=0, source="aut
     rec = fg.sink.records()
     if len(rec["offset"]) != len(rows) or not np.array_equal(rec["offset"], np.arange(len(rows))):
         raise RuntimeError(f"replay classified {len(rec['offset'])} of {len(rows)} frames")
-    model_classes = fg.classifier.classes()
-    to_model = np.array([model_classes.index(c) if c in model_classes else -1 for c in ds.classes])
     predictions = {
         "index": rows.astype(np.int64),
         "exit": rec["exit"],
         "class": rec["cls"],
         "entropy": rec["entropy"],
         "confidence": rec["confidence"],
-        "label": to_model[ds.labels[rows]],
+        "label": labels[rows],  # -1: a class the model lacks
         "snr": ds.snrs[rows],
     }
     if fg.source_kind == "dataset":  # the truth came with the stream: it must agree
         if not (np.array_equal(rec["frame_index"], rows) and np.array_equal(rec["true_cls"], predictions["label"])):
             raise RuntimeError("dataset_source truth tags disagree with the dataset file")
-    report = make_report(predictions, model_classes, fg.classifier.exit_names(), elapsed)
+    keep = scored[rows]  # frames of classes the model lacks are left out of the score
+    report = make_report({key: value[keep] for key, value in predictions.items()}, model_classes,
+                         fg.classifier.exit_names(), elapsed, classified=len(rows))
     report.update(dataset=os.fspath(path), model=fg.classifier.model_path, split=split,
                   seed=seed, source=fg.source_kind, layout=fg.layout,
                   thresholds=list(fg.classifier.get_threshold()),
-                  min_exit_share=list(fg.classifier.get_min_exit_share()))
+                  snr_table_used=fg.classifier.engine.uses_snr_table, estimate_snr=bool(estimate_snr))
     return predictions, report
 
 
-def make_report(pred, classes, exit_names, elapsed):
-    """Accuracy and exit shares per SNR and overall, and frames/s."""
+def make_report(pred, classes, exit_names, elapsed, classified=None):
+    """Accuracy and exit shares per SNR and overall over the scored frames
+    ``pred``, and frames/s over all ``classified`` frames (default: those
+    scored): frames of classes the model lacks are left out of the score,
+    not out of the work the flowgraph did in ``elapsed``."""
     decisions = (pred["class"], pred["label"], pred["exit"])
     everything = np.ones(len(pred["index"]), bool)
+    classified = int(len(pred["index"]) if classified is None else classified)
     return {
         "frames": int(len(pred["index"])),
+        "frames_classified": classified,
         "seconds": float(elapsed),
-        "frames_per_second": float(len(pred["index"]) / elapsed) if elapsed > 0 else 0.0,
+        "frames_per_second": float(classified / elapsed) if elapsed > 0 else 0.0,
         "classes": list(classes),
         "exit_names": list(exit_names),
         "all": group_summary(*decisions, everything, len(exit_names)),
@@ -146,7 +162,8 @@ def make_report(pred, classes, exit_names, elapsed):
 
 def format_report(report):
     lines = table_lines(report["per_snr"], "snr", report["exit_names"], report["all"])
-    lines.append(f"{report['frames']} frames in {report['seconds']:.2f} s: "
+    scored = "" if report["frames"] == report["frames_classified"] else f" ({report['frames']} scored)"
+    lines.append(f"{report['frames_classified']} frames{scored} in {report['seconds']:.2f} s: "
                  f"{report['frames_per_second']:.0f} frames/s ({report['source']} source, "
                  f"{report['layout']} layout); exit shares in % of frames")
     return "\n".join(lines)

@@ -30,13 +30,14 @@ import tempfile
 
 import numpy as np
 
-from ..data.dataset import split_indices
+from ..data.dataset import labels_for_model, split_indices
 from ..data.files import load_dataset
 from ..inference.engine import EarlyExitEngine
-from ..inference.model_file import thresholds_to_json
+from ..inference.model_file import SNR_TABLE_KEY, thresholds_to_json
+from ..inference.snr_table import estimate_snr_db, validate_snr_table
 from ..network.export import rewrite_metadata, write_model_file
 from .exit_simulation import entropy10, exit_shares, expected_macs, pick_by_exit, simulate_exits
-from .time_costs import measured_min_exit_share
+from .time_costs import TIMING_BATCH, measure_engine_exit_costs
 
 GRID_POINTS = {1: 400, 2: 60, 3: 24}
 #: Smaller threshold grids when give-up values are searched too (one grid per give-up combination).
@@ -397,13 +398,8 @@ def scale_heads(module, temperatures):
 
 def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, temperature=False,
               split="val", split_seed=0, max_batch=None, points=None, give_up=False,
-              favour_snr=None, min_snr_ceiling=None, min_exit_share="auto", class_thresholds=False,
-              progress=False):
+              favour_snr=None, min_snr_ceiling=None, class_thresholds=False, progress=False):
     """Choose thresholds (and temperatures) on ``split`` and write ``out_path``.
-
-    ``min_exit_share``: the exit gating written into the file: "auto" (the
-    break-even shares measured on this machine, time_costs), "off" or values
-    (inference.model_file.validate_min_exit_share).
 
     ``class_thresholds``: after the per-exit search, also search one
     threshold per early exit and predicted class (search_class_thresholds;
@@ -418,9 +414,7 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
     if class_thresholds and target_compute is not None:
         raise ValueError("class thresholds are searched under an accuracy budget (max_loss_pp), "
                          "not with target_compute")
-    min_exit_share = _checked_min_exit_share(engine, min_exit_share)  # before the long part
-    ds, rows, all_probs = _split_outputs(engine, data, split, split_seed)
-    labels = ds.labels[rows]
+    ds, rows, labels, all_probs = _split_outputs(engine, data, split, split_seed)
     temperatures = None
     if temperature:
         temperatures = [fit_temperature(all_probs[k], labels) for k in range(engine.num_exits)]
@@ -433,7 +427,6 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
     per_exit_choice = best
     if class_thresholds:
         best = search_class_thresholds(ev, best, max_loss_pp, min_snr_ceiling, progress=progress)
-    gating = _exit_gating(engine, min_exit_share, ds.frames, rows)
     record = {
         "method": "grid" if engine.num_exits - 1 <= MAX_FULL_GRID_EXITS else "coordinate-descent",
         "constraint": ({"max_loss_pp": max_loss_pp} if max_loss_pp is not None
@@ -442,7 +435,7 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
         "data": os.path.abspath(data), "split": split, "split_seed": split_seed, "frames": int(len(labels)),
         "final_exit_accuracy": ev.final_accuracy, "chosen": best,
         "temperatures": temperatures, "previous_thresholds": list(engine.thresholds),
-        "give_up_searched": bool(give_up), "exit_gating": gating,
+        "give_up_searched": bool(give_up),
         "class_thresholds_searched": bool(class_thresholds),
         "per_exit_choice": per_exit_choice if class_thresholds else None,
         "frontier": [{k: p[k] for k in ("thresholds", "give_up", "accuracy", "compute_fraction")}
@@ -459,67 +452,189 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
             scale_heads(loaded.module, temperatures)
             source = os.path.join(scratch, "scaled.pt")
             write_model_file(loaded.module, loaded.meta, source)
+        # An SNR table was fitted to the old thresholds and heads: it goes
+        # (calibrate_snr_table fits a new one).
         meta = rewrite_metadata(source, {"thresholds": best["thresholds"], "give_up": best["give_up"],
-                                         "min_exit_share": gating["min_exit_share"],
-                                         "calibration": record}, out_path=out_path)
+                                         SNR_TABLE_KEY: None, "calibration": record}, out_path=out_path)
     record["model"] = os.path.abspath(out_path)
     record["model_version"] = meta["model_version"]  # rewrite_metadata's: the short version
     return record
 
 
-def _checked_min_exit_share(engine, min_exit_share):
-    """calibrate's ``min_exit_share``: "auto", or the shares it gives, checked."""
-    if isinstance(min_exit_share, str) and min_exit_share not in ("auto", "off"):
-        raise ValueError(f"min_exit_share must be 'auto', 'off' or numbers, got {min_exit_share!r}")
-    if min_exit_share == "off":
-        min_exit_share = 0.0
-    if min_exit_share != "auto":
-        min_exit_share = engine.model.check_min_exit_share(min_exit_share)
-    return min_exit_share
-
-
 def _split_outputs(engine, data, split, split_seed):
-    """(dataset, rows, every exit's probabilities [K, rows, C]) of the frames
-    of ``split`` that the network classifies (finite, not all zero)."""
+    """(dataset, rows, their labels in the model's class order, every exit's
+    probabilities [K, rows, C]) of the frames of ``split`` that the network
+    classifies (finite, not all zero, of a class the model has)."""
     ds = load_dataset(data)
-    if tuple(ds.classes) != tuple(engine.classes):
-        raise ValueError(f"dataset classes {ds.classes} differ from the model's {engine.classes}")
+    labels, scored = labels_for_model(ds, engine.classes, engine.frame_len, f"model {engine.model.path}")
     idx = split_indices(ds, split, seed=split_seed)
+    idx = idx[scored[idx]]
     all_probs, valid = engine.all_exit_probs(ds.frames[idx])
-    return ds, idx[valid], all_probs[:, valid]
+    return ds, idx[valid], labels[idx[valid]], all_probs[:, valid]
 
 
-def _exit_gating(engine, min_exit_share, frames, rows):
-    """The exit gating record: the given shares, or with "auto" the
-    break-even shares measured on ``frames[rows]``."""
-    gating = {"source": "given"}
-    if min_exit_share == "auto":
-        min_exit_share, gating = measured_min_exit_share(engine, frames[rows])
-        gating["source"] = "measured (time_costs.break_even_shares)"
-    gating["min_exit_share"] = list(min_exit_share)  # checked, or break_even_shares (in [0, 1])
-    return gating
+# ------------------------------------------------------ the SNR-aware table
+#: Default bin edges of the SNR table (dB): 2 dB bins around the data's SNR
+#: grid (-20, -18, ..., 20 dB), open at both ends.
+SNR_EDGES_DB = tuple(float(e) for e in range(-19, 20, 2))
+#: Multiples of the plain thresholds a bin may take (class tables scaled whole).
+SNR_THRESHOLD_SCALES = (0.0, 0.25, 0.5, 0.75, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0)
+#: Per-exit thresholds per exit in a bin's own grid: entropy quantiles of the
+#: bin's frames, 2 = the ends (with 0: none, all).  A finer grid fits the
+#: validation frames closer and held-out frames worse (docs/snr-aware-exit.md,
+#: "Choices").
+SNR_GRID_POINTS = 2
 
 
-def calibrate_exit_gating(model_path, out_path, data=None, split="val", split_seed=0, repeats=30):
-    """Measure the break-even exit gating shares on this machine and write
-    them into ``out_path``, thresholds untouched (``amcee calibrate
-    --exit-gating-only``): they depend on the CPU, so a model calibrated on
-    one machine and run on another should be re-measured there.  Timed on
-    ``data``'s split when given, else on random frames (the layers' time does
-    not depend on what the frames hold).  Returns the gating record."""
-    engine = EarlyExitEngine(model_path)
-    if data is not None:
-        ds = load_dataset(data)
-        frames = ds.frames[split_indices(ds, split, seed=split_seed)]
-    else:
-        frames = np.random.default_rng(0).standard_normal((256, 2, engine.frame_len)).astype(np.float32)
-    shares, gating = measured_min_exit_share(engine, frames, repeats=repeats)
-    gating["source"] = "measured (time_costs.break_even_shares), gating only"
-    gating["min_exit_share"] = list(shares)
-    gating["previous_min_exit_share"] = list(engine.min_exit_share)
+def _bin_candidates(plain_t, plain_g, ev, members, n_early):
+    """The settings (thresholds, give-up) a bin may take: the plain rule,
+    multiples of it, a grid of per-exit thresholds over the bin's own
+    entropies, and the give-up settings that send every frame out at an
+    early exit (give-up 0 there)."""
+    def scaled(t, s):
+        return tuple(tuple(v * s for v in x) if isinstance(x, tuple) else x * s for x in t)
+
+    out = [(plain_t, plain_g)]
+    out += [(scaled(plain_t, s), plain_g) for s in SNR_THRESHOLD_SCALES]
+    grids = []
+    for k in range(n_early):
+        e = np.unique(ev.entropies[k][members].astype(np.float64))
+        qs = np.quantile(e, np.linspace(0, 1, SNR_GRID_POINTS)) if len(e) else np.zeros(1)
+        grids.append(np.unique(np.concatenate([[0.0], qs + 1e-6])))
+    out += [(tuple(float(v) for v in combo), plain_g) for combo in itertools.product(*grids)]
+    for k in range(n_early):  # every frame leaves at exit k at the latest
+        give = tuple(0.0 if j == k else g for j, g in enumerate(plain_g))
+        out.append((plain_t, give))
+        out += [(tuple(float(v) for v in combo) + tuple(plain_t[k:]), give)
+                for combo in itertools.product(*grids[:k])] if k else []
+    return out
+
+
+def _choose_bins(options, required_correct, min_speedup=1.0):
+    """One option per bin, least total time with at least ``required_correct``
+    frames right: the Lagrangian choice (per bin, least time - lam x right)
+    at the smallest lam that meets the bound, found by bisection.  Each
+    bin's options are [(time, right, index)], already limited to what the
+    bin may cost."""
+    def pick(lam):
+        chosen = [min(opts, key=lambda o: (o[0] - lam * o[1], o[0])) for opts in options]
+        return chosen, sum(o[1] for o in chosen)
+
+    chosen, right = pick(0.0)
+    if right >= required_correct:
+        return chosen
+    lo, hi = 0.0, 1.0
+    while pick(hi)[1] < required_correct:
+        hi *= 2
+        if hi > 1e9:
+            raise ValueError(f"no SNR table reaches the accuracy budget (or the plain rule's accuracy) with no "
+                             f"bin slower than the plain rule or than {min_speedup:g}x the backbone: raise "
+                             "max_loss_pp or lower min_speedup")
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if pick(mid)[1] >= required_correct:
+            hi = mid
+        else:
+            lo = mid
+    return pick(hi)[0]
+
+
+def fit_snr_table(ev, snr_est, costs, plain_thresholds, plain_give_up, edges_db, max_loss_pp, min_speedup=1.0,
+                  progress=False):
+    """The SNR table (JSON form) and a summary, from an Evaluator ``ev`` of
+    the frames with per-frame time ``costs`` (backbone = 1) and their
+    estimated SNRs (calibrate_snr_table).  Each bin takes one of
+    _bin_candidates' settings, chosen together (_choose_bins) for the least
+    total time with at least the accuracy the budget allows, no bin slower
+    than the plain rule nor than 1 / ``min_speedup`` of the backbone."""
+    n_early = ev.num_exits - 1
+    edges = tuple(float(e) for e in edges_db)
+    bins = np.searchsorted(np.asarray(edges), snr_est, side="right")
+    bins[np.isnan(snr_est)] = 0  # (the estimator gives a number for every valid frame)
+    plain_exits = simulate_exits(ev.entropies, plain_thresholds, plain_give_up, ev.predictions)
+    candidates, options = [], []
+    with _bar(progress, len(edges) + 1, "SNR bins", unit="bin") as bar:
+        for b in range(len(edges) + 1):
+            members = np.flatnonzero(bins == b)
+            cands = (_bin_candidates(plain_thresholds, plain_give_up, ev, members, n_early) if len(members)
+                     else [(plain_thresholds, plain_give_up)])
+            limit = min(float(costs[plain_exits[members]].sum()), len(members) / min_speedup) + 1e-9
+            opts = []
+            for i, (t, g) in enumerate(cands):
+                exits = simulate_exits(ev.entropies[:, members], t, g, ev.predictions[:, members])
+                time_b = float(costs[exits].sum())
+                if time_b <= limit:
+                    opts.append((time_b, int(pick_by_exit(ev.correct[:, members], exits).sum()), i))
+            if not opts:
+                raise ValueError(f"no setting of SNR bin {b} is {min_speedup:g}x the backbone by the measured "
+                                 "exit times: lower min_speedup")
+            candidates.append(cands)
+            options.append(opts)
+            bar.update()
+    n = len(bins)
+    plain_right = int(pick_by_exit(ev.correct, plain_exits).sum())
+    # The budget, or the plain rule's accuracy where it loses more on these
+    # frames (its thresholds were chosen on other data): no bin may be
+    # slower than the plain rule, so no table could do better there.
+    required = min(int(math.ceil((ev.final_accuracy - max_loss_pp / 100.0) * n - 1e-9)), plain_right)
+    chosen = _choose_bins(options, required, min_speedup)
+    table = {"edges_db": list(edges),
+             "thresholds": [thresholds_to_json(candidates[b][o[2]][0]) for b, o in enumerate(chosen)],
+             "give_up": [[None if math.isinf(g) else g for g in candidates[b][o[2]][1]] for b, o in enumerate(chosen)]}
+    right, time_total = sum(o[1] for o in chosen), sum(o[0] for o in chosen)
+    summary = {"frames": int(n), "max_loss_pp": max_loss_pp, "min_speedup": min_speedup,
+               "final_exit_accuracy": ev.final_accuracy, "accuracy": right / n,
+               "accuracy_loss_pp": 100 * (ev.final_accuracy - right / n), "plain_accuracy": plain_right / n,
+               "time_fraction": time_total / n, "plain_time_fraction": float(costs[plain_exits].sum()) / n,
+               "frames_per_bin": np.bincount(bins, minlength=len(edges) + 1).tolist()}
+    return table, summary
+
+
+def calibrate_snr_table(model_path, data, out_path, max_loss_pp=0.5, split="val", split_seed=0,
+                        edges_db=SNR_EDGES_DB, min_speedup=1.0, max_batch=None, repeats=15, progress=False):
+    """Fit the SNR-conditioned exit table (inference.snr_table) on ``split``
+    and write it into ``out_path`` (``amcee calibrate --snr-aware``).
+
+    Each frame's SNR is the module's estimate (snr_table.estimate_snr_db,
+    the estimator block's code), not the dataset's: that is what the frames
+    will carry in a flowgraph.  The frames are binned at ``edges_db``, and
+    the bins' settings are chosen together (fit_snr_table) for the least
+    expected time -- the engine's time per exit measured on this machine,
+    one thread (time_costs.measure_engine_exit_costs) -- with the overall accuracy at most ``max_loss_pp``
+    percentage points below the final exit's (the plain calibration's
+    budget) or, where the plain rule loses more on these frames, at least
+    the plain rule's accuracy.  No bin may cost more than the plain rule on
+    its frames, nor more than 1 / ``min_speedup`` of the backbone's time.
+    The model's thresholds and give-up values (the plain rule, for frames
+    without an SNR value) stay.
+
+    Returns the record (also stored in the calibration record's ``snr_table``)."""
+    if max_loss_pp is None or max_loss_pp < 0:
+        raise ValueError(f"max_loss_pp must be >= 0, got {max_loss_pp}")
+    if not min_speedup > 0:
+        raise ValueError(f"min_speedup must be > 0, got {min_speedup}")
+    engine = EarlyExitEngine(model_path, max_batch=max_batch)
+    if engine.num_exits < 2:
+        raise ValueError("the model has no early exit: nothing to calibrate")
+    validate_snr_table({"edges_db": [float(e) for e in edges_db], "thresholds": [0.0] * (len(edges_db) + 1),
+                        "give_up": [None] * (len(edges_db) + 1)}, engine.num_exits, len(engine.classes))
+    ds, rows, labels, all_probs = _split_outputs(engine, data, split, split_seed)
+    frames = ds.frames[rows]
+    snr_est = estimate_snr_db(frames)
+    # Per frame leaving at exit k, backbone = 1: timed on 4 batches (stable ratios).
+    costs = np.asarray(measure_engine_exit_costs(engine, frames[:4 * TIMING_BATCH], repeats=repeats))
+    ev = Evaluator(all_probs, labels, costs, 1.0)
+    table, summary = fit_snr_table(ev, snr_est, costs, engine.model.default_thresholds,
+                                   engine.model.default_give_up, edges_db, max_loss_pp, min_speedup, progress)
+    table = validate_snr_table(table, engine.num_exits, len(engine.classes))
+    record = {"data": os.path.abspath(data), "split": split, "split_seed": split_seed,
+              "snr": "estimated (snr_table.estimate_snr_db)", **summary,
+              "exit_time_costs": costs.tolist(), "floor_db": table.floor_db}
     calibration = dict(engine.meta.get("calibration") or {})
-    calibration["exit_gating"] = gating
+    calibration["snr_table"] = record
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    rewrite_metadata(model_path, {"min_exit_share": gating["min_exit_share"], "calibration": calibration},
-                     out_path=out_path)
-    return gating
+    meta = rewrite_metadata(model_path, {SNR_TABLE_KEY: table.to_json(), "calibration": calibration},
+                            out_path=out_path)
+    record["model"] = os.path.abspath(out_path)
+    record["model_version"] = meta["model_version"]
+    return record

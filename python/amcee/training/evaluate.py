@@ -1,10 +1,12 @@
 """Evaluation of an exported early-exit model on a dataset split (``amcee eval``).
 
 Early-exit predictions come from :meth:`EarlyExitEngine.classify`, the code the
-GNU Radio block and ``amcee replay`` run, on one SNR subset at a time (a stream
-at one SNR).  Without exit gating ``predictions.npz`` equals a replay frame for
-frame; with it, a frame's exit may also depend on the frames batched with it.
-Threshold sweeps are simulated from every
+GNU Radio block and ``amcee replay`` run; a frame's decision depends only on
+the frame, its SNR value and the settings, so ``predictions.npz`` equals a
+replay's frame for frame.  With a model that has an SNR table the engine gets
+each frame's SNR as the block would (``snr_source``: the dataset's, as a
+replayed dataset's ``snr`` tags give it; the estimator's; or none = the plain
+rule), and the plain rule is timed beside it.  Threshold sweeps are simulated from every
 exit's probabilities (``all_exit_probs``) with the same exit rule.  Timing runs
 the batched engine and the backbone alone on each SNR subset in the same
 process, interleaved, and reports medians; the compute ceiling per SNR is the
@@ -21,13 +23,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.dataset import split_indices
+from ..data.dataset import labels_for_model, split_indices
 from ..data.files import load_dataset
 from ..inference.engine import Classification, EarlyExitEngine
 from ..inference.model_file import format_thresholds, thresholds_to_json
+from ..inference.snr_table import estimate_snr_db
 from ..timing import host_info, paired_ratio_median, paired_ratio_spread, time_interleaved_samples
 from .exit_simulation import (PAPER_THRESHOLD, PAPER_THRESHOLDS, entropy10, exit_shares, expected_macs,
-                              pick_by_exit, simulate_exits)
+                              pick_by_exit, simulate_exits, simulate_exits_by_snr)
+
+#: Where eval takes each frame's SNR value from (see frame_snr_values).
+SNR_SOURCES = ("dataset", "estimate", "none")
 from .time_costs import measure_exit_time_costs
 
 #: A fine sweep for the accuracy-versus-compute frontier (PAPER_THRESHOLDS are added).
@@ -80,49 +86,41 @@ def per_snr_table(labels, snrs, ee_pred, exits, bb_pred, k):
     return rows
 
 
-def classify_per_snr(engine, frames, snrs, done=None):
-    """engine.classify on each SNR subset in turn, results in frame order.
-
-    These are the calls time_per_snr times, so exit shares, accuracy and time
-    per SNR come from the same decisions: with exit gating a batch's decisions
-    depend on the frames batched with it and on the batches before (the
-    engine's gating memory), so each subset is classified as a stream at that
-    SNR: once to settle the memory, then again for the result, as the timed
-    repeats run after an untimed one.  ``done()`` is called after each subset."""
-    def settled(subset):
-        engine.classify(subset)
-        result = engine.classify(subset)
-        if done is not None:
-            done()
-        return result
-
-    parts = [(m, settled(frames[m])) for m in (snrs == snr for snr in np.unique(snrs))]
-    first = parts[0][1]
-    out = Classification(probs=np.zeros((len(frames),) + first.probs.shape[1:], dtype=np.float32),
-                         exits=np.zeros(len(frames), dtype=np.int64),
-                         entropy=np.zeros(len(frames), dtype=np.float32),
-                         valid=np.zeros(len(frames), dtype=bool))
-    for m, part in parts:
-        out.probs[m], out.exits[m], out.entropy[m], out.valid[m] = part.probs, part.exits, part.entropy, part.valid
-    return out
+def frame_snr_values(frames, snrs, snr_source):
+    """Each frame's SNR value as the block would have it: the dataset's
+    ("dataset", a replayed dataset's ``snr`` tags), the estimator's
+    ("estimate", the snr_estimator block or the classifier's estimate_snr),
+    or None ("none": the plain rule)."""
+    if snr_source not in SNR_SOURCES:
+        raise ValueError(f"snr_source must be one of {', '.join(SNR_SOURCES)}, got {snr_source!r}")
+    if snr_source == "none":
+        return None
+    if snr_source == "dataset":
+        return np.asarray(snrs, dtype=np.float64)
+    return estimate_snr_db(frames)
 
 
-def time_per_snr(engine, frames, snrs, thresholds_sets, repeats, done=None):
+def time_per_snr(engine, frames, snrs, thresholds_sets, repeats, done=None, frame_snr=None):
     """Median seconds per frame of the engine (per threshold set) and of the
     backbone alone on each SNR subset, all interleaved in one loop, and the
     quartiles of the per-round speed-ups (how much they move between rounds).
 
-    A set of None runs the engine's own settings as a stream: its gating
-    memory carries over from one repeat to the next (after the untimed
-    warm-up call, the state of a stream at that SNR).  A set of thresholds
-    starts every call afresh (EarlyExitEngine.classify).  ``done()`` is
-    called after each SNR."""
+    A set of None runs the engine's own settings with the frames' SNR
+    values ``frame_snr`` (the SNR table, if the model has one), "plain" the
+    engine's settings without SNR values.  ``done()`` is called after each SNR."""
     out = []
     for snr in np.unique(snrs):
-        subset = frames[snrs == snr]
+        m = snrs == snr
+        subset = frames[m]
+        subset_snr = None if frame_snr is None else frame_snr[m]
         candidates = {"backbone": lambda s=subset: engine.backbone_probs(s)}
         for name, t in thresholds_sets.items():
-            candidates[name] = lambda s=subset, t=t: engine.classify(s, thresholds=t)
+            if t is None:
+                candidates[name] = lambda s=subset, v=subset_snr: engine.classify(s, snr_db=v)
+            elif isinstance(t, str):  # "plain"
+                candidates[name] = lambda s=subset: engine.classify(s)
+            else:
+                candidates[name] = lambda s=subset, t=t: engine.classify(s, thresholds=t)
         samples = time_interleaved_samples(candidates, repeats)
         out.append({"snr": float(snr), "frames": int(len(subset)),
                     "seconds_per_frame": {n: statistics.median(v) / len(subset) for n, v in samples.items()},
@@ -155,17 +153,19 @@ class _Decisions:
 
 
 def _split_frames(engine, data, split, split_seed):
-    """(indices, frames, labels, SNRs) of ``split`` of the dataset file ``data``."""
+    """(indices, frames, labels in the model's class order, SNRs) of the
+    frames of ``split`` of the dataset file ``data`` whose class the model has."""
     ds = load_dataset(data)
-    if tuple(ds.classes) != tuple(engine.classes):
-        raise ValueError(f"dataset classes {ds.classes} differ from the model's {engine.classes}")
+    labels, scored = labels_for_model(ds, engine.classes, engine.frame_len, f"model {engine.model.path}")
     idx = split_indices(ds, split, seed=split_seed)
-    return idx, ds.frames[idx], ds.labels[idx], ds.snrs[idx]
+    idx = idx[scored[idx]]
+    return idx, ds.frames[idx], labels[idx], ds.snrs[idx]
 
 
-def _classify(engine, frames, snrs, split, done):
-    """The engine's decisions per SNR subset, the backbone's and every exit's outputs."""
-    result = classify_per_snr(engine, frames, snrs, done=done)
+def _classify(engine, frames, frame_snr, split, done):
+    """The engine's decisions, the backbone's and every exit's outputs."""
+    result = engine.classify(frames, snr_db=frame_snr)
+    done()
     bb_probs, _ = engine.backbone_probs(frames)
     all_probs, valid = engine.all_exit_probs(frames)
     if not valid.all():
@@ -174,18 +174,21 @@ def _classify(engine, frames, snrs, split, done):
                       entropies=np.stack([entropy10(p) for p in all_probs]), give_up=list(engine.give_up))
 
 
-def _accuracy_report(engine, decisions, labels, snrs):
+def _accuracy_report(engine, decisions, labels, snrs, frame_snr):
     """The report's model settings, overall accuracy, exits and compute, and per-SNR table."""
     meta, k = engine.meta, engine.num_exits
     costs, backbone_macs = meta["exit_macs"], meta["backbone_macs"]
     ee_pred, bb_pred, exits = decisions.early_exit_pred, decisions.backbone_pred, decisions.engine.exits
-    sim_exits = simulate_exits(decisions.entropies, engine.thresholds, decisions.give_up,
-                               decisions.all_probs.argmax(2))
+    predictions = decisions.all_probs.argmax(2)
+    plain_exits = simulate_exits(decisions.entropies, engine.thresholds, decisions.give_up, predictions)
+    table = engine.snr_table if engine.uses_snr_table and frame_snr is not None else None
+    sim_exits = plain_exits if table is None else simulate_exits_by_snr(
+        decisions.entropies, predictions, table, frame_snr, engine.thresholds, decisions.give_up)
     report = {
         "classes": list(engine.classes), "exit_names": list(engine.exit_names),
         "thresholds": thresholds_to_json(engine.thresholds),
         "give_up": [None if g == float("inf") else g for g in decisions.give_up],
-        "min_exit_share": list(engine.min_exit_share), "exit_macs": costs, "backbone_macs": backbone_macs,
+        "snr_table_used": table is not None, "exit_macs": costs, "backbone_macs": backbone_macs,
         "calibration": meta.get("calibration"),
         "simulation_agreement": float((sim_exits == exits).mean()),
     }
@@ -200,6 +203,10 @@ def _accuracy_report(engine, decisions, labels, snrs):
         "exit_shares": shares.tolist(), "expected_macs": expected_macs(shares, costs),
         "compute_ceiling": backbone_macs / expected_macs(shares, costs),
     }
+    if table is not None:  # the plain rule on the same frames, simulated (the engine's rule, bit for bit)
+        plain_pred = pick_by_exit(predictions, plain_exits)
+        report["overall"]["accuracy_plain_rule"] = _acc(plain_pred, labels)
+        report["overall"]["exit_shares_plain_rule"] = exit_shares(plain_exits, k).tolist()
     report["per_snr"] = per_snr_table(labels, snrs, ee_pred, exits, bb_pred, k)
     return report
 
@@ -228,16 +235,18 @@ def _threshold_points(engine, decisions, labels, snrs, sweep):
                           "early_exit_high_snr": confusion(ee_pred[high], labels[high], n_classes).tolist()}}
 
 
-def _add_timing(report, engine, frames, snrs, repeats, bar):
+def _add_timing(report, engine, frames, snrs, repeats, bar, frame_snr):
     """Time per SNR (engine, uniform thresholds, backbone) and the time
     ceiling, written into the report's per-SNR rows and overall."""
     k = engine.num_exits
     costs, backbone_macs = engine.meta["exit_macs"], engine.meta["backbone_macs"]
     bar.set_description(f"eval: timing ({repeats} repeats)")
-    sets = {"model": None}  # the engine's own settings, as a stream (the decisions above)
+    sets = {"model": None}  # the engine's own settings and SNR values (the decisions above)
+    if report["snr_table_used"]:
+        sets["plain"] = "plain"
     for t in TIMED_THRESHOLDS:
         sets[f"T={t}"] = [t] * (k - 1)
-    timing_rows = time_per_snr(engine, frames, snrs, sets, repeats, done=bar.update)
+    timing_rows = time_per_snr(engine, frames, snrs, sets, repeats, done=bar.update, frame_snr=frame_snr)
     bar.set_description("eval: time ceiling")
     times = measure_exit_time_costs(engine, frames)
     bar.update()
@@ -249,6 +258,8 @@ def _add_timing(report, engine, frames, snrs, repeats, bar):
         row["speedup"] = timed["speedup_median"]["model"]
         row["speedup_of_medians"] = spf["backbone"] / spf["model"]
         row["speedup_quartiles"] = timed["speedup_quartiles"]["model"]
+        if "plain" in spf:
+            row["speedup_plain_rule"] = timed["speedup_median"]["plain"]
         row["compute_ceiling"] = backbone_macs / expected_macs(row["exit_shares"], costs)
         row["speedup_over_ceiling"] = row["speedup"] / row["compute_ceiling"]
         row["time_ceiling"] = times.ceiling(row["exit_shares"])
@@ -275,36 +286,40 @@ def _add_timing(report, engine, frames, snrs, repeats, bar):
 
 def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None,
                    sweep=SWEEP_THRESHOLDS, repeats=5, max_batch=None, threads=0, device="cpu",
-                   timing=True, progress=True, min_exit_share=None):
+                   timing=True, progress=True, snr_source="dataset"):
     """Everything ``amcee eval`` reports, as (report dict, per-frame predictions dict).
 
-    ``progress``: a line and a progress bar (on a terminal) on stderr."""
+    ``snr_source``: each frame's SNR value for the model's SNR table
+    (frame_snr_values).  ``progress``: a line and a progress bar (on a
+    terminal) on stderr."""
     from tqdm import tqdm
 
     engine = EarlyExitEngine(model_path, thresholds=thresholds, device=device,
-                             num_threads=threads, max_batch=max_batch, min_exit_share=min_exit_share)
+                             num_threads=threads, max_batch=max_batch)
     idx, frames, labels, snrs = _split_frames(engine, data, split, split_seed)
+    frame_snr = frame_snr_values(frames, snrs, snr_source)
     if progress:
         print(f"eval: {len(idx)} {split} frames, exits {', '.join(engine.exit_names)}, thresholds "
               f"{format_thresholds(engine.thresholds, engine.exit_names, engine.classes)}", file=sys.stderr)
     n_snrs = len(np.unique(snrs))
     # One step per SNR subset classified and, with timing, per SNR subset timed
     # and one for the time ceiling's measurement.
-    bar = tqdm(total=n_snrs * 2 + 1 if timing else n_snrs, desc="eval: classify", unit="step",
+    bar = tqdm(total=n_snrs + 2 if timing else 1, desc="eval: classify", unit="step",
                disable=None if progress else True, dynamic_ncols=True)
     with bar:
         t0 = time.perf_counter()
-        decisions = _classify(engine, frames, snrs, split, bar.update)
+        decisions = _classify(engine, frames, frame_snr, split, bar.update)
         report = {
             "model": os.path.abspath(model_path), "model_version": engine.model.version,
             "model_description": engine.model.description,
             "data": os.path.abspath(data), "split": split, "split_seed": split_seed, "frames": int(len(idx)),
-            **_accuracy_report(engine, decisions, labels, snrs),
+            "snr_source": snr_source,
+            **_accuracy_report(engine, decisions, labels, snrs, frame_snr),
             **_threshold_points(engine, decisions, labels, snrs, sweep),
         }
         report["classify_seconds"] = round(time.perf_counter() - t0, 2)
         if timing:
-            _add_timing(report, engine, frames, snrs, repeats, bar)
+            _add_timing(report, engine, frames, snrs, repeats, bar, frame_snr)
     predictions = {"index": idx.astype(np.int64), "exit": decisions.engine.exits.astype(np.int64),
                    "class": decisions.early_exit_pred.astype(np.int64),
                    "entropy": decisions.engine.entropy.astype(np.float32),
@@ -335,16 +350,15 @@ def _pct(x):
 def summary_markdown(r):
     o = r["overall"]
     names = r["exit_names"]
-    gating = r.get("min_exit_share") or []
     lines = [f"# Evaluation of `{r['model_version']}`", ""]
     if r.get("model_description"):
         lines += [r["model_description"], ""]
     lines += [
         f"Model `{os.path.basename(r['model'])}`, exits {', '.join(names)}, thresholds "
         f"{format_thresholds(r['thresholds'], names, r['classes'])}; data `{os.path.basename(r['data'])}`, "
-        f"{r['split']} split ({r['frames']} frames). Exit gating (min_exit_share): "
-        + (", ".join(f"{n} {v:.3g}" for n, v in zip(names, gating)) + "; each SNR subset is classified "
-           "as one stream, as timed." if any(gating) else "off."), "",
+        f"{r['split']} split ({r['frames']} frames). SNR table: "
+        + (f"used, each frame's SNR from {r.get('snr_source')} (plain rule: accuracy "
+           f"{_pct(o.get('accuracy_plain_rule'))})." if r.get("snr_table_used") else "not used (plain rule)."), "",
         "| | backbone alone | early exit |", "|---|---|---|",
         f"| accuracy, all SNRs | {_pct(o['accuracy_backbone'])} | {_pct(o['accuracy_early_exit'])} |",
         f"| accuracy, SNR >= {HIGH_SNR_DB:g} dB | {_pct(o['accuracy_backbone_high_snr'])} | "

@@ -71,3 +71,18 @@ def exit_shares(exits, num_exits):
 
 def expected_macs(shares, costs):
     return float(np.dot(shares, costs))
+
+
+def simulate_exits_by_snr(entropies, predictions, table, snr_db, thresholds, give_up=None):
+    """simulate_exits with the SNR table (inference.snr_table): each frame
+    held to the thresholds and give-up values of its SNR bin, a frame
+    without an SNR value (NaN) to ``thresholds`` / ``give_up`` -- the
+    engine's per-frame rule."""
+    entropies, predictions = np.asarray(entropies), np.asarray(predictions)
+    bins = table.bins(snr_db)
+    exits = np.empty(entropies.shape[1], dtype=np.int64)
+    for b in np.unique(bins):
+        m = bins == b
+        t, g = (thresholds, give_up) if b < 0 else (table.thresholds[b], table.give_up[b])
+        exits[m] = simulate_exits(entropies[:, m], t, g, predictions[:, m])
+    return exits

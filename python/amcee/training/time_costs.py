@@ -1,16 +1,10 @@
-"""The measured time of each exit on this machine: what calibration writes
-as exit gating, and the time ceiling that reports set beside the MACs.
+"""The measured time of each exit on this machine: the costs that
+``amcee calibrate --snr-aware`` weighs its SNR table with, and the time
+ceiling that reports set beside the MACs.
 
-A head costs time for every row it sees and saves time only for the rows
-that leave there (inference.exit_gating).  The break-even share of exit k
-weighs the head's time and the copy of the rows that go on against the time
-the leaving rows save (the segments after k and the final head), see
-break_even_shares: below it the head costs more than it saves.  Times, not
-multiply-accumulates: a head's pools and statistics are memory-bound and
-cost a larger share of the time than of the MACs (docs/performance.md,
-Measurements behind the code).  They are measured on the machine that
-calibrates, so ``amcee calibrate`` stores them with the shares in the model
-file (measured_min_exit_share).
+Times, not multiply-accumulates: a head's pools and statistics are
+memory-bound and cost a larger share of the time than of the MACs
+(docs/performance.md, Measurements behind the code).
 
 The compute ceiling (network.compute_costs.compute_ceiling, MACs of
 docs/dataset-and-network.md) says how much faster than the backbone alone the
@@ -88,12 +82,13 @@ def measure_block_times(module, batch, repeats=30):
 
 
 def break_even_shares(segment_times, head_times, gather_times=None):
-    """Per early exit: the share f of rows leaving at which running the head
-    on a batch pays, capped at 1.  Running it costs h; the f that leave save
-    f * S (the segments after the exit and the final head); the rows that go
-    on are then copied, (1 - f) * G.  So f >= (h + G) / (S + G), and at
-    least architecture.MIN_SHARE_TO_GATHER (below it leaving rows are not
-    removed and save nothing).  Times are per batch."""
+    """Per early exit: the share f of the frames reaching it that must leave
+    there for its head to save more time than it costs, capped at 1 -- where
+    an exit pays.  Running the head costs h; the f that leave save f * S (the
+    segments after the exit and the final head); the rows that go on are
+    then copied, (1 - f) * G.  So f >= (h + G) / (S + G), and at least
+    architecture.MIN_SHARE_TO_GATHER (below it leaving rows are not removed
+    and save nothing).  Times are per batch."""
     gather_times = gather_times or [0.0] * len(segment_times)
     shares = []
     last = len(segment_times) - 1
@@ -115,22 +110,6 @@ def measure_engine_block_times(engine, frames, repeats=30):
     if len(x) == 0:
         raise ValueError("no valid frame to time the exits on")
     return (*measure_block_times(engine.model.module, torch.from_numpy(x).to(engine.device), repeats), len(x))
-
-
-def measured_min_exit_share(engine, frames, repeats=30, threads=1):
-    """(break-even shares, record of the times) for ``engine``'s model on this
-    machine, timed on the first TIMING_BATCH of ``frames`` with ``threads``
-    torch threads (the block's default is 1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        segments, heads, gathers, rows = measure_engine_block_times(engine, frames, repeats)
-    finally:
-        torch.set_num_threads(before)
-    shares = break_even_shares(segments, heads, gathers)
-    record = {"batch": int(rows), "threads": threads, "repeats": repeats, "segment_seconds": segments,
-              "head_seconds": heads, "gather_seconds": gathers, "break_even_shares": shares}
-    return shares, record
 
 
 @dataclass
@@ -166,3 +145,30 @@ def measure_exit_time_costs(engine, frames, repeats=30):
     exit_seconds = [sum(segments[:k + 1]) + sum(heads[:k + 1]) for k in range(n)]
     return ExitTimeCosts(exit_seconds=exit_seconds, backbone_seconds=sum(segments) + heads[-1],
                          segment_seconds=list(segments), head_seconds=list(heads))
+
+
+def measure_engine_exit_costs(engine, frames, repeats=15, threads=1):
+    """The engine's time per frame when every frame leaves at exit k, as a
+    fraction of the backbone alone's: a list of K ratios, each the median of
+    per-round ratios (timing.paired_ratio_median) against the backbone timed
+    in the same rounds, with ``threads`` torch threads.  Unlike the time
+    ceiling's segment and head times, these include what the engine does
+    besides the layers (entropies, outputs, its calls); the paired ratios
+    keep a machine that slows down for a while from skewing them.  Every
+    frame leaves at exit k < K-1 through a give-up value of 0 there (and
+    thresholds of 0 before), at the final exit with no early exit taken."""
+    from ..timing import paired_ratio_median, time_interleaved_samples
+
+    n_early = engine.num_exits - 1
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        candidates = {"backbone": lambda: engine.backbone_probs(frames)}
+        for k in range(engine.num_exits):
+            give_up = [0.0 if j == k else float("inf") for j in range(n_early)]
+            candidates[k] = (lambda g: lambda: engine.classify(frames, thresholds=0.0, give_up=g))(give_up)
+        with torch.inference_mode():
+            samples = time_interleaved_samples(candidates, repeats)
+    finally:
+        torch.set_num_threads(before)
+    return [paired_ratio_median(samples[k], samples["backbone"]) for k in range(engine.num_exits)]

@@ -38,12 +38,12 @@ from torch.nn import functional as F
 from torch.utils.data.distributed import DistributedSampler
 
 from ..atomic import FileExistsRefusal, atomic_open
-from ..data.dataset import paper_split, split_indices
+from ..data.dataset import DatasetError, labels_for_model, paper_split, split_indices
 from ..data.files import load_dataset
 from ..frames import l1_normalize_frames  # the engine's own normalisation: train as we infer
 from ..inference.exit_rule import entropy10
 from ..inference.model_file import MAX_VERSION_LENGTH, check_model_version
-from ..network.architecture import EXIT_HEADS, EarlyExitNet, ModelConfig
+from ..network.architecture import EXIT_HEADS, LAYER_NAMES, EarlyExitNet, ModelConfig
 from ..network.checkpoint import load_checkpoint, save_checkpoint, transfer_weights
 from ..network.export import export_model
 from .exit_simulation import PAPER_THRESHOLD, exit_shares, simulate_exits
@@ -65,6 +65,9 @@ class TrainConfig:
     exit_weights: Optional[Tuple[float, ...]] = None  # joint scheme; default 1 per exit
     distill: float = 0.0             # joint scheme: weight of KL(final || early exit) per early exit
     init_from: Optional[str] = None  # start from this checkpoint's weights (fine-tuning)
+    layers: Optional[Tuple[str, ...]] = None  # backbone layers kept; None: init_from's, else the paper's
+    teacher: Optional[str] = None    # checkpoint whose final exit the final exit also matches (distillation)
+    teacher_weight: float = 0.0      # weight of KL(teacher's final || final exit)
     epochs: int = 50                 # the paper's code
     batch_size: int = 500            # the paper's code (global batch under DDP)
     lr: float = 1e-4                 # the paper's code (Adam)
@@ -91,6 +94,11 @@ class TrainConfig:
 
     def __post_init__(self):
         self.exits = tuple(self.exits)
+        if self.layers is not None:
+            self.layers = tuple(self.layers)
+        if self.teacher_weight < 0 or bool(self.teacher_weight) != bool(self.teacher):
+            raise ValueError(f"teacher_weight must be > 0 with a teacher and 0 without, got "
+                             f"{self.teacher_weight} with teacher {self.teacher!r}")
         if self.model_version is not None:
             self.model_version = check_model_version(self.model_version)
         if self.scheme not in SCHEMES:
@@ -147,11 +155,33 @@ def stratified_subset(idx, labels, snrs, fraction, seed):
     return np.sort(np.concatenate(keep))
 
 
+class NormalizedFrames:
+    """The frames ``frames[rows]`` as L1-normalised tensors, read when indexed.
+
+    Training and validation index batches of it, so that only a batch of
+    frames is in memory at a time: a dataset file whose frames are mapped,
+    not read (RadioML 2018.01A's 21 GB, data/radioml2018.py), trains in the
+    memory of its labels and one batch.  The normalisation is the engine's
+    own: train as we infer."""
+
+    def __init__(self, frames, rows):
+        self.frames = frames
+        self.rows = np.asarray(rows, np.int64)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        if isinstance(key, torch.Tensor):
+            key = key.numpy()
+        return torch.from_numpy(l1_normalize_frames(np.asarray(self.frames[self.rows[key]], np.float32)))
+
+
 @dataclass
 class Splits:
     classes: tuple
-    train: Tuple[torch.Tensor, torch.Tensor]
-    val: Tuple[torch.Tensor, torch.Tensor]
+    train: Tuple[NormalizedFrames, torch.Tensor]
+    val: Tuple[NormalizedFrames, torch.Tensor]
     val_snrs: np.ndarray
     sizes: dict
 
@@ -161,10 +191,9 @@ def load_splits(config):
     train_idx, val_idx, test_idx = paper_split(ds, seed=config.split_seed)
     train_idx = stratified_subset(train_idx, ds.labels, ds.snrs, config.train_fraction, config.split_seed)
     val_idx = stratified_subset(val_idx, ds.labels, ds.snrs, config.val_fraction, config.split_seed + 1)
-    frames = ds.frames
     tensors = {}
     for name, idx in (("train", train_idx), ("val", val_idx)):
-        tensors[name] = (torch.from_numpy(l1_normalize_frames(frames[idx])), torch.from_numpy(ds.labels[idx]))
+        tensors[name] = (NormalizedFrames(ds.frames, idx), torch.from_numpy(ds.labels[idx]))
     return Splits(classes=tuple(ds.classes), train=tensors["train"], val=tensors["val"],
                   val_snrs=ds.snrs[val_idx],
                   sizes={"train": len(train_idx), "val": len(val_idx), "test": len(test_idx),
@@ -194,7 +223,7 @@ class TrainingForward(nn.Module):
         return outputs
 
 
-def scheme_loss(losses, config, logits=None):
+def scheme_loss(losses, config, logits=None, teacher_logits=None):
     """Scalar to step on.  Paper: plain sum (each block only sees its own loss,
     see the module docstring).  Joint: the weighted sum, plus optional
     self-distillation: each early exit also matches the final exit's
@@ -207,6 +236,11 @@ def scheme_loss(losses, config, logits=None):
         target = torch.softmax(logits[-1].detach(), dim=1)
         for z in logits[:-1]:
             total = total + config.distill * F.kl_div(F.log_softmax(z, dim=1), target, reduction="batchmean")
+    if teacher_logits is not None:
+        # Knowledge distillation from another network (a pruned backbone from
+        # its unpruned source): the final exit also matches its distribution.
+        total = total + config.teacher_weight * F.kl_div(
+            F.log_softmax(logits[-1], dim=1), torch.softmax(teacher_logits, dim=1), reduction="batchmean")
     return total
 
 
@@ -315,7 +349,8 @@ def batch_indices(sampler, per_rank_batch):
     return list(torch.split(order, per_rank_batch))
 
 
-def train_one_epoch(forward, optimizer, scheduler, data, sampler, config, d, device, epoch, num_exits):
+def train_one_epoch(forward, optimizer, scheduler, data, sampler, config, d, device, epoch, num_exits,
+                    teacher=None):
     """One pass over the training data; returns averaged loss and accuracy per exit."""
     x_all, y_all = data
     per_rank_batch = max(1, config.batch_size // d.world)
@@ -329,7 +364,11 @@ def train_one_epoch(forward, optimizer, scheduler, data, sampler, config, d, dev
             y = y_all[idx].to(device, non_blocking=True)
             logits = forward(x)
             losses = [F.cross_entropy(z, y) for z in logits]
-            loss = scheme_loss(losses, config, logits)
+            teacher_logits = None
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = teacher.exit_logits(x)[-1]
+            loss = scheme_loss(losses, config, logits, teacher_logits)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -426,7 +465,13 @@ def train(config, resume=None):
 def _train(config, resume, d, device):
     seed_everything(config.seed)  # the same initial weights on every rank
     splits = load_splits(config)
+    if config.layers is None and config.init_from:
+        # A pruned backbone stays pruned: the layers come with its weights.
+        config.layers = load_checkpoint(config.init_from, map_location="cpu")[0].config.layers
     model_config, model, forward = _build_model(config, splits, d, device)
+    teacher = None
+    if config.teacher:
+        teacher = load_checkpoint(config.teacher, map_location="cpu")[0].to(device).eval()
     optimizer = make_optimizer(model, config)
     sampler = DistributedSampler(range(len(splits.train[1])), num_replicas=d.world, rank=d.rank,
                                  shuffle=True, seed=config.seed, drop_last=False)
@@ -434,10 +479,11 @@ def _train(config, resume, d, device):
     scheduler = make_scheduler(optimizer, config, steps_per_epoch)
 
     if resume:
-        start_epoch, history, best, bad_epochs, train_seconds = _resume(resume, model, optimizer, scheduler, d)
+        start_epoch, history, best, bad_epochs, train_seconds = _resume(resume, model, optimizer, scheduler, d,
+                                                                        splits.classes)
     else:
         start_epoch, history, best, bad_epochs, train_seconds = 1, [], -1.0, 0, 0.0
-        _start_fresh(config, model, d)
+        _start_fresh(config, model, d, splits.classes)
 
     metrics_path = os.path.join(config.out_dir, "metrics.jsonl")
     if d.is_main:
@@ -453,7 +499,7 @@ def _train(config, resume, d, device):
         t0 = time.perf_counter()
         sampler.set_epoch(epoch)
         metrics = train_one_epoch(forward, optimizer, scheduler, splits.train, sampler, config, d, device,
-                                  epoch, model.num_exits)
+                                  epoch, model.num_exits, teacher)
         train_time = time.perf_counter() - t0
         states = _gather_rng(d)
         if d.is_main:
@@ -494,7 +540,7 @@ def _build_model(config, splits, d, device):
     and torch.compile compiles; the model is what checkpoints hold."""
     model_config = ModelConfig(exits=config.exits, num_classes=len(splits.classes),
                                frame_len=splits.sizes["frame_len"], dropout=config.dropout,
-                               exit_head=config.exit_head)
+                               exit_head=config.exit_head, layers=config.layers or LAYER_NAMES)
     model = EarlyExitNet(model_config).to(device)
     forward = TrainingForward(model, detach_between_blocks=config.scheme == "paper")
     if d.enabled:
@@ -509,11 +555,23 @@ def _build_model(config, splits, d, device):
     return model_config, model, forward
 
 
-def _resume(resume, model, optimizer, scheduler, d):
+def check_checkpoint_fits(path, checkpoint_model, state, model, classes):
+    """A checkpoint continued or fine-tuned on a dataset must have been made
+    for the dataset's frame length and class list (names and order)."""
+    saved = tuple(str(c) for c in state.get("classes") or ())
+    length = checkpoint_model.config.frame_len
+    if length != model.config.frame_len or saved != tuple(classes):
+        raise DatasetError(f"{path} was trained on frames of {length} samples and classes {', '.join(saved)}; "
+                           f"the dataset has frames of {model.config.frame_len} samples and classes "
+                           f"{', '.join(classes)}")
+
+
+def _resume(resume, model, optimizer, scheduler, d, classes):
     """Load a checkpoint's weights, optimiser, schedule and this rank's RNG
     states; returns (first epoch to run, history, best metric, epochs without
     improvement, training seconds so far)."""
-    _, state = load_checkpoint(resume, map_location="cpu")
+    saved, state = load_checkpoint(resume, map_location="cpu")
+    check_checkpoint_fits(resume, saved, state, model, classes)
     model.load_state_dict(state["model_state"])
     optimizer.load_state_dict(state["optimizer_state"])
     scheduler.load_state_dict(state["scheduler_state"])
@@ -522,10 +580,11 @@ def _resume(resume, model, optimizer, scheduler, d):
             int(state.get("bad_epochs", 0)), float(state.get("train_seconds", 0.0)))
 
 
-def _start_fresh(config, model, d):
+def _start_fresh(config, model, d, classes):
     """A new run: --init-from's weights where they fit, then per-rank dropout."""
     if config.init_from:
-        init, _ = load_checkpoint(config.init_from, map_location="cpu")
+        init, state = load_checkpoint(config.init_from, map_location="cpu")
+        check_checkpoint_fits(config.init_from, init, state, model, classes)
         # Layers are matched by backbone position and exit, so another exit
         # list or head kind can start from a trained backbone.
         fresh = transfer_weights(init, model)
@@ -610,8 +669,11 @@ def test_only(checkpoint, data, split="test", split_seed=None, device="cpu", thr
     cfg = state.get("train_config", {})
     seed = cfg.get("split_seed", 0) if split_seed is None else split_seed
     ds = load_dataset(data)
+    labels, scored = labels_for_model(ds, [str(c) for c in state.get("classes") or ()], model.config.frame_len,
+                                      f"checkpoint {checkpoint}")
     idx = split_indices(ds, split, seed=seed)
-    tensors = (torch.from_numpy(l1_normalize_frames(ds.frames[idx])), torch.from_numpy(ds.labels[idx]))
+    idx = idx[scored[idx]]
+    tensors = (NormalizedFrames(ds.frames, idx), torch.from_numpy(labels[idx]))
     config = TrainConfig(data=data, out_dir=".", exits=model.config.exits, threshold=threshold)
     model.to(torch.device(device))
     result = {key.replace("val_", "", 1): value for key, value in

@@ -5,9 +5,12 @@
   per class;
 * per class: average sample power and L1 statistics of the frames;
 * one PNG with, per class at the highest SNR, the I/Q scatter of a few frames
-  and the time series of one frame.
+  and the time series of one frame;
+* for data made by ``amcee synth`` with WBFM or AM-DSB: the long-term spectrum
+  of its synthetic speech against the published one, and of the first generator.
 
-Outputs ``fidelity.json``, ``fidelity.md`` and ``fidelity.png`` in a folder.
+Outputs ``fidelity.json``, ``fidelity.md`` and ``fidelity.png`` (plus
+``speech.png`` for synthetic speech) in a folder.
 """
 import json
 import os
@@ -39,29 +42,54 @@ def _snr_db(clean, noisy):
     return _db(np.mean(_frame_snrs(clean, noisy)))
 
 
+#: Frames measure() reads per step: bounded memory (64 MB of complex128 at
+#: 1024 samples) whatever the dataset's size (a RadioML 2018 file is mapped, not read).
+MEASURE_CHUNK_FRAMES = 4096
+
+
+def _class_statistics(ds, chunk_frames=None):
+    """Per class: frames, mean sample power, mean and std of the frames' L1
+    norms, mean peak-to-mean magnitude and envelope CV, accumulated over
+    chunks of frames (the L1 spread by Chan et al.'s pairwise update: L1
+    norms of normalised frames are all about 1, where a sum of squares
+    would cancel)."""
+    chunk = int(chunk_frames or MEASURE_CHUNK_FRAMES)
+    n_classes, length = len(ds.classes), ds.frame_length
+    frames = np.zeros(n_classes, np.int64)
+    power, l1_mean, l1_m2, peak, cv = (np.zeros(n_classes) for _ in range(5))
+    for start in range(0, len(ds), chunk):
+        mag = np.abs(to_complex(np.asarray(ds.frames[start:start + chunk]), np.complex128))
+        labels = ds.labels[start:start + chunk]
+        for i in np.unique(labels).tolist():
+            m = mag[labels == i]
+            l1 = m.sum(axis=1)
+            n_a, n_b = frames[i], len(m)
+            mean_b = l1.mean()
+            delta = mean_b - l1_mean[i]
+            l1_m2[i] += np.sum((l1 - mean_b) ** 2) + delta ** 2 * n_a * n_b / (n_a + n_b)
+            l1_mean[i] += delta * n_b / (n_a + n_b)
+            frames[i] += n_b
+            power[i] += np.sum(m ** 2)
+            peak[i] += np.sum(m.max(axis=1) / m.mean(axis=1))
+            cv[i] += np.sum(m.std(axis=1) / m.mean(axis=1))
+    return {name: {"frames": int(frames[i]),
+                   "power_mean": float(power[i] / (frames[i] * length)),
+                   "l1_mean": float(l1_mean[i]), "l1_std": float(np.sqrt(l1_m2[i] / frames[i])),
+                   "peak_to_mean_mag": float(peak[i] / frames[i]),
+                   "envelope_cv": float(cv[i] / frames[i])}
+            for i, name in enumerate(ds.classes) if frames[i]}
+
+
 def measure(ds, clean=None):
     """Statistics of ``ds`` (and SNR if ``clean`` twins are given) as a JSON-able dict."""
-    x = to_complex(ds.frames, np.complex128)
-    report = {"frames": int(len(x)), "frame_len": int(ds.frames.shape[-1]),
-              "classes": list(ds.classes), "meta": ds.meta}
-    per_class = {}
-    for i, name in enumerate(ds.classes):
-        xi = x[ds.labels == i]
-        if not len(xi):
-            continue
-        l1 = np.abs(xi).sum(axis=1)
-        mag = np.abs(xi)
-        per_class[name] = {
-            "frames": int(len(xi)),
-            "power_mean": float(np.mean(mag ** 2)),
-            "l1_mean": float(l1.mean()), "l1_std": float(l1.std()),
-            "peak_to_mean_mag": float(np.mean(mag.max(axis=1) / mag.mean(axis=1))),
-            "envelope_cv": float(np.mean(mag.std(axis=1) / mag.mean(axis=1))),
-        }
-    report["per_class"] = per_class
+    report = {"frames": len(ds), "frame_len": int(ds.frames.shape[-1]),
+              "classes": list(ds.classes), "meta": ds.meta,
+              "per_class": _class_statistics(ds)}
     if clean is not None:
+        # Clean twins come only with a set generated in memory (write_report without ds).
         if clean.shape != ds.frames.shape:
             raise ValueError(f"clean frames {clean.shape} do not match frames {ds.frames.shape}")
+        x = to_complex(ds.frames, np.complex128)
         c = to_complex(clean, np.complex128)
         rows = []
         for snr in sorted(set(ds.snrs.tolist())):
@@ -134,6 +162,76 @@ def plot_examples(ds, path, frames_per_class=20, columns=5):
     plt.close(fig)
 
 
+#: Tracks (of :data:`SPEECH_TRACK_SECONDS`) per generator in the speech-spectrum section.
+SPEECH_TRACKS = 4
+SPEECH_TRACK_SECONDS = 10.0
+
+
+def measure_speech(tracks=SPEECH_TRACKS, seconds=SPEECH_TRACK_SECONDS):
+    """Long-term spectrum and high-frequency frame share of the synthetic speech.
+
+    The generator in use and the first one (:func:`~.audio.speech_like_v1`),
+    each over ``tracks`` speakers (seeds 0..tracks-1), against the published
+    LTASS (:data:`~.audio.LTASS_BANDS`).  A JSON-able dict.
+    """
+    from . import audio
+
+    n = int(seconds * audio.AUDIO_RATE)
+    out = {"band_hz": [c for c, _ in audio.LTASS_BANDS],
+           "published_db": audio.ltass_reference_db().tolist(),
+           "published_source": "Byrne et al. 1994, universal LTASS (J. Acoust. Soc. Am. 96(4) 2108-2120)",
+           "high_frequency_split_hz": audio.HIGH_FREQUENCY_SPLIT_HZ,
+           "high_frequency_share_target": audio.HIGH_FREQUENCY_PHONEME_SHARE,
+           "tracks": int(tracks), "track_seconds": float(seconds)}
+    for key, fn in (("synthetic", audio.speech_like), ("synthetic_v1", audio.speech_like_v1)):
+        stats = audio.speech_statistics(np.concatenate([fn(n, np.random.default_rng(s)) for s in range(tracks)]))
+        out[key] = {"band_db": stats["band_db"],
+                    "high_frequency_frame_share": stats["high_frequency_frame_share"],
+                    "active_frames": stats["active_frames"]}
+    return out
+
+
+def plot_speech(speech, path):
+    """Band levels of the published LTASS, the synthetic speech and the first generator's."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    hz = speech["band_hz"]
+    ax.semilogx(hz, speech["published_db"], "k-o", ms=4, label="published (Byrne et al. 1994)")
+    ax.semilogx(hz, speech["synthetic"]["band_db"], "C0-s", ms=4,
+                label=f"synthetic (HF frames {speech['synthetic']['high_frequency_frame_share']:.1%})")
+    ax.semilogx(hz, speech["synthetic_v1"]["band_db"], "C3--^", ms=4,
+                label=f"first generator (HF frames {speech['synthetic_v1']['high_frequency_frame_share']:.1%})")
+    ax.axvline(speech["high_frequency_split_hz"], color="0.6", lw=0.8, ls=":")
+    ax.set_xlabel("1/3-octave band centre (Hz)")
+    ax.set_ylabel("band level re total (dB)")
+    ax.set_title("Long-term average spectrum of the synthetic speech "
+                 f"(target HF frames {speech['high_frequency_share_target']:.1%})", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _speech_markdown(speech):
+    syn, v1 = speech["synthetic"], speech["synthetic_v1"]
+    lines = ["## Synthetic speech (WBFM, AM-DSB): long-term spectrum", "",
+             f"Band levels relative to the total (dB), {speech['tracks']} speakers x "
+             f"{speech['track_seconds']:g} s per generator (running speech with its pauses); published: "
+             f"{speech['published_source']}. HF frames: share of active frames with more energy "
+             f"above {speech['high_frequency_split_hz']:g} Hz than below (target "
+             f"{speech['high_frequency_share_target']:.1%}): synthetic "
+             f"{syn['high_frequency_frame_share']:.1%}, first generator {v1['high_frequency_frame_share']:.1%}.",
+             "", "| band (Hz) | published | synthetic | first generator |", "|---|---|---|---|"]
+    for hz, p, s, o in zip(speech["band_hz"], speech["published_db"], syn["band_db"], v1["band_db"]):
+        lines.append(f"| {hz:g} | {p:.1f} | {s:.1f} | {o:.1f} |")
+    lines += ["", "![speech spectrum](speech.png)", ""]
+    return lines
+
+
 def _markdown(report):
     lines = [f"# Fidelity report ({report['frames']} frames, variant "
              f"{report['meta'].get('variant', '?')})", ""]
@@ -158,6 +256,8 @@ def _markdown(report):
         lines.append(f"| {name} | {s['frames']} | {s['power_mean']:.3e} | {s['l1_mean']:.4f} | "
                      f"{s['l1_std']:.1e} | {s['peak_to_mean_mag']:.2f} | {s['envelope_cv']:.3f} |")
     lines += ["", "![examples](fidelity.png)", ""]
+    if "speech" in report:
+        lines += _speech_markdown(report["speech"])
     return "\n".join(lines)
 
 
@@ -176,6 +276,10 @@ def write_report(out_dir, ds=None, clean=None, progress=True, **synth_kwargs):
     os.makedirs(out_dir, exist_ok=True)
     report = measure(ds, clean)
     plot_examples(ds, os.path.join(out_dir, "fidelity.png"))
+    from .transmitters import ANALOG_CLASSES
+    if ds.meta.get("generator") == "amcee synth" and set(ds.classes) & set(ANALOG_CLASSES):
+        report["speech"] = measure_speech()
+        plot_speech(report["speech"], os.path.join(out_dir, "speech.png"))
     with open(os.path.join(out_dir, "fidelity.json"), "w") as f:
         json.dump(report, f, indent=1)
     with open(os.path.join(out_dir, "fidelity.md"), "w") as f:

@@ -1,0 +1,292 @@
+"""Write docs/pruning.md (and pruning.json): the paper's backbone, the pruned
+backbones of an `amcee prune` run (the segment-wise method and every
+baseline), and early-exit models, side by side from one run on the test split.
+
+Usage (from the repository root):
+    PYTHONPATH=build/pytest-pkgroot .venv/bin/python docs/pruning_report.py \
+        --data data/synth_v2.npz --reference runs/v2-backbone/best.pt \
+        --prune-report runs/v2-pruned/report.json \
+        --early-exit pruned-early-exit=runs/v2-pruned-ee/model.pt \
+        --out docs/pruning.md
+
+Per network: parameters, MACs of the backbone (and per frame at the
+early-exit operating point), test accuracy over all SNRs, at >= 10 dB and per
+class at >= 10 dB, and engine frames/s per SNR subset with the speed-up over
+the reference backbone (median of the per-round ratios of interleaved
+repeats, one process, one torch thread as the block runs).  A backbone runs
+as `engine.backbone_probs` (no head but its classifier); a checkpoint without
+early exits is exported for that with one untrained exit head that the
+backbone path never runs.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+HIGH_SNR_DB = 10.0
+
+
+def model_file_for_timing(checkpoint, folder):
+    """A model file of ``checkpoint``'s network; a network without early exits
+    gets one (untrained: only engine.backbone_probs is timed on it)."""
+    from gnuradio.amcee.network.architecture import EarlyExitNet, ModelConfig
+    from gnuradio.amcee.network.checkpoint import load_checkpoint, transfer_weights
+    from gnuradio.amcee.network.export import export_model
+    from gnuradio.amcee.training.prune import cut_points
+
+    model, state = load_checkpoint(checkpoint)
+    if model.num_exits == 1:
+        config = ModelConfig.from_dict(dict(model.config.to_dict(), exits=(cut_points(model.config.layers)[0],)))
+        net = EarlyExitNet(config)
+        transfer_weights(model, net)
+        model = net
+    path = os.path.join(folder, f"{abs(hash(os.path.abspath(checkpoint)))}.pt")
+    export_model(model.eval(), path, state["classes"], 0.0)
+    return path
+
+
+def network_facts(config_dict):
+    from gnuradio.amcee.network.architecture import EarlyExitNet, ModelConfig
+    from gnuradio.amcee.network.compute_costs import count_parameters, exit_costs
+
+    config = ModelConfig.from_dict(config_dict)
+    net = EarlyExitNet(config)
+    costs, backbone = exit_costs(net)
+    backbone_params = count_parameters(net) - sum(count_parameters(b.head) for b in list(net.blocks)[:-1])
+    return {"layers": list(config.layers), "exits": list(config.exit_names), "parameters": count_parameters(net),
+            "backbone_parameters": backbone_params, "backbone_macs": backbone, "exit_macs": costs}
+
+
+def accuracy(pred, labels, snrs, classes):
+    correct = pred == labels
+    high = snrs >= HIGH_SNR_DB - 1e-6
+    return {"accuracy": float(correct.mean()), "accuracy_high_snr": float(correct[high].mean()),
+            "per_class_high_snr": {str(c): float(correct[high & (labels == i)].mean())
+                                   for i, c in enumerate(classes) if (high & (labels == i)).any()}}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--reference", required=True,
+                        help="the paper's backbone: training checkpoint or model file")
+    parser.add_argument("--prune-report", required=True, help="report.json of an amcee prune run")
+    parser.add_argument("--early-exit", nargs="*", default=[], metavar="NAME=MODEL",
+                        help="early-exit model files to add (name=path)")
+    parser.add_argument("--snrs", type=float, nargs="+", default=[-20, 0, 10, 20])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="markdown file; the JSON goes beside it")
+    args = parser.parse_args(argv)
+
+    from tqdm import tqdm
+
+    from gnuradio.amcee.data.dataset import split_indices
+    from gnuradio.amcee.data.files import load_dataset
+    from gnuradio.amcee.inference.engine import EarlyExitEngine
+    from gnuradio.amcee.inference.model_file import torch_file_kind
+    from gnuradio.amcee.timing import host_info, paired_ratio_median, paired_ratio_spread, time_interleaved_samples
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    ds = load_dataset(args.data)
+    idx = split_indices(ds, "test", seed=args.split_seed)
+    frames, labels, snrs = ds.frames[idx], ds.labels[idx], ds.snrs[idx]
+    prune_report = json.load(open(args.prune_report))
+
+    networks = [("paper backbone", "backbone", args.reference)]
+    networks += [(f"pruned: {name}", "backbone", run["checkpoint"]) for name, run in prune_report["runs"].items()]
+    for item in args.early_exit:
+        name, _, path = item.partition("=")
+        if not path:
+            parser.error(f"--early-exit takes NAME=MODEL, got {item!r}")
+        networks.append((name, "early exit", path))
+
+    folder = tempfile.mkdtemp(prefix="pruning-report-")
+    rows, runners, engines = [], {}, {}
+    for name, kind, path in tqdm(networks, desc="networks", unit="network"):
+        model_path = path if torch_file_kind(path) == "torchscript" else model_file_for_timing(path, folder)
+        engine = EarlyExitEngine(model_path, max_batch=args.batch)
+        engines[name] = engine
+        row = {"name": name, "kind": kind, "path": os.path.abspath(path), **network_facts(engine.meta["config"])}
+        if torch_file_kind(path) == "torchscript":
+            row["train_seconds"] = (engine.meta.get("training") or {}).get("train_seconds")
+        else:
+            from gnuradio.amcee.network.checkpoint import load_checkpoint
+
+            row["train_seconds"] = load_checkpoint(path)[1].get("train_seconds")
+        if kind == "backbone":  # its early-exit heads (the timing file's, or a model file's) never run
+            row["parameters"] = row["backbone_parameters"]
+            row["exits"] = ["final"]
+        if kind == "backbone":
+            if torch_file_kind(path) == "torchscript":
+                probs, _ = engine.backbone_probs(frames)
+            else:  # the checkpoint's own weights (the timing file's are the same backbone)
+                from gnuradio.amcee.network.checkpoint import load_checkpoint
+                from gnuradio.amcee.training.prune import accuracy_figures
+
+                model, _ = load_checkpoint(path)
+                probs = None
+                figures = accuracy_figures(model, ds, idx)
+                row.update(accuracy=figures["accuracy"], accuracy_high_snr=figures["accuracy_high_snr"],
+                           per_class_high_snr=figures["accuracy_high_snr_per_class"])
+            if probs is not None:
+                row.update(accuracy(probs.argmax(1), labels, snrs, ds.classes))
+            runners[name] = lambda f, e=engine: e.backbone_probs(f)
+        else:
+            result = engine.classify(frames)
+            row.update(accuracy(result.probs.argmax(1), labels, snrs, ds.classes))
+            shares = np.bincount(result.exits, minlength=engine.num_exits) / len(result.exits)
+            row["exit_shares"] = shares.tolist()
+            row["macs_per_frame"] = float(np.dot(shares, row["exit_macs"]))
+            row["model_version"] = engine.meta.get("model_version")
+            runners[name] = lambda f, e=engine: e.classify(f)
+        rows.append(row)
+
+    speed = {}
+    for snr in tqdm(args.snrs, desc="timing", unit="SNR"):
+        subset = frames[np.abs(snrs - snr) < 1e-6]
+        if not len(subset):
+            raise SystemExit(f"no test frames at {snr:g} dB in {args.data}")
+        samples = time_interleaved_samples({name: (lambda r=r: r(subset)) for name, r in runners.items()},
+                                           args.repeats)
+        reference = samples[networks[0][0]]
+        speed[snr] = {name: {"frames": int(len(subset)), "fps": len(subset) / statistics.median(s),
+                             "speedup": paired_ratio_median(reference, s),
+                             "speedup_quartiles": paired_ratio_spread(reference, s)}
+                      for name, s in samples.items()}
+    for row in rows:
+        row["speed"] = {f"{snr:g}": speed[snr][row["name"]] for snr in args.snrs}
+        if row["kind"] == "early exit":
+            engine = engines[row["name"]]
+            row["exit_shares_per_snr"] = {}
+            for snr in args.snrs:
+                exits = engine.classify(frames[np.abs(snrs - snr) < 1e-6]).exits
+                row["exit_shares_per_snr"][f"{snr:g}"] = (np.bincount(exits, minlength=engine.num_exits)
+                                                          / len(exits)).tolist()
+    report = {"data": os.path.abspath(args.data), "test_frames": int(len(idx)), "threads": args.threads,
+              "batch": args.batch, "repeats": args.repeats, "host": host_info(),
+              "prune_report": os.path.abspath(args.prune_report), "prune": prune_summary(prune_report),
+              "networks": rows, "seconds": round(time.perf_counter() - t0, 1),
+              "command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])}
+    json_path = os.path.splitext(args.out)[0] + ".json"
+    with open(json_path, "w") as f:
+        json.dump(report, f, indent=1)
+    with open(args.out, "w") as f:
+        f.write(markdown(report, ds.classes))
+    print(f"wrote {args.out} and {json_path} in {report['seconds']:.0f} s")
+
+
+def prune_summary(prune_report):
+    a = prune_report["analysis"]
+    return {"similarity": a["similarity"], "score": a["score"], "layers": a["layers"], "matrix": a["matrix"],
+            "scores": a["scores"], "chosen": a["chosen"], "config": prune_report["config"],
+            "source_layer_times": prune_report["source_network"].get("layer_times"),
+            "runs": {name: {k: r.get(k) for k in ("layers", "dropped", "fresh", "epochs", "train_seconds",
+                                                  "layer_times")}
+                     for name, r in prune_report["runs"].items()}}
+
+
+INTRO = """\
+How the pruned networks are made (`amcee prune`, `python/amcee/training/prune.py` and
+`network/layer_pruning.py`): the outputs of the six conv blocks on 1,000 training frames are
+compared pairwise (linear CKA; `--similarity cosine` compares the frames' cosine-similarity
+matrices instead); the prunable blocks conv2-conv6 are split into K consecutive segments of alike
+blocks by Fisher's optimal segmentation (dynamic programming, within-segment cost the sum of
+1 - similarity over its pairs divided by its size); the best-scoring block of each segment is kept
+(SynFlow, or `--score gradnorm`).  conv1 is the stem and always kept: it is the one block that
+reads I and Q, and the inference graph convolves the frames first; the pools stay (they set the
+lengths every head is sized for).  Where a dropped block changed the width, the next kept conv
+takes the width that reaches it as its in-channels and keeps its own out-channels (the classifier
+flattens whatever arrives): no 1x1 projection, which would add a memory-bound layer to a network
+made shorter for speed; only that conv's weights (and the classifier's first layer if the last
+width changed) start afresh, every other kept layer keeps its trained weights.  Each pruned
+network is fine-tuned with `amcee train`'s loop (`training/train.py`, optionally distilling the
+unpruned network's final exit).  The baselines drop layers in their own order (from the end:
+keep the first k; at random per seed; the globally lowest-scoring first) until their MACs fit the
+method's, and are fine-tuned the same way.  A note on SynFlow at the level of layers: in a network
+whose every parameter is made positive and fed all ones, the sum of theta x dR/dtheta over one
+layer's weights is nearly the same for every layer (SynFlow's layer-wise conservation); only the
+biases make later layers score slightly higher, so the score keeps the last block of each segment
+(the scores row below shows it).  Early exits are added to the pruned backbone with
+`amcee train --init-from` and calibrated with `amcee calibrate`.\
+"""
+
+
+def _pct(x):
+    return f"{100 * x:.2f}"
+
+
+def markdown(report, classes):
+    snrs = list(report["networks"][0]["speed"])
+    p = report["prune"]
+    out = ["# Layer pruning and early exit", "",
+           f"Generated by `{report['command']}` ({report['seconds']:.0f} s). Test split of "
+           f"`{os.path.basename(report['data'])}` ({report['test_frames']:,} frames); engine frames/s per SNR "
+           f"subset, {report['threads']} torch thread(s), batch {report['batch']}, {report['repeats']} "
+           "interleaved repeats; speed-up = median of the per-round ratios against the paper backbone. "
+           f"Host: {report['host'].get('cpu', report['host'])}.", "",
+           INTRO, "", "## Networks", "",
+           "Accuracy in %; fps = engine frames/s (speed-up over the paper backbone); MACs/frame: at the "
+           "early-exit operating point over the test split; training: wall time of the run that made the "
+           "network (the pruned ones: their fine-tuning only; the early-exit model: its own run, after "
+           "its backbone's pruning and fine-tuning).", "",
+           "| network | layers (exits) | parameters | backbone MACs | MACs/frame | accuracy | >= 10 dB | "
+           + " | ".join(f"fps {s} dB (x)" for s in snrs) + " | training |",
+           "|---|---|---|---|---|---|---|" + "---|" * len(snrs) + "---|"]
+    for r in report["networks"]:
+        layers = " ".join(r["layers"]) + (f" (exits {', '.join(r['exits'][:-1])})" if r["kind"] == "early exit"
+                                          else "")
+        per_frame = f"{r['macs_per_frame']:,.0f}" if "macs_per_frame" in r else ""
+        speeds = " | ".join(f"{r['speed'][s]['fps']:,.0f} ({r['speed'][s]['speedup']:.2f})" for s in snrs)
+        trained = f"{r['train_seconds'] / 60:.1f} min" if r.get("train_seconds") else ""
+        out.append(f"| {r['name']} | {layers} | {r['parameters']:,} | {r['backbone_macs']:,} | {per_frame} | "
+                   f"{_pct(r['accuracy'])} | {_pct(r['accuracy_high_snr'])} | {speeds} | {trained} |")
+    out += ["", "## Accuracy per class at >= 10 dB (%)", "",
+            "| network | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+    for r in report["networks"]:
+        out.append(f"| {r['name']} | " + " | ".join(_pct(r["per_class_high_snr"].get(str(c), float("nan")))
+                                                    for c in classes) + " |")
+    early = [r for r in report["networks"] if r["kind"] == "early exit"]
+    if early:
+        out += ["", "## Early-exit models: exit shares per SNR", ""]
+        for r in early:
+            shares = "; ".join(f"{s} dB: " + "/".join(f"{100 * v:.0f}" for v in r["exit_shares_per_snr"][s])
+                               for s in snrs)
+            out.append(f"- {r['name']} (`{r.get('model_version')}`, exits {', '.join(r['exits'])}): {shares} %")
+    out += ["", "## The pruning run", "",
+            f"Similarity {p['similarity']} between the conv blocks' outputs, score {p['score']}, "
+            f"{p['chosen']['segments']} segments: " + " / ".join(",".join(s) for s in p["chosen"]["segment_layers"])
+            + f"; kept {', '.join(p['chosen']['kept'])} ({p['chosen']['macs_fraction']:.3f} of the MACs). "
+            f"Fine-tuning: {p['config']['epochs']} epoch(s), lr {p['config']['lr']:g} {p['config']['schedule']}, "
+            f"train fraction {p['config']['train_fraction']:g}, distillation weight {p['config']['distill']:g}.", "",
+            "| layer | " + " | ".join(p["layers"]) + " |", "|---|" + "---|" * len(p["layers"])]
+    for name, row in zip(p["layers"], p["matrix"]):
+        out.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+    out.append(f"| {p['score']} | " + " | ".join(f"{p['scores'][n]:.6g}" for n in p["layers"]) + " |")
+    out += ["", "| run | layers kept | dropped | weights started afresh | fine-tune |", "|---|---|---|---|---|"]
+    for name, r in p["runs"].items():
+        out.append(f"| {name} | {' '.join(r['layers'])} | {', '.join(r['dropped'])} | "
+                   f"{', '.join(sorted({k.split('.')[0] for k in r['fresh']})) or '-'} | "
+                   f"{r['epochs']} epochs, {r['train_seconds']:.0f} s |")
+    times = p.get("source_layer_times")
+    if times:
+        out += ["", f"Measured time of the paper backbone's parts (ms per batch of {times['batch']}, "
+                    f"{times['threads']} thread, `training/time_costs.measure_block_times`; "
+                    f"{times['exit_head']} exit head after each part): "
+                + ", ".join(f"{part} {1e3 * s:.2f} (head {1e3 * h:.2f})" for part, s, h in
+                            zip(times["parts"], times["segment_seconds"],
+                                times["head_seconds"] + [times["classifier_seconds"]])) + "."]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    main()

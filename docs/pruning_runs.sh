@@ -1,0 +1,55 @@
+#!/bin/sh
+# The runs behind docs/pruning.md, stage by stage (from the repository root):
+#   sh docs/pruning_runs.sh prune       # amcee prune: the method and the baselines, fine-tuned alike
+#   sh docs/pruning_runs.sh early-exit  # exits on the method's pruned backbone (after its fine-tune)
+#   sh docs/pruning_runs.sh calibrate   # thresholds and temperatures, as docs/default-model/README.md
+#   sh docs/pruning_runs.sh snr-table   # optional: the SNR-conditioned exit table
+#   sh docs/pruning_runs.sh eval        # amcee eval of the candidate
+#   sh docs/pruning_runs.sh report      # docs/pruning.md and docs/pruning.json, one process
+# Settings come from the environment (defaults below).  AMCEE is the command
+# line of the CLI: `amcee` once installed, else a Python that puts
+# build/pytest-pkgroot first on the path.
+set -e
+AMCEE=${AMCEE:-amcee}
+PYTHON=${PYTHON:-.venv/bin/python}
+DATA=${DATA:-data/synth_v2.npz}
+SOURCE=${SOURCE:-runs/v2-backbone/best.pt}        # the paper backbone's training checkpoint
+REFERENCE=${REFERENCE:-$SOURCE}                    # what speed-ups are measured against
+PRUNED=${PRUNED:-runs/v2-pruned}
+EARLY=${EARLY:-runs/v2-pruned-ee}
+BUDGET=${BUDGET:---segments 2}                     # or --macs FRACTION
+EPOCHS=${EPOCHS:-2}                                # fine-tuning of every pruned backbone
+FRACTION=${FRACTION:-0.3}                          # of the training split, for every pruned backbone
+EXITS=${EXITS:-V0}
+EARLY_EPOCHS=${EARLY_EPOCHS:-4}
+EARLY_FRACTION=${EARLY_FRACTION:-0.5}
+FAST="--lr 3e-3 --schedule cosine --warmup-epochs 0.3 --threads 1"
+
+case "$1" in
+prune)
+    $AMCEE prune "$SOURCE" --data "$DATA" --out "$PRUNED" $BUDGET --baselines --random-seeds 0 1 2 \
+        --epochs "$EPOCHS" --train-fraction "$FRACTION" --distill 1 $FAST ;;
+early-exit)
+    while [ ! -f "$PRUNED/segments/summary.json" ]; do sleep 20; done   # the method's fine-tune is done
+    $AMCEE train --data "$DATA" --out "$EARLY" --init-from "$PRUNED/segments/best.pt" --exits $EXITS \
+        --exit-head conv --scheme joint --distill 1 $FAST --epochs "$EARLY_EPOCHS" \
+        --train-fraction "$EARLY_FRACTION" --model-version v2-pruned-ee \
+        --description "pruned backbone ($PRUNED/segments) with early exits $EXITS" ;;
+calibrate)
+    cp "$EARLY/model.pt" "$EARLY/model-uncalibrated.pt"
+    $AMCEE calibrate "$EARLY/model-uncalibrated.pt" --data "$DATA" --max-loss 0.4 --temperature --give-up \
+        --favour-snr 20 --class-thresholds --out "$EARLY/model.pt" --overwrite ;;
+snr-table)  # the SNR-conditioned exit table on top of the thresholds, as the shipped model has
+    $AMCEE calibrate "$EARLY/model.pt" --data "$DATA" --snr-aware --max-loss 0.4 --out "$EARLY/model.pt" \
+        --overwrite ;;
+eval)
+    $AMCEE eval "$EARLY/model.pt" --data "$DATA" --out "$EARLY/eval" --repeats 5 --max-batch 256 --threads 1 ;;
+report)
+    PYTHONPATH=${PYTHONPATH:-build/pytest-pkgroot} $PYTHON docs/pruning_report.py --data "$DATA" \
+        --reference "$REFERENCE" --prune-report "$PRUNED/report.json" \
+        --early-exit "pruned early exit=$EARLY/model.pt" ${CURRENT:+"early exit, paper backbone=$CURRENT"} \
+        --repeats 10 --threads 1 --out docs/pruning.md ;;
+*)
+    echo "usage: $0 prune|early-exit|calibrate|snr-table|eval|report" >&2
+    exit 2 ;;
+esac
