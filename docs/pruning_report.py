@@ -5,7 +5,7 @@ baseline), and early-exit models, side by side from one run on the test split.
 Usage (from the repository root):
     PYTHONPATH=build/pytest-pkgroot .venv/bin/python docs/pruning_report.py \
         --data data/synth_v2.npz --reference runs/v2-backbone/best.pt \
-        --prune-report runs/v2-pruned/report.json \
+        --prune-report runs/v2-pruned/report.json runs/v2-pruned-k1/report.json \
         --early-exit pruned-early-exit=runs/v2-pruned-ee/model.pt \
         --out docs/pruning.md
 
@@ -76,7 +76,7 @@ def main(argv=None):
     parser.add_argument("--data", required=True)
     parser.add_argument("--reference", required=True,
                         help="the paper's backbone: training checkpoint or model file")
-    parser.add_argument("--prune-report", required=True, help="report.json of an amcee prune run")
+    parser.add_argument("--prune-report", required=True, nargs="+", help="report.json of amcee prune runs")
     parser.add_argument("--early-exit", nargs="*", default=[], metavar="NAME=MODEL",
                         help="early-exit model files to add (name=path)")
     parser.add_argument("--snrs", type=float, nargs="+", default=[-20, 0, 10, 20])
@@ -100,10 +100,13 @@ def main(argv=None):
     ds = load_dataset(args.data)
     idx = split_indices(ds, "test", seed=args.split_seed)
     frames, labels, snrs = ds.frames[idx], ds.labels[idx], ds.snrs[idx]
-    prune_report = json.load(open(args.prune_report))
+    prune_reports = [json.load(open(path)) for path in args.prune_report]
 
     networks = [("paper backbone", "backbone", args.reference)]
-    networks += [(f"pruned: {name}", "backbone", run["checkpoint"]) for name, run in prune_report["runs"].items()]
+    for prune_report in prune_reports:
+        k = prune_report["analysis"]["chosen"]["segments"]
+        networks += [(f"pruned K={k}: {name}", "backbone", run["checkpoint"])
+                     for name, run in prune_report["runs"].items()]
     for item in args.early_exit:
         name, _, path = item.partition("=")
         if not path:
@@ -174,7 +177,8 @@ def main(argv=None):
                                                           / len(exits)).tolist()
     report = {"data": os.path.abspath(args.data), "test_frames": int(len(idx)), "threads": args.threads,
               "batch": args.batch, "repeats": args.repeats, "host": host_info(),
-              "prune_report": os.path.abspath(args.prune_report), "prune": prune_summary(prune_report),
+              "prune_reports": [os.path.abspath(path) for path in args.prune_report],
+              "prune": [prune_summary(r) for r in prune_reports],
               "networks": rows, "seconds": round(time.perf_counter() - t0, 1),
               "command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])}
     json_path = os.path.splitext(args.out)[0] + ".json"
@@ -188,7 +192,8 @@ def main(argv=None):
 def prune_summary(prune_report):
     a = prune_report["analysis"]
     return {"similarity": a["similarity"], "score": a["score"], "layers": a["layers"], "matrix": a["matrix"],
-            "scores": a["scores"], "chosen": a["chosen"], "config": prune_report["config"],
+            "scores": a["scores"], "chosen": a["chosen"], "candidates": a["candidates"],
+            "config": prune_report["config"],
             "source_layer_times": prune_report["source_network"].get("layer_times"),
             "runs": {name: {k: r.get(k) for k in ("layers", "dropped", "fresh", "epochs", "train_seconds",
                                                   "layer_times")}
@@ -255,36 +260,96 @@ def markdown(report, classes):
     for r in report["networks"]:
         out.append(f"| {r['name']} | " + " | ".join(_pct(r["per_class_high_snr"].get(str(c), float("nan")))
                                                     for c in classes) + " |")
+    by_name = {r["name"]: r for r in report["networks"]}
+    for p in report["prune"]:
+        k = p["chosen"]["segments"]
+        method = by_name.get(f"pruned K={k}: segments")
+        baselines = [by_name[f"pruned K={k}: {name}"] for name in p["runs"] if name != "segments"]
+        if not method or not baselines:
+            continue
+        out += ["", f"## The segment-wise method against the baselines (K = {k})", "",
+                "Each baseline dropped layers in its own order until its MACs fit the method's (layers come "
+                "whole, so its MACs can fall below); accuracy on the test split, all SNRs / >= 10 dB:", ""]
+        for b in baselines:
+            verdict = ("the method is at least as accurate" if method["accuracy"] >= b["accuracy"]
+                       else "**the baseline is more accurate**")
+            out.append(f"- {b['name'].split(': ', 1)[1]}: {b['backbone_macs'] / method['backbone_macs']:.2f}x the "
+                       f"method's MACs, {_pct(b['accuracy'])} / {_pct(b['accuracy_high_snr'])} against "
+                       f"{_pct(method['accuracy'])} / {_pct(method['accuracy_high_snr'])}: {verdict}.")
     early = [r for r in report["networks"] if r["kind"] == "early exit"]
+    reference = report["networks"][0]
     if early:
+        out += ["", "## Against the goals (each network against the paper backbone, this run)", "",
+                "Goals of the shipped model: accuracy over all SNRs at most 0.5 pp lower, at >= 10 dB not "
+                "lower; >= 3x the engine frames/s at 20 dB and >= 1.0x at -20 dB.", "",
+                "| network | accuracy, all SNRs (pp) | >= 10 dB (pp) | 20 dB speed-up (quartiles) | "
+                "-20 dB speed-up (quartiles) | goals met |", "|---|---|---|---|---|---|"]
+        for r in [n for n in report["networks"][1:]]:
+            d_all = 100 * (r["accuracy"] - reference["accuracy"])
+            d_high = 100 * (r["accuracy_high_snr"] - reference["accuracy_high_snr"])
+            speed = {s: r["speed"].get(s) for s in ("20", "-20")}
+            met = [d_all >= -0.5, d_high >= 0]
+            cells = []
+            for s, goal in (("20", 3.0), ("-20", 1.0)):
+                if speed[s]:
+                    q = speed[s]["speedup_quartiles"]
+                    cells.append(f"{speed[s]['speedup']:.2f}x ({q[0]:.2f}-{q[1]:.2f})")
+                    met.append(speed[s]["speedup"] >= goal)
+                else:
+                    cells.append("not timed")
+            out.append(f"| {r['name']} | {d_all:+.2f} | {d_high:+.2f} | {cells[0]} | {cells[1]} | "
+                       f"{sum(met)} of {len(met)} |")
         out += ["", "## Early-exit models: exit shares per SNR", ""]
         for r in early:
             shares = "; ".join(f"{s} dB: " + "/".join(f"{100 * v:.0f}" for v in r["exit_shares_per_snr"][s])
                                for s in snrs)
             out.append(f"- {r['name']} (`{r.get('model_version')}`, exits {', '.join(r['exits'])}): {shares} %")
-    out += ["", "## The pruning run", "",
-            f"Similarity {p['similarity']} between the conv blocks' outputs, score {p['score']}, "
-            f"{p['chosen']['segments']} segments: " + " / ".join(",".join(s) for s in p["chosen"]["segment_layers"])
-            + f"; kept {', '.join(p['chosen']['kept'])} ({p['chosen']['macs_fraction']:.3f} of the MACs). "
-            f"Fine-tuning: {p['config']['epochs']} epoch(s), lr {p['config']['lr']:g} {p['config']['schedule']}, "
-            f"train fraction {p['config']['train_fraction']:g}, distillation weight {p['config']['distill']:g}.", "",
-            "| layer | " + " | ".join(p["layers"]) + " |", "|---|" + "---|" * len(p["layers"])]
-    for name, row in zip(p["layers"], p["matrix"]):
-        out.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
-    out.append(f"| {p['score']} | " + " | ".join(f"{p['scores'][n]:.6g}" for n in p["layers"]) + " |")
-    out += ["", "| run | layers kept | dropped | weights started afresh | fine-tune |", "|---|---|---|---|---|"]
-    for name, r in p["runs"].items():
-        out.append(f"| {name} | {' '.join(r['layers'])} | {', '.join(r['dropped'])} | "
-                   f"{', '.join(sorted({k.split('.')[0] for k in r['fresh']})) or '-'} | "
-                   f"{r['epochs']} epochs, {r['train_seconds']:.0f} s |")
-    times = p.get("source_layer_times")
-    if times:
-        out += ["", f"Measured time of the paper backbone's parts (ms per batch of {times['batch']}, "
-                    f"{times['threads']} thread, `training/time_costs.measure_block_times`; "
-                    f"{times['exit_head']} exit head after each part): "
-                + ", ".join(f"{part} {1e3 * s:.2f} (head {1e3 * h:.2f})" for part, s, h in
-                            zip(times["parts"], times["segment_seconds"],
-                                times["head_seconds"] + [times["classifier_seconds"]])) + "."]
+    for i, p in enumerate(report["prune"]):
+        out += ["", f"## Pruning run {i + 1}: K = {p['chosen']['segments']}", "",
+                f"Similarity {p['similarity']} between the conv blocks' outputs, score {p['score']}, "
+                f"{p['chosen']['segments']} segments: "
+                + " / ".join(",".join(s) for s in p["chosen"]["segment_layers"])
+                + f"; kept {', '.join(p['chosen']['kept'])} ({p['chosen']['macs_fraction']:.3f} of the MACs). "
+                f"Fine-tuning of each network: {p['config']['epochs']} epoch(s) on "
+                f"{p['config']['train_fraction']:g} of the training split, lr {p['config']['lr']:g} "
+                f"{p['config']['schedule']}, distillation weight {p['config']['distill']:g}.", ""]
+        if i == 0:
+            out += ["Every K (before fine-tuning; time: the exported backbone timed interleaved with the "
+                    "paper's, one batch of 256, one thread):", "",
+                    "| K | segments | kept | MACs (fraction) | time (fraction) |", "|---|---|---|---|---|"]
+            for c in p["candidates"]:
+                out.append(f"| {c['segments']} | {' / '.join(','.join(s) for s in c['segment_layers'])} | "
+                           f"{', '.join(c['kept'])} | {c['macs']:,} ({c['macs_fraction']:.3f}) | "
+                           + (f"{c['time_fraction']:.3f}" if "time_fraction" in c else "") + " |")
+            out += ["", "Similarity between the conv blocks (rows/columns) and the layer scores:", "",
+                    "| layer | " + " | ".join(p["layers"]) + " |", "|---|" + "---|" * len(p["layers"])]
+            for name, row in zip(p["layers"], p["matrix"]):
+                out.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+            out.append(f"| {p['score']} | " + " | ".join(f"{p['scores'][n]:.9g}" for n in p["layers"]) + " |")
+        out += ["", "| run | layers kept | dropped | weights started afresh | fine-tune |", "|---|---|---|---|---|"]
+        for name, r in p["runs"].items():
+            out.append(f"| {name} | {' '.join(r['layers'])} | {', '.join(r['dropped'])} | "
+                       f"{', '.join(sorted({k.split('.')[0] for k in r['fresh']})) or '-'} | "
+                       f"{r['epochs']} epochs, {r['train_seconds']:.0f} s |")
+    timed = [("the paper backbone", report["prune"][0].get("source_layer_times"))]
+    timed += [(f"the K={p['chosen']['segments']} pruned backbone", p["runs"].get("segments", {}).get("layer_times"))
+              for p in report["prune"]]
+    timed = [(label, t) for label, t in timed if t]
+    if timed:
+        out += ["", "## Where an exit pays", "",
+                f"Measured time of each part (ms per batch of {timed[0][1]['batch']}, one thread, "
+                "`training/time_costs.measure_block_times` on the exported graph), of a "
+                f"`{timed[0][1]['exit_head']}` exit head after it, and the share of the frames reaching "
+                "that exit that must leave there for the head to save more than it costs "
+                "(`time_costs.break_even_shares`):", ""]
+        for label, t in timed:
+            parts = ", ".join(f"{part} {1e3 * sec:.2f}" + (f" (head {1e3 * h:.2f}, break-even {b:.2f})" if b is not None
+                                                           else f" (classifier {1e3 * h:.2f})")
+                              for part, sec, h, b in zip(t["parts"], t["segment_seconds"],
+                                                         t["head_seconds"] + [t["classifier_seconds"]],
+                                                         (t.get("break_even_shares")
+                                                          or [float("nan")] * len(t["head_seconds"])) + [None]))
+            out.append(f"- {label}: {parts}; backbone {1e3 * t['backbone_seconds']:.2f} ms")
     return "\n".join(out) + "\n"
 
 

@@ -16,6 +16,7 @@ measures how long each frame waits in the block: from the moment the source
 hands it over to the moment its message reaches the consumer.
 """
 import statistics
+import threading
 import time
 
 import numpy as np
@@ -71,8 +72,31 @@ def _block_run(model_path, frames, threads, settings):
     return run, (tb, src, clf, sink)
 
 
+def _in_own_thread(call, threads):
+    """``call`` run by a thread of its own with ``threads`` torch threads, as
+    the block runs its engine in its scheduler thread.  Timed in the main
+    thread instead, the engine left an OpenMP team there for the block's runs
+    to compete with: GNU OpenMP then shortens every worker's spin-wait, and
+    the block's two-thread inference ran a third slower than alone
+    (docs/performance.md, "Torch threads in a flowgraph")."""
+    def run():
+        failure = []
+
+        def body():
+            torch.set_num_threads(threads)
+            try:
+                call()
+            except BaseException as exc:  # raised again in the caller's thread
+                failure.append(exc)
+        thread = threading.Thread(target=body)
+        thread.start()
+        thread.join()
+        if failure:
+            raise failure[0]
+    return run
+
+
 def _throughput(ctx, threads):
-    torch.set_num_threads(threads)  # the engine's (this thread); the block sets its own
     engine = ctx.engine
     path = engine.model.path
     engines = {"early_exit": engine,
@@ -85,7 +109,7 @@ def _throughput(ctx, threads):
             run, objects = _block_run(path, frames, threads, _settings(engine, mode == "backbone"))
             keep.append(objects)
             candidates[f"block_{mode}"] = run
-            candidates[f"engine_{mode}"] = (lambda e: lambda: e.classify(frames))(mode_engine)
+            candidates[f"engine_{mode}"] = _in_own_thread((lambda e: lambda: e.classify(frames))(mode_engine), threads)
         samples = time_interleaved_samples(candidates, ctx.repeats)
         fps = {k: len(frames) / statistics.median(v) for k, v in samples.items()}
         row = {"snr": snr, "frames": int(len(frames)), "torch_threads": threads,
