@@ -122,6 +122,11 @@ def main(argv=None):
         row = {"name": name, "kind": kind, "path": os.path.abspath(path), **network_facts(engine.meta["config"])}
         if torch_file_kind(path) == "torchscript":
             row["train_seconds"] = (engine.meta.get("training") or {}).get("train_seconds")
+            run_checkpoint = os.path.join(os.path.dirname(path), "best.pt")
+            if row["train_seconds"] is None and os.path.isfile(run_checkpoint):  # exported by amcee export
+                from gnuradio.amcee.network.checkpoint import load_checkpoint
+
+                row["train_seconds"] = load_checkpoint(run_checkpoint)[1].get("train_seconds")
         else:
             from gnuradio.amcee.network.checkpoint import load_checkpoint
 
@@ -175,7 +180,18 @@ def main(argv=None):
                 exits = engine.classify(frames[np.abs(snrs - snr) < 1e-6]).exits
                 row["exit_shares_per_snr"][f"{snr:g}"] = (np.bincount(exits, minlength=engine.num_exits)
                                                           / len(exits)).tolist()
+    # Where an exit pays: each part of the paper backbone and of each method's pruned backbone, timed
+    # here (the figures an amcee prune run stores were taken beside its training).
+    from gnuradio.amcee.network.architecture import LAYER_NAMES
+    from gnuradio.amcee.training.prune import TIMING_BATCH, layer_times, normalised
+
+    batch = normalised(frames[:TIMING_BATCH])
+    layer_sets = [("paper backbone", LAYER_NAMES)]
+    layer_sets += [(f"K={r['analysis']['chosen']['segments']} pruned backbone", tuple(r["analysis"]["chosen"]["layers"]))
+                   for r in prune_reports]
+    timed = [(label, layer_times(layers, batch, 30)) for label, layers in tqdm(layer_sets, desc="layer times")]
     report = {"data": os.path.abspath(args.data), "test_frames": int(len(idx)), "threads": args.threads,
+              "layer_times": timed,
               "batch": args.batch, "repeats": args.repeats, "host": host_info(),
               "prune_reports": [os.path.abspath(path) for path in args.prune_report],
               "prune": [prune_summary(r) for r in prune_reports],
@@ -219,9 +235,11 @@ unpruned network's final exit).  The baselines drop layers in their own order (f
 keep the first k; at random per seed; the globally lowest-scoring first) until their MACs fit the
 method's, and are fine-tuned the same way.  A note on SynFlow at the level of layers: in a network
 whose every parameter is made positive and fed all ones, the sum of theta x dR/dtheta over one
-layer's weights is nearly the same for every layer (SynFlow's layer-wise conservation); only the
-biases make later layers score slightly higher, so the score keeps the last block of each segment
-(the scores row below shows it).  Early exits are added to the pruned backbone with
+layer's weights is nearly the same for every layer (SynFlow's layer-wise conservation: with no
+biases it would be exactly R for each); the biases make later layers score slightly higher, so
+summed per layer the score keeps the last block of each segment (the scores row below: the six
+agree to within a few hundredths of a percent and rise with depth).  Layers come whole, so a
+baseline's MACs can fall below the method's budget: every table gives each network's MACs.  Early exits are added to the pruned backbone with
 `amcee train --init-from` and calibrated with `amcee calibrate`.\
 """
 
@@ -331,10 +349,7 @@ def markdown(report, classes):
             out.append(f"| {name} | {' '.join(r['layers'])} | {', '.join(r['dropped'])} | "
                        f"{', '.join(sorted({k.split('.')[0] for k in r['fresh']})) or '-'} | "
                        f"{r['epochs']} epochs, {r['train_seconds']:.0f} s |")
-    timed = [("the paper backbone", report["prune"][0].get("source_layer_times"))]
-    timed += [(f"the K={p['chosen']['segments']} pruned backbone", p["runs"].get("segments", {}).get("layer_times"))
-              for p in report["prune"]]
-    timed = [(label, t) for label, t in timed if t]
+    timed = report.get("layer_times", [])
     if timed:
         out += ["", "## Where an exit pays", "",
                 f"Measured time of each part (ms per batch of {timed[0][1]['batch']}, one thread, "
@@ -343,6 +358,7 @@ def markdown(report, classes):
                 "that exit that must leave there for the head to save more than it costs "
                 "(`time_costs.break_even_shares`):", ""]
         for label, t in timed:
+            label = f"the {label}"
             parts = ", ".join(f"{part} {1e3 * sec:.2f}" + (f" (head {1e3 * h:.2f}, break-even {b:.2f})" if b is not None
                                                            else f" (classifier {1e3 * h:.2f})")
                               for part, sec, h, b in zip(t["parts"], t["segment_seconds"],

@@ -1,8 +1,11 @@
 #!/bin/sh
 # The runs behind docs/pruning.md, stage by stage (from the repository root):
 #   sh docs/pruning_runs.sh prune       # amcee prune: the method and the baselines, fine-tuned alike
+#   sh docs/pruning_runs.sh prune-k1    # the method alone at K = 1
 #   sh docs/pruning_runs.sh early-exit  # exits on the method's pruned backbone (after its fine-tune)
+#   sh docs/pruning_runs.sh early-exit-ft  # 4 more epochs of it at a lower learning rate
 #   sh docs/pruning_runs.sh calibrate   # thresholds and temperatures, as docs/default-model/README.md
+#                                       # (run for EARLY and for EARLY=$EARLY_FT)
 #   sh docs/pruning_runs.sh snr-table   # optional: the SNR-conditioned exit table
 #   sh docs/pruning_runs.sh eval        # amcee eval of the candidate
 #   sh docs/pruning_runs.sh report      # docs/pruning.md and docs/pruning.json, one process
@@ -16,18 +19,23 @@ DATA=${DATA:-data/synth_v2.npz}
 SOURCE=${SOURCE:-runs/v2-backbone/best.pt}        # the paper backbone's training checkpoint
 REFERENCE=${REFERENCE:-$SOURCE}                    # what speed-ups are measured against
 PRUNED=${PRUNED:-runs/v2-pruned}
+PRUNED_K1=${PRUNED_K1:-runs/v2-pruned-k1}         # the method alone at K = 1, for the table
 EARLY=${EARLY:-runs/v2-pruned-ee}
+EARLY_FT=${EARLY_FT:-runs/v2-pruned-ee-ft}         # EARLY trained on, 4 epochs at lr 1e-3
 BUDGET=${BUDGET:---segments 2}                     # or --macs FRACTION
 EPOCHS=${EPOCHS:-2}                                # fine-tuning of every pruned backbone
 FRACTION=${FRACTION:-0.3}                          # of the training split, for every pruned backbone
 EXITS=${EXITS:-V0}
-EARLY_EPOCHS=${EARLY_EPOCHS:-4}
-EARLY_FRACTION=${EARLY_FRACTION:-0.5}
+EARLY_EPOCHS=${EARLY_EPOCHS:-6}
+EARLY_FRACTION=${EARLY_FRACTION:-1.0}
 FAST="--lr 3e-3 --schedule cosine --warmup-epochs 0.3 --threads 1"
 
 case "$1" in
 prune)
     $AMCEE prune "$SOURCE" --data "$DATA" --out "$PRUNED" $BUDGET --baselines --random-seeds 0 1 2 \
+        --epochs "$EPOCHS" --train-fraction "$FRACTION" --distill 1 $FAST ;;
+prune-k1)
+    $AMCEE prune "$SOURCE" --data "$DATA" --out "$PRUNED_K1" --segments 1 \
         --epochs "$EPOCHS" --train-fraction "$FRACTION" --distill 1 $FAST ;;
 early-exit)
     while [ ! -f "$PRUNED/segments/summary.json" ]; do sleep 20; done   # the method's fine-tune is done
@@ -35,8 +43,13 @@ early-exit)
         --exit-head conv --scheme joint --distill 1 $FAST --epochs "$EARLY_EPOCHS" \
         --train-fraction "$EARLY_FRACTION" --model-version v2-pruned-ee \
         --description "pruned backbone ($PRUNED/segments) with early exits $EXITS" ;;
-calibrate)
-    cp "$EARLY/model.pt" "$EARLY/model-uncalibrated.pt"
+early-exit-ft)
+    $AMCEE train --data "$DATA" --out "$EARLY_FT" --init-from "$EARLY/best.pt" --exits $EXITS \
+        --exit-head conv --scheme joint --distill 1 --lr 1e-3 --schedule cosine --warmup-epochs 0 \
+        --threads 1 --epochs 4 --model-version v2-pruned-ee-ft ;;
+calibrate)  # EARLY=$EARLY_FT for the continued run
+    # Exported afresh from best.pt: the model file's code is checked against this checkout's at load.
+    $AMCEE export "$EARLY/best.pt" --out "$EARLY/model-uncalibrated.pt" --overwrite
     $AMCEE calibrate "$EARLY/model-uncalibrated.pt" --data "$DATA" --max-loss 0.4 --temperature --give-up \
         --favour-snr 20 --class-thresholds --out "$EARLY/model.pt" --overwrite ;;
 snr-table)  # the SNR-conditioned exit table on top of the thresholds, as the shipped model has
@@ -46,10 +59,11 @@ eval)
     $AMCEE eval "$EARLY/model.pt" --data "$DATA" --out "$EARLY/eval" --repeats 5 --max-batch 256 --threads 1 ;;
 report)
     PYTHONPATH=${PYTHONPATH:-build/pytest-pkgroot} $PYTHON docs/pruning_report.py --data "$DATA" \
-        --reference "$REFERENCE" --prune-report "$PRUNED/report.json" \
-        --early-exit "pruned early exit=$EARLY/model.pt" ${CURRENT:+"early exit, paper backbone=$CURRENT"} \
+        --reference "$REFERENCE" --prune-report "$PRUNED/report.json" "$PRUNED_K1/report.json" \
+        --early-exit "pruned early exit=$EARLY/model.pt" "pruned early exit, 4 more epochs=$EARLY_FT/model.pt" \
+        ${CURRENT:+"shipped model (trained on synth_all)=$CURRENT"} \
         --repeats 10 --threads 1 --out docs/pruning.md ;;
 *)
-    echo "usage: $0 prune|early-exit|calibrate|snr-table|eval|report" >&2
+    echo "usage: $0 prune|prune-k1|early-exit|early-exit-ft|calibrate|snr-table|eval|report" >&2
     exit 2 ;;
 esac

@@ -20,12 +20,18 @@ def time_interleaved(candidates, repeats=5, warmup=1):
 
 def time_interleaved_samples(candidates, repeats=5, warmup=1):
     """Every timed round: {name: [seconds per repeat]}; round r of every
-    candidate ran back to back, so per-round ratios are paired."""
+    candidate ran back to back, so per-round ratios are paired.  The order
+    turns by one candidate every round: a call measured slower right after
+    a particular other one (the backbone's, in a run of bench), and a fixed
+    order put that on one candidate in every round."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     samples = {name: [] for name in candidates}
+    names = list(candidates)
     for r in range(warmup + repeats):
-        for name, fn in candidates.items():
+        for i in range(len(names)):
+            name = names[(r + i) % len(names)]
+            fn = candidates[name]
             t0 = time.perf_counter()
             fn()
             if r >= warmup:
