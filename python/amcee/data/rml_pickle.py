@@ -21,6 +21,13 @@ from .dataset import Dataset, DatasetError
 MAX_PICKLE_DEPTH = 32
 #: dtypes an array of a dataset pickle may have (numbers only: no objects, no records).
 _ARRAY_KINDS = "fciu"
+#: What a corrupt or truncated pickle makes the unpicklers raise.
+_PICKLE_ERRORS = (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
+                  IndexError, KeyError, MemoryError, OverflowError, RecursionError)
+
+
+def _corrupt_pickle(path, exc):
+    return DatasetError(f"{path}: corrupt, truncated or unsupported pickle ({type(exc).__name__}: {exc})")
 
 
 def _refuse_object_dtype(*args):
@@ -184,10 +191,8 @@ def _read_pickle(path, trusted):
         return _ArrayOnlyUnpickler(io.BytesIO(data), path).load()
     except DatasetError:
         raise
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, MemoryError, OverflowError, ImportError, RecursionError) as exc:
-        raise DatasetError(f"{path}: corrupt, truncated or unsupported pickle "
-                           f"({type(exc).__name__}: {exc})") from exc
+    except _PICKLE_ERRORS + (ImportError,) as exc:
+        raise _corrupt_pickle(path, exc) from exc
 
 
 def _pick_classes(path, names, classes):
@@ -331,10 +336,8 @@ def rml_pickle_frame_length(path):
         shape = found.shape
     except DatasetError:
         raise
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, MemoryError, OverflowError, RecursionError, OSError) as exc:
-        raise DatasetError(f"{path}: corrupt, truncated or unsupported pickle "
-                           f"({type(exc).__name__}: {exc})") from exc
+    except _PICKLE_ERRORS + (OSError,) as exc:
+        raise _corrupt_pickle(path, exc) from exc
     else:
         raise DatasetError(f"{path}: the pickle holds no array (expected {{(modulation, snr): array}})")
     if (not isinstance(shape, tuple) or len(shape) != 3 or shape[1] != 2

@@ -202,7 +202,12 @@ class EarlyExitEngine:
         """Whether frames given an SNR value are held to the model's SNR
         table: the model has one and no threshold or give-up value was set."""
         with self._lock:
-            return self._table_tensors is not None and not (self._user_thresholds or self._user_give_up)
+            return self._table_in_use() is not None
+
+    def _table_in_use(self):
+        """The SNR table's tensors, or None when the model has no table or
+        the user set thresholds or give-up values (the caller holds the lock)."""
+        return None if self._user_thresholds or self._user_give_up else self._table_tensors
 
     # -- inference --------------------------------------------------------------
     def _prepare(self, frames):
@@ -276,7 +281,7 @@ class EarlyExitEngine:
         use and ``snr_db`` given, per frame: [N, K-1, C] and [N, K-1]."""
         with self._lock:
             t, g = self._thresholds, self._give_up
-            table = None if self._user_thresholds or self._user_give_up else self._table_tensors
+            table = self._table_in_use()
         if thresholds is not None:
             t = self._threshold_tensor(thresholds)[1]
             table = None

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..frames import to_complex
 from .model_file import (SNR_TABLE_KEY, ModelFileError, give_up_to_json, thresholds_to_json, validate_give_up,
                          validate_thresholds)
 #: Most bins a table may have.
@@ -125,5 +126,5 @@ def estimate_snr_db(frames):
     if not np.iscomplexobj(frames):
         if frames.ndim != 3 or frames.shape[1] != 2:
             raise ValueError(f"frames must be complex [N, L] or float [N, 2, L], got shape {frames.shape}")
-        frames = frames[:, 0] + 1j * frames[:, 1]
+        frames = to_complex(frames)
     return np.asarray(estimate(np.ascontiguousarray(frames, dtype=np.complex64)), dtype=np.float64)

@@ -29,13 +29,12 @@ from ..network.layer_pruning import (SCORES, SIMILARITIES, backbone_macs, baseli
                                      segment_choice, similarity_matrix, synflow_scores)
 from ..network.model_code import script_for_export
 from ..timing import paired_ratio_median, time_interleaved_samples
+from .evaluate import HIGH_SNR_DB
 from .time_costs import TIMING_BATCH, break_even_shares, measure_block_times
 from .train import TrainConfig, train
 
 #: Name of the segment-wise method's run in the output folder.
 METHOD = "segments"
-#: Frames of at least this SNR count as "high SNR" in the accuracy figures.
-HIGH_SNR_DB = 10.0
 
 
 @dataclass
