@@ -24,7 +24,8 @@ from gnuradio.amcee.training import calibrate
 from gnuradio.amcee.training.exit_simulation import entropy10, pick_by_exit, simulate_exits, simulate_exits_by_snr
 
 #: (grid points, budget in pp, min speed-up per bin)
-SETTINGS = ((2, 0.4, 0.8), (4, 0.4, 0.8), (10, 0.4, 0.8), (16, 0.4, 0.8), (2, 1.0, 1.0))
+SETTINGS = ((2, 0.4, 0.8), (4, 0.4, 0.8), (10, 0.4, 0.8), (16, 0.4, 0.8), (2, 0.5, 0.95), (2, 0.5, 1.0),
+            (2, 0.6, 1.0), (2, 0.7, 1.0), (2, 1.0, 1.0))
 
 
 def split_outputs(engine, ds, labels, split):
