@@ -123,7 +123,8 @@ class EarlyExitEngine:
         self.device = resolve_device(device)
         if keep_freed_memory:
             malloc_tuning.keep_freed_memory()
-        self.model = load_model(model_path, device=self.device, trust_model_code=trust_model_code)
+        with one_torch_thread():  # the load's checks run the network: no OpenMP team left here
+            self.model = load_model(model_path, device=self.device, trust_model_code=trust_model_code)
         self.max_batch = int(max_batch)
         self._lock = threading.Lock()
         self._thresholds = self._give_up = None
