@@ -7,6 +7,8 @@
 #include <gnuradio/amcee/decision_publisher.h>
 #include <gnuradio/block_detail.h>
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <stdexcept>
 
 namespace gr {
@@ -21,11 +23,30 @@ const pmt::pmt_t KEY_ENTROPY = pmt::intern("entropy");
 const pmt::pmt_t KEY_EXIT = pmt::intern("exit");
 const pmt::pmt_t KEY_PROBS = pmt::intern("probs");
 const pmt::pmt_t KEY_OFFSET = pmt::intern("offset");
+const pmt::pmt_t KEY_SNR = pmt::intern("snr");
+const pmt::pmt_t KEY_TRUE_LABEL = pmt::intern("true_label");
+const pmt::pmt_t KEY_FRAME_INDEX = pmt::intern("frame_index");
+
+double real_or_nan(const pmt::pmt_t& v)
+{
+    return pmt::is_number(v) && !pmt::is_complex(v) ? pmt::to_double(v)
+                                                     : std::numeric_limits<double>::quiet_NaN();
+}
+
+//! A PMT vector of n values (nil where none): no new object per item.
+pmt::pmt_t value_vector(const std::vector<pmt::pmt_t>& values, size_t n)
+{
+    pmt::pmt_t v = pmt::make_vector(n, pmt::PMT_NIL);
+    for (size_t i = 0; i < n; i++)
+        pmt::vector_set(v, i, values[i]);
+    return v;
+}
 } // namespace
 
 decision_publisher::decision_publisher(const std::vector<std::string>& classes,
                                        int num_exits)
     : d_all_port(pmt::intern("classification")),
+      d_batch_port(pmt::intern("batch")),
       d_invalid_label(pmt::intern("invalid")),
       d_error_label(pmt::intern("error")),
       d_minus_one(pmt::from_long(-1))
@@ -86,6 +107,20 @@ void decision_publisher::publish(gr::block* block,
     for (int k = 0; k < num_exits; k++)
         exit_subscribed[k] = subscribed(d_exit_ports[k]);
     const bool all_subscribed = subscribed(d_all_port);
+    const bool per_frame = d_stream_tags || all_subscribed ||
+                           std::any_of(exit_subscribed.begin(),
+                                       exit_subscribed.end(),
+                                       [](char s) { return s != 0; });
+    const bool batch = subscribed(d_batch_port);
+    if (batch) {
+        d_batch_snr.resize(n);
+        d_batch_label.resize(n);
+        d_batch_index.resize(n);
+        d_batch_class.resize(n);
+        d_batch_exit.resize(n);
+        d_batch_confidence.resize(n);
+    }
+    bool has_snr = false, has_label = false, has_index = false;
 
     for (size_t i = 0; i < n; i++) {
         const uint64_t offset = first + i;
@@ -94,6 +129,8 @@ void decision_publisher::publish(gr::block* block,
                 if (pmt::eq(next_tag->key, d_truth_keys[t].first))
                     d_truth_values[t] = next_tag->value;
         }
+        if (!per_frame && !batch)
+            continue; // nothing to write; the input tags in force are still followed
 
         const float* p = probs + i * num_classes;
         const int64_t cls = classes[i];
@@ -108,6 +145,22 @@ void decision_publisher::publish(gr::block* block,
         float confidence = 0.0f;
         for (size_t c = 0; c < num_classes; c++)
             confidence = std::max(confidence, p[c]);
+        if (batch) { // d_truth_values in the order of d_truth_keys
+            const pmt::pmt_t& snr = d_truth_values[0];
+            const pmt::pmt_t& true_label = d_truth_values[1];
+            const pmt::pmt_t& frame_index = d_truth_values[2];
+            d_batch_snr[i] = real_or_nan(snr);
+            d_batch_label[i] = true_label;
+            d_batch_index[i] = frame_index;
+            has_snr |= !pmt::is_null(snr);
+            has_label |= !pmt::is_null(true_label);
+            has_index |= !pmt::is_null(frame_index);
+            d_batch_class[i] = static_cast<int32_t>(classified ? cls : (cls == ERROR ? ERROR : INVALID));
+            d_batch_exit[i] = static_cast<int32_t>(exit_k);
+            d_batch_confidence[i] = confidence;
+        }
+        if (!per_frame)
+            continue;
 
         // A PMT dict is an association list: with keys known to be distinct,
         // consing the pairs is the same dict as dict_add builds, without its
@@ -120,12 +173,14 @@ void decision_publisher::publish(gr::block* block,
         info = pmt::acons(KEY_CLASS, classified ? d_class_values[cls] : d_minus_one, info);
         info = pmt::acons(KEY_LABEL, label, info);
 
-        gr::tag_t tag;
-        tag.offset = offset;
-        tag.key = TAG_KEY;
-        tag.value = info;
-        tag.srcid = pmt::PMT_F;
-        detail->add_item_tag(0, tag);
+        if (d_stream_tags) {
+            gr::tag_t tag;
+            tag.offset = offset;
+            tag.key = TAG_KEY;
+            tag.value = info;
+            tag.srcid = pmt::PMT_F;
+            detail->add_item_tag(0, tag);
+        }
 
         const bool to_exit = classified && exit_subscribed[exit_k];
         if (!to_exit && !all_subscribed)
@@ -146,6 +201,33 @@ void decision_publisher::publish(gr::block* block,
     for (const auto& port_msg : d_outbox)
         block->message_port_pub(port_msg.first, port_msg.second);
     d_outbox.clear();
+    if (batch && n > 0)
+        block->message_port_pub(
+            d_batch_port,
+            batch_message(first, n, probs, entropy, has_snr, has_label, has_index));
+}
+
+pmt::pmt_t decision_publisher::batch_message(uint64_t first,
+                                             size_t n,
+                                             const float* probs,
+                                             const float* entropy,
+                                             bool has_snr,
+                                             bool has_label,
+                                             bool has_index) const
+{
+    pmt::pmt_t msg = pmt::PMT_NIL;
+    if (has_index)
+        msg = pmt::acons(KEY_FRAME_INDEX, value_vector(d_batch_index, n), msg);
+    if (has_label)
+        msg = pmt::acons(KEY_TRUE_LABEL, value_vector(d_batch_label, n), msg);
+    if (has_snr)
+        msg = pmt::acons(KEY_SNR, pmt::init_f64vector(n, d_batch_snr.data()), msg);
+    msg = pmt::acons(KEY_PROBS, pmt::init_f32vector(n * d_labels.size(), probs), msg);
+    msg = pmt::acons(KEY_ENTROPY, pmt::init_f32vector(n, entropy), msg);
+    msg = pmt::acons(KEY_CONFIDENCE, pmt::init_f32vector(n, d_batch_confidence.data()), msg);
+    msg = pmt::acons(KEY_EXIT, pmt::init_s32vector(n, d_batch_exit.data()), msg);
+    msg = pmt::acons(KEY_CLASS, pmt::init_s32vector(n, d_batch_class.data()), msg);
+    return pmt::acons(KEY_OFFSET, pmt::from_uint64(first), msg);
 }
 
 } // namespace amcee

@@ -25,6 +25,16 @@ public:
 
 private:
     void handle(const pmt::pmt_t& msg);
+    void handle_batch(const pmt::pmt_t& msg);
+    // One row; the caller holds d_mutex.
+    void append(int64_t offset,
+                int64_t cls,
+                int64_t exit,
+                float entropy,
+                float confidence,
+                const pmt::pmt_t& true_label,
+                double snr,
+                int64_t frame_index);
 
     std::map<std::string, int64_t> d_class_index;
     mutable std::mutex d_mutex;

@@ -73,3 +73,28 @@ def test_records_every_decision_of_a_flowgraph(tiny_model_path):
     rec = sink.records()
     assert rec["offset"].tolist() == list(range(500))
     assert np.bincount(rec["exit"], minlength=3).tolist() == clf.exit_counts()
+
+
+def test_batch_port_records_the_same_rows_as_the_per_frame_port(tiny_model_path):
+    frames = make_frames(300, seed=42)
+    frames[7] = 0
+    tags = [gr.python_to_tag((i, pmt.intern("snr"), pmt.from_double(float(i % 5)), pmt.PMT_NIL))
+            for i in range(0, 300, 11)]
+    tags += [gr.python_to_tag((i, pmt.intern("label"), pmt.intern(name), pmt.PMT_NIL))
+             for i, name in ((0, "QPSK"), (150, "BPSK"))]
+    tags += [gr.python_to_tag((i, pmt.intern("frame_index"), pmt.from_uint64(i), pmt.PMT_NIL))
+             for i in range(0, 300, 3)]
+    tb = gr.top_block()
+    src = blocks.vector_source_c(frames.ravel().tolist(), False, 128, tags)
+    clf = amcee.classifier(tiny_model_path, max_batch=64)
+    per_frame, batch = amcee.classification_sink(clf.classes()), amcee.classification_sink(clf.classes())
+    tb.connect(src, clf, blocks.null_sink(8 * 128))
+    tb.msg_connect(clf, "classification", per_frame, "in")
+    tb.msg_connect(clf, "batch", batch, "batch")
+    tb.run()
+    want, got = per_frame.records(), batch.records()
+    assert len(got["offset"]) == 300
+    for column in want:
+        np.testing.assert_allclose(got[column], want[column], rtol=1e-6, err_msg=column)
+    assert got["true_cls"][0] == clf.classes().index("QPSK") and got["true_cls"][-1] == clf.classes().index("BPSK")
+    assert got["cls"][7] == -1 and got["truth_changed"].sum() > 0

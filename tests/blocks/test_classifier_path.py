@@ -274,3 +274,83 @@ def test_the_compiled_part_imports_from_the_installed_module():
                             cwd="/", timeout=120)
     assert result.returncode == 0, result.stderr
     assert "pytest-pkgroot" not in result.stdout and "amcee_python" in result.stdout
+
+
+# -- the batch port and the stream-tag switch -----------------------------------------
+
+def _batch_rows(store, num_classes):
+    """The per-frame fields of every batch message, row by row, as the
+    per-frame messages carry them (label left out: the batch has class codes)."""
+    rows = []
+    for msg in messages(store):
+        n = len(msg["class"])
+        probs = np.asarray(msg["probs"], np.float32).reshape(n, num_classes)
+        for i in range(n):
+            row = {"offset": msg["offset"] + i, "class": int(msg["class"][i]), "exit": int(msg["exit"][i]),
+                   "confidence": float(msg["confidence"][i]), "entropy": float(msg["entropy"][i]),
+                   "probs": probs[i]}
+            if "snr" in msg and not np.isnan(msg["snr"][i]):
+                row["snr"] = float(msg["snr"][i])
+            if "true_label" in msg and msg["true_label"][i] is not None:
+                row["true_label"] = msg["true_label"][i]
+            if "frame_index" in msg and msg["frame_index"][i] is not None:
+                row["frame_index"] = msg["frame_index"][i]
+            rows.append(row)
+    return rows
+
+
+def test_batch_messages_carry_the_per_frame_decisions_and_tags_can_be_switched_off(tiny_model_path):
+    frames = make_frames(300, seed=32)
+    frames[5] = 0
+    tags = [gr.python_to_tag((i, pmt.intern("snr"), pmt.from_double(float(i % 21)), pmt.PMT_NIL))
+            for i in range(20, 300, 9)]
+    tags += [gr.python_to_tag((i, pmt.intern("frame_index"), pmt.from_uint64(1000 + i), pmt.PMT_NIL))
+             for i in range(0, 300, 13)]
+    tags.append(gr.python_to_tag((100, pmt.intern("label"), pmt.intern("C100"), pmt.PMT_NIL)))
+    clf = amcee.classifier(tiny_model_path, max_batch=64, stream_tags=False)
+    assert clf.stream_tags() is False
+    batch = blocks.message_debug()
+    tb = gr.top_block()
+    src = blocks.vector_source_c(frames.ravel().tolist(), False, frames.shape[1], tags)
+    sink = blocks.vector_sink_c(frames.shape[1])
+    per_frame = blocks.message_debug()
+    tb.connect(src, clf, sink)
+    tb.msg_connect(clf, "classification", per_frame, "store")
+    tb.msg_connect(clf, "batch", batch, "store")
+    tb.run()
+
+    assert amc_tags(sink) == []  # no amc tags; the input's own tags still pass
+    assert {t.key for t in (gr.tag_to_python(t) for t in sink.tags())} == {"snr", "frame_index", "label"}
+    want = messages(per_frame)
+    assert len(want) == len(frames) and batch.num_messages() < len(frames)
+    got = _batch_rows(batch, len(clf.classes()))
+    assert [r["offset"] for r in got] == list(range(len(frames)))
+    for row, msg in zip(got, want):
+        msg = dict(msg)
+        del msg["label"]
+        same_fields(row, msg)
+    assert got[5]["class"] == -1 and got[5]["exit"] == -1  # the all-zero frame: invalid
+
+    clf.set_stream_tags(True)
+    assert clf.stream_tags() is True
+
+
+def test_batch_messages_mark_failed_calls_error(tiny_model_path):
+    frames = make_frames(130, seed=36)
+    clf = amcee.classifier(tiny_model_path, max_batch=64)
+    classify = clf.engine.classify
+
+    def fails_on_large_batches(batch, *args, **kwargs):
+        if len(batch) >= 64:
+            raise RuntimeError("made-up failure")
+        return classify(batch, *args, **kwargs)
+    clf.engine.classify = fails_on_large_batches
+    tb = gr.top_block()
+    store = blocks.message_debug()
+    tb.connect(blocks.vector_source_c(frames.ravel().tolist(), False, 128), clf, blocks.null_sink(8 * 128))
+    tb.msg_connect(clf, "batch", store, "store")
+    tb.run()
+    rows = _batch_rows(store, len(clf.classes()))
+    assert len(rows) == len(frames)
+    errors = [r for r in rows if r["class"] == -2]
+    assert len(errors) == clf.error_count() >= 64 and all(r["exit"] == -1 for r in errors)

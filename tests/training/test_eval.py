@@ -115,6 +115,8 @@ def test_bench_reports_every_section(evaluated):
     assert [(r["torch_threads"], r["snr"]) for r in block["throughput"]] == \
         [(t, s) for t in (1, 2) for s in (None, max(snrs), min(snrs))]
     assert all(r["block_early_exit_fps"] > 0 and r["engine_backbone_fps"] > 0 for r in block["throughput"])
+    assert all(r["block_batch_early_exit_fps"] > 0 and r["block_batch_over_engine_early_exit"] > 0
+               for r in block["throughput"])
     slow = block["slow_stream"]
     assert slow["frames_received"] == slow["frames"] > 0
     assert slow["wait_ms_p50"] <= slow["wait_ms_p99"] <= slow["wait_ms_max"]

@@ -32,6 +32,15 @@ namespace amcee {
  *
  * Input tags are sticky: a value holds until the next tag with the same key,
  * across calls, until reset().
+ *
+ * When \c batch is subscribed, each call also publishes there one PMT dict
+ * for all its n frames: \c offset (uint64, the first frame's), \c class and
+ * \c exit (s32vector; class INVALID or ERROR and exit -1 where a frame was
+ * not classified), \c confidence, \c entropy (f32vector) and \c probs
+ * (f32vector, n rows of num_classes), and where any frame of the call has
+ * them \c snr (f64vector, NaN where none), \c true_label and \c frame_index
+ * (PMT vectors of the input tags' values, nil where none).  A per-frame
+ * dict costs a few dozen small PMT objects; a batch costs a handful per call.
  */
 class AMCEE_API decision_publisher
 {
@@ -67,6 +76,10 @@ public:
     //! Forget the input tags seen so far (a new run of the flowgraph).
     void reset();
 
+    //! Whether publish() adds the \c amc stream tags (default true).
+    void set_stream_tags(bool on) { d_stream_tags = on; }
+    bool stream_tags() const { return d_stream_tags; }
+
     size_t num_classes() const { return d_labels.size(); }
     int num_exits() const { return static_cast<int>(d_exit_ports.size()); }
 
@@ -76,6 +89,8 @@ private:
     std::vector<pmt::pmt_t> d_exit_values;
     std::vector<pmt::pmt_t> d_class_values;
     pmt::pmt_t d_all_port;
+    pmt::pmt_t d_batch_port;
+    bool d_stream_tags = true;
     pmt::pmt_t d_invalid_label, d_error_label, d_minus_one;
 
     // Input tag key -> message key, and the values in force.
@@ -84,6 +99,20 @@ private:
     std::vector<gr::tag_t> d_tags;          // reused between calls
     std::vector<float> d_probs;             // one frame's probabilities, reused
     std::vector<std::pair<pmt::pmt_t, pmt::pmt_t>> d_outbox; // (port, message) of one call
+    // One call's truth values per frame, for the batch message.
+    std::vector<double> d_batch_snr;
+    std::vector<pmt::pmt_t> d_batch_label;
+    std::vector<pmt::pmt_t> d_batch_index;
+    std::vector<int32_t> d_batch_class, d_batch_exit;
+    std::vector<float> d_batch_confidence;
+
+    pmt::pmt_t batch_message(uint64_t first,
+                             size_t n,
+                             const float* probs,
+                             const float* entropy,
+                             bool has_snr,
+                             bool has_label,
+                             bool has_index) const;
 };
 
 } // namespace amcee

@@ -20,8 +20,9 @@ namespace amcee {
  * \brief Records the classifier's decision messages, one row per message.
  * \ingroup amcee
  *
- * Connect the classifier's \c classification port to \c in.  Every PMT dict
- * message becomes a row of columns (offset, class, exit, entropy, confidence,
+ * Connect the classifier's \c classification port to \c in, or its
+ * \c batch port to \c batch (one message per work() call, the same rows).
+ * Every PMT dict message on \c in becomes a row of columns (offset, class, exit, entropy, confidence,
  * true class, SNR, frame index, truth changed), read with records() at any
  * time from any thread.  The messages are handled in C++: a Python handler
  * cost more per message than the network spent per frame.

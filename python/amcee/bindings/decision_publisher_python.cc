@@ -57,6 +57,11 @@ void bind_decision_publisher(py::module& m)
              "Tag and publish the decisions of n frames starting at absolute offset "
              "first (one call per work()).")
         .def("reset", &decision_publisher::reset)
+        .def("set_stream_tags",
+             &decision_publisher::set_stream_tags,
+             py::arg("on"),
+             "Whether publish() adds the amc stream tags (the messages are unaffected).")
+        .def("stream_tags", &decision_publisher::stream_tags)
         .def_property_readonly("num_classes", &decision_publisher::num_classes)
         .def_property_readonly("num_exits", &decision_publisher::num_exits)
         .def_property_readonly_static(

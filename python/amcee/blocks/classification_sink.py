@@ -1,7 +1,8 @@
 """amcee.classification_sink: records the classifier's messages, one row per frame.
 
-Connect the classifier's ``classification`` port to ``in``.  Every message
-becomes a row of numpy-friendly columns (offset, class, exit, entropy,
+Connect the classifier's ``classification`` port to ``in``, or its ``batch``
+port to ``batch`` (the same rows, one message per work() call: the cheaper
+way for high frame rates).  Every decision becomes a row of numpy-friendly columns (offset, class, exit, entropy,
 confidence, true class, SNR, frame index); ``records()`` returns them as
 arrays at any time, from any thread.  ``truth_changed`` marks a frame whose
 true class or SNR differs from the previous frame's: in a live stream that
@@ -17,6 +18,7 @@ from gnuradio import gr
 
 from ..amcee_python import decision_sink
 from ..labels import RML22_CLASSES
+from .schema import BATCH_PORT
 
 IN_PORT = "in"
 COLUMNS = ("offset", "cls", "exit", "entropy", "confidence", "true_cls", "snr",
@@ -31,8 +33,9 @@ class classification_sink(gr.hier_block2):
         gr.hier_block2.__init__(self, "amcee_classification_sink",
                                 gr.io_signature(0, 0, 0), gr.io_signature(0, 0, 0))
         self._recorder = decision_sink(list(RML22_CLASSES if classes is None else classes))
-        self.message_port_register_hier_in(IN_PORT)
-        self.msg_connect(self, IN_PORT, self._recorder, IN_PORT)
+        for port in (IN_PORT, BATCH_PORT):
+            self.message_port_register_hier_in(port)
+            self.msg_connect(self, port, self._recorder, port)
 
     def count(self):
         """Rows recorded so far."""

@@ -36,7 +36,7 @@ from ..inference.engine import DEFAULT_BATCH, EarlyExitEngine
 from ..inference.model_file import default_model_path, read_model_archive
 from ..inference.snr_table import estimate_snr_db
 from .batching import DEFAULT_MAX_LATENCY_MS, LatencyBoundBatching
-from .schema import CLASSIFICATION_PORT, exit_port
+from .schema import BATCH_PORT, CLASSIFICATION_PORT, exit_port
 
 #: Input tags that carry a frame's SNR (dB), the last one present winning: a
 #: replayed dataset's ``snr``, the amcee.snr_estimator's ``snr_est``.
@@ -66,7 +66,7 @@ class classifier(gr.sync_block):
     def __init__(self, model_path="", threshold=None, input_format="complex", frame_len=0,
                  max_batch=DEFAULT_BATCH, device="cpu", num_threads=2, num_exits=0, give_up=None,
                  max_latency=DEFAULT_MAX_LATENCY_MS, trust_model_code=False,
-                 keep_freed_memory=True, estimate_snr=False):
+                 keep_freed_memory=True, estimate_snr=False, stream_tags=True):
         if input_format not in INPUT_FORMATS:
             raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
         model_path = model_path or default_model_path()
@@ -115,6 +115,8 @@ class classifier(gr.sync_block):
         for k in range(self.engine.num_exits):
             self.message_port_register_out(pmt.intern(exit_port(k)))
         self.message_port_register_out(pmt.intern(CLASSIFICATION_PORT))
+        self.message_port_register_out(pmt.intern(BATCH_PORT))
+        self.set_stream_tags(stream_tags)
         self._counts_lock = threading.Lock()
         self._exit_counts = [0] * self.engine.num_exits
         self._invalid_count = 0
@@ -146,6 +148,13 @@ class classifier(gr.sync_block):
 
     def get_give_up(self):
         return self.engine.give_up
+
+    def set_stream_tags(self, on):
+        """Whether every vector is tagged ``amc`` (the messages are unaffected)."""
+        self._publisher.set_stream_tags(bool(on))
+
+    def stream_tags(self):
+        return self._publisher.stream_tags()
 
     def estimate_snr(self):
         """Whether the block estimates each frame's SNR itself."""

@@ -8,8 +8,12 @@ The classifier tags every vector ``amc`` and publishes one PMT dict per
 vector on ``classification`` and on the port of the exit that decided it
 (``exit0`` .. ``exit{K-1}``): ``offset``, ``label``, ``class``,
 ``confidence``, ``entropy``, ``exit``, ``probs``, and the truth tags of the
-vector as ``snr``, ``true_label`` and ``frame_index``.  Those are written in
-C++ (lib/decision_publisher.cc, the same names); the blocks that consume them
+vector as ``snr``, ``true_label`` and ``frame_index``.  On ``batch`` it
+publishes one PMT dict per work() call with the same fields as vectors, one
+item per vector of the call (include/gnuradio/amcee/decision_publisher.h):
+a consumer of high-rate streams takes a handful of PMT objects per call
+instead of a few dozen per vector.  Those are written in C++
+(lib/decision_publisher.cc, the same names); the blocks that consume them
 read their fields with message_field.
 """
 import pmt
@@ -20,6 +24,8 @@ FRAME_INDEX_TAG = pmt.intern("frame_index")
 
 #: The classifier's port that carries every decision.
 CLASSIFICATION_PORT = "classification"
+#: The classifier's port that carries the decisions of each work() call in one message.
+BATCH_PORT = "batch"
 
 _ABSENT = pmt.PMT_NIL
 

@@ -4,9 +4,11 @@ bare engine.
 The block runs with its default parameters (batching with its latency bound,
 nothing set by hand) in ``vector_source -> classifier -> null_sink`` with its
 ``classification`` port connected to a ``classification_sink``, so that the
-time includes the tags, the messages and a consumer of them.  The engine
-classifies the same frames with the same settings in the same process, in
-interleaved rounds.  Both run with early exit (the model's settings) and as
+time includes the tags, the messages and a consumer of them.  With early
+exit it also runs as a high-rate flowgraph would use it: no stream tags and
+the ``batch`` port (one message per work() call) to the consumer.  The
+engine classifies the same frames with the same settings in the same
+process, in interleaved rounds.  Both run with early exit (the model's settings) and as
 the backbone alone (threshold 0), on the full SNR mix and on the highest and
 lowest SNR (``ctx.block_frames`` each, tiled where a subset has fewer), at 1
 and 2 torch threads.
@@ -27,7 +29,7 @@ from gnuradio import blocks, gr
 from ..blocks.batching import DEFAULT_MAX_LATENCY_MS
 from ..blocks.classification_sink import classification_sink
 from ..blocks.classifier import classifier
-from ..blocks.schema import CLASSIFICATION_PORT
+from ..blocks.schema import BATCH_PORT, CLASSIFICATION_PORT
 from ..data.sigmf_recording import DEFAULT_SAMPLE_RATE
 from ..frames import to_complex
 from ..inference.engine import EarlyExitEngine
@@ -57,14 +59,19 @@ def _settings(engine, backbone):
     return dict(threshold=list(engine.thresholds), give_up=list(engine.give_up))
 
 
-def _block_run(model_path, frames, threads, settings):
-    """A flowgraph as users build it, and a function that runs it once."""
+def _block_run(model_path, frames, threads, settings, batch=False):
+    """A flowgraph as users build it, and a function that runs it once;
+    ``batch``: no stream tags, the decisions on the batch port."""
     tb = gr.top_block()
     src = blocks.vector_source_c(frames.ravel(), False, frames.shape[1])
-    clf = classifier(model_path, frame_len=frames.shape[1], num_threads=threads, **settings)
+    clf = classifier(model_path, frame_len=frames.shape[1], num_threads=threads, stream_tags=not batch,
+                     **settings)
     sink = classification_sink(clf.classes())
     tb.connect(src, clf, blocks.null_sink(gr.sizeof_gr_complex * frames.shape[1]))
-    tb.msg_connect(clf, CLASSIFICATION_PORT, sink, "in")
+    if batch:
+        tb.msg_connect(clf, BATCH_PORT, sink, BATCH_PORT)
+    else:
+        tb.msg_connect(clf, CLASSIFICATION_PORT, sink, "in")
 
     def run():
         src.rewind()
@@ -110,6 +117,9 @@ def _throughput(ctx, threads):
             keep.append(objects)
             candidates[f"block_{mode}"] = run
             candidates[f"engine_{mode}"] = _in_own_thread((lambda e: lambda: e.classify(frames))(mode_engine), threads)
+        run, objects = _block_run(path, frames, threads, _settings(engine, False), batch=True)
+        keep.append(objects)
+        candidates["block_batch_early_exit"] = run
         samples = time_interleaved_samples(candidates, ctx.repeats)
         fps = {k: len(frames) / statistics.median(v) for k, v in samples.items()}
         row = {"snr": snr, "frames": int(len(frames)), "torch_threads": threads,
@@ -118,6 +128,9 @@ def _throughput(ctx, threads):
             row[f"block_over_engine_{mode}"] = paired_ratio_median(samples[f"engine_{mode}"], samples[f"block_{mode}"])
             row[f"block_over_engine_{mode}_quartiles"] = paired_ratio_spread(samples[f"engine_{mode}"],
                                                                              samples[f"block_{mode}"])
+        row["block_batch_over_engine_early_exit"] = paired_ratio_median(samples["engine_early_exit"],
+                                                                        samples["block_batch_early_exit"])
+        row["block_batch_samples_per_s"] = fps["block_batch_early_exit"] * frames.shape[1]
         row["early_exit_speedup_block"] = paired_ratio_median(samples["block_backbone"], samples["block_early_exit"])
         row["early_exit_speedup_engine"] = paired_ratio_median(samples["engine_backbone"], samples["engine_early_exit"])
         row["block_speedup_over_engine_speedup"] = row["early_exit_speedup_block"] / row["early_exit_speedup_engine"]
