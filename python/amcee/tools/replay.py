@@ -1,7 +1,9 @@
 """`amcee replay`: a dataset file through a real GNU Radio flowgraph.
 
 Two sources, one flowgraph shape (source -> classifier -> null sink, and
-classifier.classification -> classification_sink):
+classifier.batch -> classification_sink; no stream tags, which nothing
+downstream reads: one message per call instead of a tag and a message per
+frame, docs/performance.md):
 
 * ``file``: ``blocks.file_source`` over raw frames: the data file of a SigMF
   replay recording as it is, or the selected frames written to a temporary raw
@@ -25,7 +27,7 @@ from gnuradio import blocks, gr
 from ..blocks.classification_sink import classification_sink
 from ..blocks.classifier import classifier
 from ..blocks.dataset_source import dataset_source
-from ..blocks.schema import CLASSIFICATION_PORT
+from ..blocks.schema import BATCH_PORT
 from ..data.dataset import labels_for_model, split_indices
 from ..data.files import load_dataset
 from ..data.sigmf_recording import replay_paths, sigmf_layout
@@ -79,10 +81,10 @@ class replay_flowgraph(gr.top_block):
         # batching hands the network full batches on its own.
         self.classifier = classifier(model_path=model_path, threshold=threshold,
                                      input_format=layout, frame_len=L, max_batch=max_batch or DEFAULT_BATCH,
-                                     estimate_snr=estimate_snr)
+                                     estimate_snr=estimate_snr, stream_tags=False)
         self.sink = classification_sink(self.classifier.classes())
         self.connect(self.source, self.classifier, blocks.null_sink(itemsize))
-        self.msg_connect(self.classifier, CLASSIFICATION_PORT, self.sink, "in")
+        self.msg_connect(self.classifier, BATCH_PORT, self.sink, BATCH_PORT)
 
     def cleanup(self):
         if self.temp_file and os.path.exists(self.temp_file):
