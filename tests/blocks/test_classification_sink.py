@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pmt
+import pytest
 from gnuradio import blocks, gr
 
 from conftest import make_frames
@@ -98,3 +99,26 @@ def test_batch_port_records_the_same_rows_as_the_per_frame_port(tiny_model_path)
         np.testing.assert_allclose(got[column], want[column], rtol=1e-6, err_msg=column)
     assert got["true_cls"][0] == clf.classes().index("QPSK") and got["true_cls"][-1] == clf.classes().index("BPSK")
     assert got["cls"][7] == -1 and got["truth_changed"].sum() > 0
+
+
+def test_batch_messages_that_are_not_the_classifiers_are_ignored_and_short_columns_left_out():
+    sink = amcee.classification_sink(["A", "B"])
+    good = pmt.make_dict()
+    for key, value in (("offset", pmt.from_uint64(10)), ("class", pmt.init_s32vector(2, [1, -2])),
+                       ("exit", pmt.init_s32vector(2, [0, -1])),
+                       ("entropy", pmt.init_f32vector(3, [0.1, 0.2, 0.3])),  # one item too many: left out
+                       ("confidence", pmt.init_f32vector(2, [0.9, 0.0])),
+                       ("true_label", pmt.to_pmt(["B", None]))):
+        good = pmt.dict_add(good, pmt.intern(key), value)
+    msgs = [pmt.intern("not a dict"), _message(offset=0, **{"class": 1}),  # class not a vector
+            good]
+    tb = gr.top_block()
+    src = _MessageSource(msgs)
+    tb.connect(src, blocks.null_sink(gr.sizeof_char))
+    tb.msg_connect(src, "out", sink, "batch")
+    tb.run()
+    rec = sink.records()
+    assert rec["offset"].tolist() == [10, 11] and rec["cls"].tolist() == [1, -1]  # error counts as -1
+    assert rec["exit"].tolist() == [0, -1] and rec["true_cls"].tolist() == [1, -1]
+    assert np.isnan(rec["entropy"]).all() and rec["confidence"].tolist() == pytest.approx([0.9, 0.0])
+    assert np.isnan(rec["snr"]).all() and rec["frame_index"].tolist() == [-1, -1]

@@ -211,9 +211,9 @@ def test_batching_rule_by_counts():
 
 # -- failures -----------------------------------------------------------------------
 
-def test_a_failing_network_call_tags_its_frames_error_and_the_flowgraph_goes_on(tiny_model_path):
-    frames = make_frames(200, seed=35)
-    clf = amcee.classifier(tiny_model_path, max_batch=64)
+def _classifier_failing_on_full_batches(model_path):
+    """A classifier (max_batch 64) whose network calls on 64 frames raise."""
+    clf = amcee.classifier(model_path, max_batch=64)
     classify = clf.engine.classify
 
     def fails_on_large_batches(batch, *args, **kwargs):
@@ -221,6 +221,12 @@ def test_a_failing_network_call_tags_its_frames_error_and_the_flowgraph_goes_on(
             raise RuntimeError("out of memory in a made-up kernel")
         return classify(batch, *args, **kwargs)
     clf.engine.classify = fails_on_large_batches
+    return clf
+
+
+def test_a_failing_network_call_tags_its_frames_error_and_the_flowgraph_goes_on(tiny_model_path):
+    frames = make_frames(200, seed=35)
+    clf = _classifier_failing_on_full_batches(tiny_model_path)
     sink, stores = run_flowgraph(clf, frames)
     tags = amc_tags(sink)
     assert [t.offset for t in tags] == list(range(len(frames)))
@@ -337,14 +343,7 @@ def test_batch_messages_carry_the_per_frame_decisions_and_tags_can_be_switched_o
 
 def test_batch_messages_mark_failed_calls_error(tiny_model_path):
     frames = make_frames(130, seed=36)
-    clf = amcee.classifier(tiny_model_path, max_batch=64)
-    classify = clf.engine.classify
-
-    def fails_on_large_batches(batch, *args, **kwargs):
-        if len(batch) >= 64:
-            raise RuntimeError("made-up failure")
-        return classify(batch, *args, **kwargs)
-    clf.engine.classify = fails_on_large_batches
+    clf = _classifier_failing_on_full_batches(tiny_model_path)
     tb = gr.top_block()
     store = blocks.message_debug()
     tb.connect(blocks.vector_source_c(frames.ravel().tolist(), False, 128), clf, blocks.null_sink(8 * 128))
