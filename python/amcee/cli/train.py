@@ -69,6 +69,9 @@ def _add_model_options(p):
     _option(p, "--distill", dest="distill", type=float,
             help="joint scheme: weight of self-distillation, KL(final exit || early exit) per "
                  "early exit (default: %(default)s = off)")
+    _option(p, "--stem-channels", dest="stem_channels", type=int,
+            help="conv1's output channels (default: --init-from's, else the paper's 64); a "
+                 "narrower stem makes the frames that leave at V0 cheaper (docs/pruning.md)")
     _option(p, "--init-from", dest="init_from", metavar="CHECKPOINT",
             help="start from a checkpoint's weights with a fresh optimiser and schedule "
                  "(fine-tuning); layers are matched by backbone position and exit, so the "

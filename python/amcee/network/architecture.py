@@ -59,9 +59,27 @@ def check_layers(layers):
     return layers
 
 
-def backbone_layers(layers=LAYER_NAMES):
+#: conv1's output channels in the paper.
+PAPER_STEM_CHANNELS = BACKBONE_LAYERS[0][3]
+
+
+def check_stem_channels(stem_channels):
+    """``stem_channels`` as an int if it is a usable width for conv1."""
+    if isinstance(stem_channels, bool) or int(stem_channels) != stem_channels or not 1 <= stem_channels <= 1024:
+        raise ValueError(f"stem_channels must be a whole number from 1 to 1024, got {stem_channels!r}")
+    return int(stem_channels)
+
+
+def backbone_layers(layers=LAYER_NAMES, stem_channels=PAPER_STEM_CHANNELS):
     """(name, kind, in_channels, out_channels) of the backbone made of the
-    paper layers ``layers`` (check_layers), in order.
+    paper layers ``layers`` (check_layers), in order, with conv1 (the stem)
+    ``stem_channels`` wide.
+
+    Why the stem's width is a setting: conv1 reads patches of 2 channels x 3
+    taps, six numbers, and the paper gives it 64 filters; its 64 x L output
+    and the pool and V0 head that read it run memory-bound on a CPU, so a
+    frame that leaves at V0 pays mostly for the stem's width
+    (docs/pruning.md, "Where an exit pays").
 
     Where a left-out conv changed the width, the next kept conv takes the
     width that reaches it as its in-channels and keeps its own out-channels
@@ -71,11 +89,14 @@ def backbone_layers(layers=LAYER_NAMES):
     way only the widened conv's weights start afresh (checkpoint.transfer_weights
     with reshaped=True), every other kept layer keeps its trained weights."""
     kept = set(check_layers(layers))
+    stem_channels = check_stem_channels(stem_channels)
     spec = []
     channels = BACKBONE_LAYERS[0][2]  # I and Q
     for name, kind, _, cout in BACKBONE_LAYERS:
         if name not in kept:
             continue
+        if name == "conv1":
+            cout = stem_channels
         cout = cout if kind == "conv" else channels
         spec.append((name, kind, channels, cout))
         channels = cout
@@ -130,10 +151,13 @@ class ModelConfig:
     #: Backbone layers kept, in order: the paper's (LAYER_NAMES) or a pruned
     #: subset (check_layers; widths bridged as backbone_layers says).
     layers: Tuple[str, ...] = LAYER_NAMES
+    #: conv1's output channels (backbone_layers says why this is a setting).
+    stem_channels: int = PAPER_STEM_CHANNELS
 
     def __post_init__(self):
         self.exits = tuple(self.exits)
         self.layers = check_layers(self.layers)
+        self.stem_channels = check_stem_channels(self.stem_channels)
         if self.exit_head not in EXIT_HEADS:
             raise ValueError(f"unknown exit head {self.exit_head!r}; use one of {', '.join(EXIT_HEADS)}")
         layers = [resolve_exit(e, self.layers) for e in self.exits]
@@ -152,7 +176,7 @@ class ModelConfig:
     @property
     def backbone(self):
         """(name, kind, in_channels, out_channels) of each kept layer (backbone_layers)."""
-        return backbone_layers(self.layers)
+        return backbone_layers(self.layers, self.stem_channels)
 
     @property
     def pruned(self):

@@ -107,7 +107,7 @@ def transfer_weights(source: EarlyExitNet, target: EarlyExitNet, reshaped=False)
                 fresh.append(key)
             elif src[key].shape != value.shape:
                 raise ValueError(f"cannot transfer {key}: shape {tuple(src[key].shape)} "
-                                 f"in the source, {tuple(value.shape)} here (other classes or frame length?)")
+                                 f"in the source, {tuple(value.shape)} here (other classes, frame length or stem width?)")
             else:
                 value.copy_(src[key])
     if len(fresh) == len(dst):

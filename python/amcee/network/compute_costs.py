@@ -7,7 +7,7 @@ measured seconds in place of MACs it is the time ceiling (training.time_costs).
 """
 from torch import nn
 
-from .architecture import LAYER_NAMES, EarlyExitNet, backbone_layers, shape_after
+from .architecture import LAYER_NAMES, PAPER_STEM_CHANNELS, EarlyExitNet, backbone_layers, shape_after
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -24,11 +24,12 @@ def parameter_split(model: EarlyExitNet, exit_index: int = 0):
     return shared, head, rest
 
 
-def layer_macs(frame_len=128, layers=LAYER_NAMES):
+def layer_macs(frame_len=128, layers=LAYER_NAMES, stem_channels=PAPER_STEM_CHANNELS):
     """Multiply-accumulates of each layer of the backbone made of ``layers``
-    (the paper's or a pruned one) for one frame (convs only)."""
+    (the paper's or a pruned one) with a ``stem_channels`` wide conv1, for
+    one frame (convs only)."""
     macs = {}
-    backbone = backbone_layers(layers)
+    backbone = backbone_layers(layers, stem_channels)
     for i, (name, kind, cin, cout) in enumerate(backbone):
         _, length = shape_after(i, frame_len, backbone)
         macs[name] = cin * cout * 3 * length if kind == "conv" else 0
@@ -54,7 +55,7 @@ def exit_costs(model: EarlyExitNet):
     and the backbone alone's cost.  Convolutions and linear layers only, the
     accounting of docs/dataset-and-network.md."""
     config = model.config
-    per_layer = layer_macs(config.frame_len, config.layers)
+    per_layer = layer_macs(config.frame_len, config.layers, config.stem_channels)
     costs = []
     spent = 0
     start = 0

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .architecture import LAYER_NAMES, PRUNABLE_LAYERS, EarlyExitNet, InputGain, ModelConfig
+from .architecture import LAYER_NAMES, PAPER_STEM_CHANNELS, PRUNABLE_LAYERS, EarlyExitNet, InputGain, ModelConfig
 from .compute_costs import exit_costs
 
 SIMILARITIES = ("cka", "cosine")
@@ -206,10 +206,11 @@ def kept_layers(dropped):
     return tuple(name for name in LAYER_NAMES if name not in set(dropped))
 
 
-def backbone_macs(layers, num_classes=10, frame_len=128):
-    """Multiply-accumulates of the backbone made of ``layers``, its classifier included."""
+def backbone_macs(layers, num_classes=10, frame_len=128, stem_channels=PAPER_STEM_CHANNELS):
+    """Multiply-accumulates of the backbone made of ``layers`` with a
+    ``stem_channels`` wide conv1, its classifier included."""
     return exit_costs(EarlyExitNet(ModelConfig(exits=(), num_classes=num_classes, frame_len=frame_len,
-                                               layers=layers)))[1]
+                                               layers=layers, stem_channels=stem_channels)))[1]
 
 
 def segment_choice(segments, names, scores, per_segment=1):

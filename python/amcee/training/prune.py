@@ -21,7 +21,7 @@ from ..data.dataset import split_indices
 from ..data.files import load_dataset
 from ..frames import l1_normalize_frames
 from ..inference.model_file import torch_file_kind
-from ..network.architecture import LAYER_NAMES, PRUNABLE_LAYERS, EarlyExitNet, ModelConfig
+from ..network.architecture import LAYER_NAMES, PAPER_STEM_CHANNELS, PRUNABLE_LAYERS, EarlyExitNet, ModelConfig
 from ..network.checkpoint import load_checkpoint, network_from_model_file, save_checkpoint, transfer_weights
 from ..network.compute_costs import count_parameters, exit_costs
 from ..network.layer_pruning import (SCORES, SIMILARITIES, backbone_macs, baseline_orders, conv_block_outputs,
@@ -121,10 +121,10 @@ def analyse(model, ds, train_idx, config):
     first = names.index(PRUNABLE_LAYERS[0])
     prunable = names[first:]
     sub = matrix[first:, first:]
-    frame_len, classes = model.config.frame_len, model.config.num_classes
+    frame_len, classes, stem = model.config.frame_len, model.config.num_classes, model.config.stem_channels
 
     def macs_of(layers):
-        return backbone_macs(layers, classes, frame_len)
+        return backbone_macs(layers, classes, frame_len, stem)
 
     source_macs = macs_of(LAYER_NAMES)
     candidates = []
@@ -164,7 +164,7 @@ def pruned_network(source, layers):
     """A network of ``layers`` (no early exit) with every weight of
     ``source`` that still fits; returns (network, keys that start afresh)."""
     config = ModelConfig(exits=(), num_classes=source.config.num_classes, frame_len=source.config.frame_len,
-                         dropout=source.config.dropout, layers=layers)
+                         dropout=source.config.dropout, layers=layers, stem_channels=source.config.stem_channels)
     net = EarlyExitNet(config)
     fresh = transfer_weights(source, net, reshaped=True)
     return net, fresh
@@ -221,7 +221,7 @@ def cut_points(layers):
     return tuple(out)
 
 
-def layer_times(layers, frames, repeats, num_classes=10, exit_head="conv"):
+def layer_times(layers, frames, repeats, num_classes=10, exit_head="conv", stem_channels=PAPER_STEM_CHANNELS):
     """Measured seconds per batch of TIMING_BATCH of every part of the
     backbone made of ``layers`` (time_costs.measure_block_times on the
     exported inference graph, untrained weights: time does not depend on
@@ -229,7 +229,7 @@ def layer_times(layers, frames, repeats, num_classes=10, exit_head="conv"):
     head after each part, and the classifier."""
     cuts = cut_points(layers)
     config = ModelConfig(exits=cuts, num_classes=num_classes, frame_len=frames.shape[2], exit_head=exit_head,
-                         layers=layers)
+                         layers=layers, stem_channels=stem_channels)
     with torch.random.fork_rng(devices=[]):
         module = script_for_export(EarlyExitNet(config).eval())
     segments, heads, gathers = measure_block_times(module, frames[:TIMING_BATCH], repeats)
@@ -248,7 +248,7 @@ def layer_times(layers, frames, repeats, num_classes=10, exit_head="conv"):
             "break_even_shares": break_even_shares(segments, heads, gathers)}
 
 
-def backbone_time_fractions(layer_sets, frames, repeats, num_classes=10):
+def backbone_time_fractions(layer_sets, frames, repeats, num_classes=10, stem_channels=PAPER_STEM_CHANNELS):
     """[(seconds per batch, fraction of the paper backbone's time)] of the
     exported backbone of each of ``layer_sets`` on ``frames`` (one batch),
     timed interleaved with the paper backbone: the fraction is the median of
@@ -257,7 +257,8 @@ def backbone_time_fractions(layer_sets, frames, repeats, num_classes=10):
     modules = {}
     with torch.random.fork_rng(devices=[]):
         for key, layers in [("paper", LAYER_NAMES)] + list(enumerate(layer_sets)):
-            config = ModelConfig(exits=(), num_classes=num_classes, frame_len=frames.shape[2], layers=layers)
+            config = ModelConfig(exits=(), num_classes=num_classes, frame_len=frames.shape[2], layers=layers,
+                                 stem_channels=stem_channels)
             modules[key] = script_for_export(EarlyExitNet(config).eval())
     batch = frames[:TIMING_BATCH]
     with torch.inference_mode():
@@ -308,11 +309,12 @@ def prune(config: PruneConfig):
     report["source_network"] = source_entry
     timing_frames = normalised(ds.frames[test_idx[:TIMING_BATCH]])
     if config.timing_repeats:
+        stem = source.config.stem_channels
         report["source_network"]["layer_times"] = layer_times(LAYER_NAMES, timing_frames, config.timing_repeats,
-                                                              source.config.num_classes)
+                                                              source.config.num_classes, stem_channels=stem)
         # What each K would cost in time, before any training.
         fractions = backbone_time_fractions([tuple(c["layers"]) for c in analysis["candidates"]], timing_frames,
-                                            config.timing_repeats, source.config.num_classes)
+                                            config.timing_repeats, source.config.num_classes, stem)
         for candidate, (seconds, fraction) in zip(analysis["candidates"], fractions):
             candidate["backbone_seconds"], candidate["time_fraction"] = seconds, fraction
     from tqdm import tqdm
@@ -328,7 +330,7 @@ def prune(config: PruneConfig):
                      macs_fraction=macs_of(layers) / analysis["source_macs"], **accuracy_figures(model, ds, test_idx))
         if config.timing_repeats:
             entry["layer_times"] = layer_times(tuple(layers), timing_frames, config.timing_repeats,
-                                               source.config.num_classes)
+                                               source.config.num_classes, stem_channels=source.config.stem_channels)
         report["runs"][name] = entry
         _write(report, config)  # each finished network is on disk at once
     report["seconds"] = round(time.perf_counter() - t0, 1)

@@ -43,7 +43,7 @@ from ..data.files import load_dataset
 from ..frames import l1_normalize_frames  # the engine's own normalisation: train as we infer
 from ..inference.exit_rule import entropy10
 from ..inference.model_file import MAX_VERSION_LENGTH, check_model_version
-from ..network.architecture import EXIT_HEADS, LAYER_NAMES, EarlyExitNet, ModelConfig
+from ..network.architecture import EXIT_HEADS, LAYER_NAMES, PAPER_STEM_CHANNELS, EarlyExitNet, ModelConfig
 from ..network.checkpoint import load_checkpoint, save_checkpoint, transfer_weights
 from ..network.export import export_model
 from .exit_simulation import PAPER_THRESHOLD, exit_shares, simulate_exits
@@ -66,6 +66,7 @@ class TrainConfig:
     distill: float = 0.0             # joint scheme: weight of KL(final || early exit) per early exit
     init_from: Optional[str] = None  # start from this checkpoint's weights (fine-tuning)
     layers: Optional[Tuple[str, ...]] = None  # backbone layers kept; None: init_from's, else the paper's
+    stem_channels: Optional[int] = None  # conv1's width; None: init_from's, else the paper's 64
     teacher: Optional[str] = None    # checkpoint whose final exit the final exit also matches (distillation)
     teacher_weight: float = 0.0      # weight of KL(teacher's final || final exit)
     epochs: int = 50                 # the paper's code
@@ -465,9 +466,11 @@ def train(config, resume=None):
 def _train(config, resume, d, device):
     seed_everything(config.seed)  # the same initial weights on every rank
     splits = load_splits(config)
-    if config.layers is None and config.init_from:
-        # A pruned backbone stays pruned: the layers come with its weights.
-        config.layers = load_checkpoint(config.init_from, map_location="cpu")[0].config.layers
+    if config.init_from and (config.layers is None or config.stem_channels is None):
+        # A pruned or narrowed backbone stays so: its shape comes with its weights.
+        source = load_checkpoint(config.init_from, map_location="cpu")[0].config
+        config.layers = source.layers if config.layers is None else config.layers
+        config.stem_channels = source.stem_channels if config.stem_channels is None else config.stem_channels
     model_config, model, forward = _build_model(config, splits, d, device)
     teacher = None
     if config.teacher:
@@ -540,7 +543,8 @@ def _build_model(config, splits, d, device):
     and torch.compile compiles; the model is what checkpoints hold."""
     model_config = ModelConfig(exits=config.exits, num_classes=len(splits.classes),
                                frame_len=splits.sizes["frame_len"], dropout=config.dropout,
-                               exit_head=config.exit_head, layers=config.layers or LAYER_NAMES)
+                               exit_head=config.exit_head, layers=config.layers or LAYER_NAMES,
+                               stem_channels=config.stem_channels or PAPER_STEM_CHANNELS)
     model = EarlyExitNet(model_config).to(device)
     forward = TrainingForward(model, detach_between_blocks=config.scheme == "paper")
     if d.enabled:
