@@ -52,15 +52,18 @@ def model_file_for_timing(checkpoint, folder):
 
 
 def network_facts(config_dict):
-    from gnuradio.amcee.network.architecture import EarlyExitNet, ModelConfig
+    from gnuradio.amcee.network.architecture import PAPER_STEM_CHANNELS, EarlyExitNet, ModelConfig
     from gnuradio.amcee.network.compute_costs import count_parameters, exit_costs
 
     config = ModelConfig.from_dict(config_dict)
     net = EarlyExitNet(config)
     costs, backbone = exit_costs(net)
     backbone_params = count_parameters(net) - sum(count_parameters(b.head) for b in list(net.blocks)[:-1])
-    return {"layers": list(config.layers), "exits": list(config.exit_names), "parameters": count_parameters(net),
-            "backbone_parameters": backbone_params, "backbone_macs": backbone, "exit_macs": costs}
+    layers = [f"conv1({config.stem_channels})" if name == "conv1" and config.stem_channels != PAPER_STEM_CHANNELS
+              else name for name in config.layers]
+    return {"layers": layers, "exits": list(config.exit_names), "parameters": count_parameters(net),
+            "backbone_parameters": backbone_params, "backbone_macs": backbone, "exit_macs": costs,
+            "stem_channels": config.stem_channels}
 
 
 def accuracy(pred, labels, snrs, classes):
@@ -182,14 +185,17 @@ def main(argv=None):
                                                           / len(exits)).tolist()
     # Where an exit pays: each part of the paper backbone and of each method's pruned backbone, timed
     # here (the figures an amcee prune run stores were taken beside its training).
-    from gnuradio.amcee.network.architecture import LAYER_NAMES
+    from gnuradio.amcee.network.architecture import LAYER_NAMES, PAPER_STEM_CHANNELS
     from gnuradio.amcee.training.prune import TIMING_BATCH, layer_times, normalised
 
     batch = normalised(frames[:TIMING_BATCH])
-    layer_sets = [("paper backbone", LAYER_NAMES)]
-    layer_sets += [(f"K={r['analysis']['chosen']['segments']} pruned backbone", tuple(r["analysis"]["chosen"]["layers"]))
-                   for r in prune_reports]
-    timed = [(label, layer_times(layers, batch, 30)) for label, layers in tqdm(layer_sets, desc="layer times")]
+    layer_sets = [("paper backbone", LAYER_NAMES, PAPER_STEM_CHANNELS)]
+    layer_sets += [(f"K={r['analysis']['chosen']['segments']} pruned backbone", tuple(r["analysis"]["chosen"]["layers"]),
+                    PAPER_STEM_CHANNELS) for r in prune_reports]
+    stems = sorted({s for s in (row.get("stem_channels") for row in rows) if s and s != PAPER_STEM_CHANNELS})
+    layer_sets += [(f"paper backbone with a {s}-channel stem", LAYER_NAMES, s) for s in stems]
+    timed = [(label, layer_times(layers, batch, 30, stem_channels=stem))
+             for label, layers, stem in tqdm(layer_sets, desc="layer times")]
     report = {"data": os.path.abspath(args.data), "test_frames": int(len(idx)), "threads": args.threads,
               "layer_times": timed,
               "batch": args.batch, "repeats": args.repeats, "host": host_info(),
@@ -240,7 +246,13 @@ biases it would be exactly R for each); the biases make later layers score sligh
 summed per layer the score keeps the last block of each segment (the scores row below: the six
 agree to within a few hundredths of a percent and rise with depth).  Layers come whole, so a
 baseline's MACs can fall below the method's budget: every table gives each network's MACs.  Early exits are added to the pruned backbone with
-`amcee train --init-from` and calibrated with `amcee calibrate`.\
+`amcee train --init-from` and calibrated with `amcee calibrate`.  Beside layer pruning, a narrower
+stem (`amcee train --stem-channels`, `conv1(16)` in the tables): conv1 reads patches of 2 channels x 3
+taps, six numbers, with 64 filters in the paper; its output, the pool after it and the V0 head that
+reads it run memory-bound, so a frame that leaves at V0 pays mostly for the stem's width, and conv2
+reads the narrower output too.  Those networks are trained from scratch with the paper backbone's
+recipe (5 epochs, batch 500, Adam lr 3e-3 with warm-up and cosine decay, one thread), joint with a
+conv exit head at V0 and self-distillation, then calibrated like the others.\
 """
 
 

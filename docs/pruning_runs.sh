@@ -8,6 +8,10 @@
 #                                       # (run for EARLY and for EARLY=$EARLY_FT)
 #   sh docs/pruning_runs.sh snr-table   # optional: the SNR-conditioned exit table
 #   sh docs/pruning_runs.sh eval        # amcee eval of the candidate
+#   sh docs/pruning_runs.sh stem        # the paper backbone with a 16-channel stem and an exit at V0,
+#                                       # trained from scratch like the reference (STEM, STEM_EXITS);
+#                                       # then calibrate with EARLY=$STEM_RUN, and TIGHT=0.15 for
+#                                       # the 0.15 pp calibration
 #   sh docs/pruning_runs.sh report      # docs/pruning.md and docs/pruning.json, one process
 # Settings come from the environment (defaults below).  AMCEE is the command
 # line of the CLI: `amcee` once installed, else a Python that puts
@@ -28,6 +32,9 @@ FRACTION=${FRACTION:-0.3}                          # of the training split, for 
 EXITS=${EXITS:-V0}
 EARLY_EPOCHS=${EARLY_EPOCHS:-6}
 EARLY_FRACTION=${EARLY_FRACTION:-1.0}
+STEM=${STEM:-16}
+STEM_EXITS=${STEM_EXITS:-V0}
+STEM_RUN=${STEM_RUN:-runs/v2-stem$STEM-ee}
 FAST="--lr 3e-3 --schedule cosine --warmup-epochs 0.3 --threads 1"
 
 case "$1" in
@@ -47,11 +54,15 @@ early-exit-ft)
     $AMCEE train --data "$DATA" --out "$EARLY_FT" --init-from "$EARLY/best.pt" --exits $EXITS \
         --exit-head conv --scheme joint --distill 1 --lr 1e-3 --schedule cosine --warmup-epochs 0 \
         --threads 1 --epochs 4 --model-version v2-pruned-ee-ft ;;
-calibrate)  # EARLY=$EARLY_FT for the continued run
+stem)
+    $AMCEE train --data "$DATA" --out "$STEM_RUN" --exits $STEM_EXITS --exit-head conv --scheme joint --distill 1 \
+        --stem-channels "$STEM" --epochs 5 --batch-size 500 $FAST --model-version "$(basename "$STEM_RUN")" \
+        --description "paper backbone with a $STEM-channel stem and early exits $STEM_EXITS" ;;
+calibrate)  # EARLY=$EARLY_FT for the continued run; TIGHT=0.15 writes model-tight.pt at that budget
     # Exported afresh from best.pt: the model file's code is checked against this checkout's at load.
     $AMCEE export "$EARLY/best.pt" --out "$EARLY/model-uncalibrated.pt" --overwrite
-    $AMCEE calibrate "$EARLY/model-uncalibrated.pt" --data "$DATA" --max-loss 0.4 --temperature --give-up \
-        --favour-snr 20 --class-thresholds --out "$EARLY/model.pt" --overwrite ;;
+    $AMCEE calibrate "$EARLY/model-uncalibrated.pt" --data "$DATA" --max-loss "${TIGHT:-0.4}" --temperature \
+        --give-up --favour-snr 20 --class-thresholds --out "$EARLY/model${TIGHT:+-tight}.pt" --overwrite ;;
 snr-table)  # the SNR-conditioned exit table on top of the thresholds, as the shipped model has
     $AMCEE calibrate "$EARLY/model.pt" --data "$DATA" --snr-aware --max-loss 0.4 --out "$EARLY/model.pt" \
         --overwrite ;;
@@ -61,9 +72,12 @@ report)
     PYTHONPATH=${PYTHONPATH:-build/pytest-pkgroot} $PYTHON docs/pruning_report.py --data "$DATA" \
         --reference "$REFERENCE" --prune-report "$PRUNED/report.json" "$PRUNED_K1/report.json" \
         --early-exit "pruned early exit=$EARLY/model.pt" "pruned early exit, 4 more epochs=$EARLY_FT/model.pt" \
+        "16-channel stem, early exit=runs/v2-stem16-ee/model.pt" \
+        "16-channel stem, early exit, 0.15 pp calibration=runs/v2-stem16-ee/model-tight.pt" \
+        "32-channel stem, early exit=runs/v2-stem32-ee/model.pt" \
         ${CURRENT:+"shipped model (trained on synth_all)=$CURRENT"} \
         --repeats 10 --threads 1 --out docs/pruning.md ;;
 *)
-    echo "usage: $0 prune|prune-k1|early-exit|early-exit-ft|calibrate|snr-table|eval|report" >&2
+    echo "usage: $0 prune|prune-k1|early-exit|early-exit-ft|stem|calibrate|snr-table|eval|report" >&2
     exit 2 ;;
 esac
