@@ -9,7 +9,9 @@
 #   sh docs/pruning_runs.sh snr-table   # optional: the SNR-conditioned exit table
 #   sh docs/pruning_runs.sh eval        # amcee eval of the candidate
 #   sh docs/pruning_runs.sh stem        # the paper backbone with a 16-channel stem and an exit at V0,
-#                                       # trained from scratch like the reference (STEM, STEM_EXITS);
+#                                       # trained from scratch like the reference (STEM, STEM_EXITS,
+#                                       # STEM_EPOCHS; the 20-epoch run: STEM_EXITS="V0 V1"
+#                                       # STEM_EPOCHS=20 STEM_RUN=runs/v2-stem16-v0v1-long);
 #                                       # then calibrate with EARLY=$STEM_RUN, and TIGHT=0.15 for
 #                                       # the 0.15 pp calibration
 #   sh docs/pruning_runs.sh report      # docs/pruning.md and docs/pruning.json, one process
@@ -35,6 +37,7 @@ EARLY_FRACTION=${EARLY_FRACTION:-1.0}
 STEM=${STEM:-16}
 STEM_EXITS=${STEM_EXITS:-V0}
 STEM_RUN=${STEM_RUN:-runs/v2-stem$STEM-ee}
+STEM_EPOCHS=${STEM_EPOCHS:-5}
 FAST="--lr 3e-3 --schedule cosine --warmup-epochs 0.3 --threads 1"
 
 case "$1" in
@@ -56,7 +59,7 @@ early-exit-ft)
         --threads 1 --epochs 4 --model-version v2-pruned-ee-ft ;;
 stem)
     $AMCEE train --data "$DATA" --out "$STEM_RUN" --exits $STEM_EXITS --exit-head conv --scheme joint --distill 1 \
-        --stem-channels "$STEM" --epochs 5 --batch-size 500 $FAST --model-version "$(basename "$STEM_RUN")" \
+        --stem-channels "$STEM" --epochs "$STEM_EPOCHS" --batch-size 500 $FAST --model-version "$(basename "$STEM_RUN")" \
         --description "paper backbone with a $STEM-channel stem and early exits $STEM_EXITS" ;;
 calibrate)  # EARLY=$EARLY_FT for the continued run; TIGHT=0.15 writes model-tight.pt at that budget
     # Exported afresh from best.pt: the model file's code is checked against this checkout's at load.
@@ -75,6 +78,9 @@ report)
         "16-channel stem, early exit=runs/v2-stem16-ee/model.pt" \
         "16-channel stem, early exit, 0.15 pp calibration=runs/v2-stem16-ee/model-tight.pt" \
         "32-channel stem, early exit=runs/v2-stem32-ee/model.pt" \
+        "16-channel stem, exits V0 V1=runs/v2-stem16-v0v1/model.pt" \
+        "16-channel stem, exits V0 V1, 0.15 pp calibration=runs/v2-stem16-v0v1/model-tight.pt" \
+        "16-channel stem, exits V0 V1, 20 epochs=runs/v2-stem16-v0v1-long/model.pt" \
         ${CURRENT:+"shipped model (trained on synth_all)=$CURRENT"} \
         --repeats 10 --threads 1 --out docs/pruning.md ;;
 *)
