@@ -37,6 +37,16 @@ class _MessageSource(gr.sync_block):
         return -1
 
 
+def _recorded(sink, msgs, port):
+    """The sink's records after ``msgs`` reached its ``port``."""
+    tb = gr.top_block()
+    src = _MessageSource(msgs)
+    tb.connect(src, blocks.null_sink(gr.sizeof_char))
+    tb.msg_connect(src, "out", sink, port)
+    tb.run()
+    return sink.records()
+
+
 def test_rows_from_messages_truth_changes_and_reset():
     sink = amcee.classification_sink(["A", "B"])
     msgs = [_message(offset=0, **{"class": 1}, exit=0, entropy=0.1, confidence=0.9, true_label="B", snr=10.0),
@@ -44,12 +54,7 @@ def test_rows_from_messages_truth_changes_and_reset():
             _message(offset=2, **{"class": 0}, exit=1, entropy=0.2, confidence=0.8, true_label="C", snr=10.0),
             _message(offset=3, **{"class": -1}, exit=-1, entropy=math.nan, confidence=0.0),
             pmt.intern("not a dict")]
-    tb = gr.top_block()
-    src = _MessageSource(msgs)
-    tb.connect(src, blocks.null_sink(gr.sizeof_char))
-    tb.msg_connect(src, "out", sink, "in")
-    tb.run()
-    rec = sink.records()
+    rec = _recorded(sink, msgs, "in")
     assert sink.count() == 4
     assert rec["offset"].tolist() == [0, 1, 2, 3] and rec["cls"].tolist() == [1, 0, 0, -1]
     assert rec["exit"].tolist() == [0, 2, 1, -1]
@@ -112,12 +117,7 @@ def test_batch_messages_that_are_not_the_classifiers_are_ignored_and_short_colum
         good = pmt.dict_add(good, pmt.intern(key), value)
     msgs = [pmt.intern("not a dict"), _message(offset=0, **{"class": 1}),  # class not a vector
             good]
-    tb = gr.top_block()
-    src = _MessageSource(msgs)
-    tb.connect(src, blocks.null_sink(gr.sizeof_char))
-    tb.msg_connect(src, "out", sink, "batch")
-    tb.run()
-    rec = sink.records()
+    rec = _recorded(sink, msgs, "batch")
     assert rec["offset"].tolist() == [10, 11] and rec["cls"].tolist() == [1, -1]  # error counts as -1
     assert rec["exit"].tolist() == [0, -1] and rec["true_cls"].tolist() == [1, -1]
     assert np.isnan(rec["entropy"]).all() and rec["confidence"].tolist() == pytest.approx([0.9, 0.0])

@@ -90,8 +90,9 @@ class classifier(gr.sync_block):
         self.frame_len = self.engine.frame_len
         # torch's CPU thread count is per calling thread (OpenMP), and work()
         # runs in GNU Radio's scheduler thread: set it there, on the first call.
-        # Two threads by default: 1.4x the block's frames/s of one on a 2-core
-        # machine, its message consumer and source included (docs/performance.md).
+        # Two threads by default: the engine loads single-threaded, so no other
+        # OpenMP team slows this thread's, and a second thread speeds the block
+        # up even on two cores (docs/performance.md).
         self._num_threads = int(num_threads)
         self._threads_set = False
         self.input_format = input_format

@@ -280,10 +280,10 @@ def _share_pool(block, next_block):
 def _flush_subnormal_weights(module):
     """Zero every weight and buffer below float32's smallest normal number.
     Weight decay leaves the weights of unused filters there, and on x86 every
-    product with a subnormal number takes many times longer: a model trained
-    20 epochs, with 467 such weights, classified at half its speed where few
-    frames leave early (docs/pruning.md).  Their products are below 1e-38:
-    zero changes no output beyond float rounding."""
+    product with a subnormal number takes many times longer, so a long-trained
+    model ran markedly slower where few frames leave early (docs/pruning.md).
+    Their products are below 1e-38: zero changes no output beyond float
+    rounding."""
     tiny = torch.finfo(torch.float32).tiny
     for tensor in list(module.parameters()) + list(module.buffers()):
         if tensor.is_floating_point():
