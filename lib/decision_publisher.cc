@@ -4,11 +4,10 @@
  * SPDX-License-Identifier: GPL-3.0-or-later
  */
 
+#include "pmt_numbers.h"
 #include <gnuradio/amcee/decision_publisher.h>
 #include <gnuradio/block_detail.h>
 #include <algorithm>
-#include <cmath>
-#include <limits>
 #include <stdexcept>
 
 namespace gr {
@@ -26,12 +25,6 @@ const pmt::pmt_t KEY_OFFSET = pmt::intern("offset");
 const pmt::pmt_t KEY_SNR = pmt::intern("snr");
 const pmt::pmt_t KEY_TRUE_LABEL = pmt::intern("true_label");
 const pmt::pmt_t KEY_FRAME_INDEX = pmt::intern("frame_index");
-
-double real_or_nan(const pmt::pmt_t& v)
-{
-    return pmt::is_number(v) && !pmt::is_complex(v) ? pmt::to_double(v)
-                                                     : std::numeric_limits<double>::quiet_NaN();
-}
 
 //! A PMT vector of n values (nil where none): no new object per item.
 pmt::pmt_t value_vector(const std::vector<pmt::pmt_t>& values, size_t n)

@@ -5,6 +5,7 @@
  */
 
 #include "decision_sink_impl.h"
+#include "pmt_numbers.h"
 #include <gnuradio/io_signature.h>
 #include <cmath>
 #include <limits>
@@ -43,22 +44,6 @@ pmt::pmt_t column(const pmt::pmt_t& msg, const pmt::pmt_t& key, size_t n, Check 
     return v;
 }
 
-int64_t to_int(const pmt::pmt_t& v, int64_t missing)
-{
-    if (pmt::is_null(v))
-        return missing;
-    if (pmt::is_uint64(v))
-        return static_cast<int64_t>(pmt::to_uint64(v));
-    if (pmt::is_integer(v))
-        return pmt::to_long(v);
-    return missing;
-}
-
-double to_real(const pmt::pmt_t& v)
-{
-    return pmt::is_number(v) && !pmt::is_complex(v) ? pmt::to_double(v)
-                                                     : std::numeric_limits<double>::quiet_NaN();
-}
 } // namespace
 
 decision_sink::sptr decision_sink::make(const std::vector<std::string>& classes)
@@ -87,14 +72,14 @@ void decision_sink_impl::handle(const pmt::pmt_t& msg)
         return;
     }
     std::lock_guard<std::mutex> guard(d_mutex);
-    append(to_int(field(msg, OFFSET), -1),
-           to_int(field(msg, CLASS), -1),
-           to_int(field(msg, EXIT), -1),
-           static_cast<float>(to_real(field(msg, ENTROPY))),
-           static_cast<float>(to_real(field(msg, CONFIDENCE))),
+    append(integer_or(field(msg, OFFSET), -1),
+           integer_or(field(msg, CLASS), -1),
+           integer_or(field(msg, EXIT), -1),
+           static_cast<float>(real_or_nan(field(msg, ENTROPY))),
+           static_cast<float>(real_or_nan(field(msg, CONFIDENCE))),
            field(msg, TRUE_LABEL),
-           to_real(field(msg, SNR)),
-           to_int(field(msg, FRAME_INDEX), -1));
+           real_or_nan(field(msg, SNR)),
+           integer_or(field(msg, FRAME_INDEX), -1));
 }
 
 void decision_sink_impl::handle_batch(const pmt::pmt_t& msg)
@@ -112,7 +97,7 @@ void decision_sink_impl::handle_batch(const pmt::pmt_t& msg)
     const pmt::pmt_t snr = column(msg, SNR, n, pmt::is_f64vector);
     const pmt::pmt_t labels = column(msg, TRUE_LABEL, n, pmt::is_vector);
     const pmt::pmt_t index = column(msg, FRAME_INDEX, n, pmt::is_vector);
-    const int64_t first = to_int(field(msg, OFFSET), -1);
+    const int64_t first = integer_or(field(msg, OFFSET), -1);
     const float nan = std::numeric_limits<float>::quiet_NaN();
 
     std::lock_guard<std::mutex> guard(d_mutex);
@@ -125,7 +110,7 @@ void decision_sink_impl::handle_batch(const pmt::pmt_t& msg)
                pmt::is_null(labels) ? NOT_FOUND : pmt::vector_ref(labels, i),
                pmt::is_null(snr) ? std::numeric_limits<double>::quiet_NaN()
                                  : pmt::f64vector_ref(snr, i),
-               pmt::is_null(index) ? -1 : to_int(pmt::vector_ref(index, i), -1));
+               pmt::is_null(index) ? -1 : integer_or(pmt::vector_ref(index, i), -1));
 }
 
 void decision_sink_impl::append(int64_t offset,

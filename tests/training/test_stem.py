@@ -28,7 +28,7 @@ def test_stem_width_sets_conv1_and_the_next_layers_input():
     # conv1: 2*C*3*128 MACs; conv2: C*64*3*64; the V0 head's conv: C*16*3*16.
     assert paper[1] - narrow[1] == 48 * (2 * 3 * 128 + 64 * 3 * 64)
     assert paper[0][0] - narrow[0][0] == 48 * (2 * 3 * 128 + 16 * 3 * 16)
-    for bad in (0, 2.5, True, "32", 4096):
+    for bad in (0, 2.5, True, "32", "x", None, float("nan"), float("inf"), 4096):
         with pytest.raises(ValueError, match="stem_channels must be a whole number"):
             ModelConfig(exits=(), stem_channels=bad)
 

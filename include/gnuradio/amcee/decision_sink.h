@@ -22,8 +22,9 @@ namespace amcee {
  *
  * Connect the classifier's \c classification port to \c in, or its
  * \c batch port to \c batch (one message per work() call, the same rows).
- * Every PMT dict message on \c in becomes a row of columns (offset, class, exit, entropy, confidence,
- * true class, SNR, frame index, truth changed), read with records() at any
+ * Every PMT dict message on \c in becomes a row of columns (offset, class,
+ * exit, entropy, confidence, true class, SNR, frame index, truth changed),
+ * read with records() at any
  * time from any thread.  The messages are handled in C++: a Python handler
  * cost more per message than the network spent per frame.
  */

@@ -125,19 +125,19 @@ class EarlyExitEngine:
             malloc_tuning.keep_freed_memory()
         with one_torch_thread():  # the load's checks run the network: no OpenMP team left here
             self.model = load_model(model_path, device=self.device, trust_model_code=trust_model_code)
-        self.max_batch = int(max_batch)
-        self._lock = threading.Lock()
-        self._thresholds = self._give_up = None
-        self._threshold_values = self._give_up_values = ()
-        self._user_thresholds = self._user_give_up = False
-        self.snr_table = model_snr_table(self.model)
-        self._table_tensors = None
-        if self.snr_table is not None:
-            self._table_tensors = rule_tensors(self.snr_table, self.model.default_thresholds,
-                                               self.model.default_give_up, len(self.classes), self.device)
-        self.set_thresholds(thresholds)
-        self.set_give_up(give_up)
-        self._check_full_batch()
+            self.max_batch = int(max_batch)
+            self._lock = threading.Lock()
+            self._thresholds = self._give_up = None
+            self._threshold_values = self._give_up_values = ()
+            self._user_thresholds = self._user_give_up = False
+            self.snr_table = model_snr_table(self.model)
+            self._table_tensors = None
+            if self.snr_table is not None:
+                self._table_tensors = rule_tensors(self.snr_table, self.model.default_thresholds,
+                                                   self.model.default_give_up, len(self.classes), self.device)
+            self.set_thresholds(thresholds)
+            self.set_give_up(give_up)
+            self._check_full_batch()
 
     # -- model facts ----------------------------------------------------------
     @property
@@ -228,12 +228,11 @@ class EarlyExitEngine:
         frames = rng.standard_normal((self.max_batch, 2, self.frame_len)).astype(np.float32)
         model = self.model
         try:
-            with one_torch_thread():
-                self.classify(frames, thresholds=model.default_thresholds, give_up=model.default_give_up)
-                if self._table_tensors is not None:  # every bin of the table, and frames without a value
-                    bins = np.arange(len(frames)) % (self.snr_table.num_bins + 1)
-                    edges = np.asarray((-np.inf,) + self.snr_table.edges_db + (np.nan,))
-                    self.classify(frames, snr_db=edges[bins])
+            self.classify(frames, thresholds=model.default_thresholds, give_up=model.default_give_up)
+            if self._table_tensors is not None:  # every bin of the table, and frames without a value
+                bins = np.arange(len(frames)) % (self.snr_table.num_bins + 1)
+                edges = np.asarray((-np.inf,) + self.snr_table.edges_db + (np.nan,))
+                self.classify(frames, snr_db=edges[bins])
         except Exception as exc:
             raise ModelFileError(f"{self.model.path}: model fails on a batch of {self.max_batch} frames "
                                  f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None

@@ -65,7 +65,8 @@ PAPER_STEM_CHANNELS = BACKBONE_LAYERS[0][3]
 
 def check_stem_channels(stem_channels):
     """``stem_channels`` as an int if it is a usable width for conv1."""
-    if isinstance(stem_channels, bool) or int(stem_channels) != stem_channels or not 1 <= stem_channels <= 1024:
+    if not isinstance(stem_channels, (int, float)) or isinstance(stem_channels, bool) \
+            or not float(stem_channels).is_integer() or not 1 <= stem_channels <= 1024:
         raise ValueError(f"stem_channels must be a whole number from 1 to 1024, got {stem_channels!r}")
     return int(stem_channels)
 
