@@ -14,6 +14,13 @@
 #                                       # STEM_EPOCHS=20 STEM_RUN=runs/v2-stem16-v0v1-long);
 #                                       # then calibrate with EARLY=$STEM_RUN, and TIGHT=0.15 for
 #                                       # the 0.15 pp calibration
+#   sh docs/pruning_runs.sh stem-more   # STEM_RUN trained on at a lower learning rate, distilling the
+#                                       # 20-epoch paper backbone (LONG, after the backbone stage's first
+#                                       # run) into its final exit (STEM_MORE_RUN, STEM_MORE_EPOCHS);
+#                                       # calibrate with EARLY=$STEM_MORE_RUN
+#   sh docs/pruning_runs.sh backbone    # the paper backbone trained like the stem runs (LONG_EPOCHS),
+#                                       # then LONG_MORE_EPOCHS more like stem-more: the reference the
+#                                       # goals are measured against
 #   sh docs/pruning_runs.sh report      # docs/pruning.md and docs/pruning.json, one process
 # Settings come from the environment (defaults below).  AMCEE is the command
 # line of the CLI: `amcee` once installed, else a Python that puts
@@ -38,6 +45,13 @@ STEM=${STEM:-16}
 STEM_EXITS=${STEM_EXITS:-V0}
 STEM_RUN=${STEM_RUN:-runs/v2-stem$STEM-ee}
 STEM_EPOCHS=${STEM_EPOCHS:-5}
+STEM_MORE_RUN=${STEM_MORE_RUN:-runs/v2-stem16-v0v1-30t}
+STEM_MORE_EPOCHS=${STEM_MORE_EPOCHS:-10}
+LONG=${LONG:-runs/v2-backbone-long}                # the paper backbone, 20 epochs
+LONG_EPOCHS=${LONG_EPOCHS:-20}
+LONG_MORE=${LONG_MORE:-runs/v2-backbone-30}        # ... and 10 more at a lower learning rate
+LONG_MORE_EPOCHS=${LONG_MORE_EPOCHS:-10}
+MORE="--lr 1e-3 --schedule cosine --warmup-epochs 0 --threads 1"
 FAST="--lr 3e-3 --schedule cosine --warmup-epochs 0.3 --threads 1"
 
 case "$1" in
@@ -61,6 +75,18 @@ stem)
     $AMCEE train --data "$DATA" --out "$STEM_RUN" --exits $STEM_EXITS --exit-head conv --scheme joint --distill 1 \
         --stem-channels "$STEM" --epochs "$STEM_EPOCHS" --batch-size 500 $FAST --model-version "$(basename "$STEM_RUN")" \
         --description "paper backbone with a $STEM-channel stem and early exits $STEM_EXITS" ;;
+stem-more)
+    $AMCEE train --data "$DATA" --out "$STEM_MORE_RUN" --init-from "$STEM_RUN/best.pt" --exits $STEM_EXITS \
+        --exit-head conv --scheme joint --distill 1 --stem-channels "$STEM" --epochs "$STEM_MORE_EPOCHS" \
+        --teacher "$LONG/best.pt" --teacher-weight 1 \
+        --batch-size 500 $MORE --threads 2 --model-version "$(basename "$STEM_MORE_RUN")" \
+        --description "paper backbone with a $STEM-channel stem and early exits $STEM_EXITS, trained on with the paper backbone as teacher" ;;
+backbone)  # two threads: it ran beside the stem runs' one
+    $AMCEE train --data "$DATA" --out "$LONG" --exits none --epochs "$LONG_EPOCHS" --batch-size 500 \
+        $FAST --threads 2 --model-version "$(basename "$LONG")" --description "paper backbone"
+    $AMCEE train --data "$DATA" --out "$LONG_MORE" --init-from "$LONG/best.pt" --exits none \
+        --epochs "$LONG_MORE_EPOCHS" --batch-size 500 $MORE --threads 2 \
+        --model-version "$(basename "$LONG_MORE")" --description "paper backbone, trained on" ;;
 calibrate)  # EARLY=$EARLY_FT for the continued run; TIGHT=0.15 writes model-tight.pt at that budget
     # Exported afresh from best.pt: the model file's code is checked against this checkout's at load.
     $AMCEE export "$EARLY/best.pt" --out "$EARLY/model-uncalibrated.pt" --overwrite
@@ -73,7 +99,9 @@ eval)
     $AMCEE eval "$EARLY/model.pt" --data "$DATA" --out "$EARLY/eval" --repeats 5 --max-batch 256 --threads 1 ;;
 report)
     PYTHONPATH=${PYTHONPATH:-build/pytest-pkgroot} $PYTHON docs/pruning_report.py --data "$DATA" \
-        --reference "$REFERENCE" --prune-report "$PRUNED/report.json" "$PRUNED_K1/report.json" \
+        --reference "$REFERENCE" --reference-name "paper backbone, 5 epochs" \
+        --backbone "paper backbone, 20 epochs=$LONG/best.pt" "paper backbone, 30 epochs=$LONG_MORE/best.pt" \
+        --goal-reference "paper backbone, 30 epochs" --prune-report "$PRUNED/report.json" "$PRUNED_K1/report.json" \
         --early-exit "pruned early exit=$EARLY/model.pt" "pruned early exit, 4 more epochs=$EARLY_FT/model.pt" \
         "16-channel stem, early exit=runs/v2-stem16-ee/model.pt" \
         "16-channel stem, early exit, 0.15 pp calibration=runs/v2-stem16-ee/model-tight.pt" \
@@ -81,9 +109,10 @@ report)
         "16-channel stem, exits V0 V1=runs/v2-stem16-v0v1/model.pt" \
         "16-channel stem, exits V0 V1, 0.15 pp calibration=runs/v2-stem16-v0v1/model-tight.pt" \
         "16-channel stem, exits V0 V1, 20 epochs=runs/v2-stem16-v0v1-long/model.pt" \
+        "16-channel stem, exits V0 V1, 30 epochs=$STEM_MORE_RUN/model.pt" \
         ${CURRENT:+"shipped model (trained on synth_all)=$CURRENT"} \
         --repeats 10 --threads 1 --out docs/pruning.md ;;
 *)
-    echo "usage: $0 prune|prune-k1|early-exit|early-exit-ft|stem|calibrate|snr-table|eval|report" >&2
+    echo "usage: $0 prune|prune-k1|early-exit|early-exit-ft|stem|stem-more|backbone|calibrate|snr-table|eval|report" >&2
     exit 2 ;;
 esac

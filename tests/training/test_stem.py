@@ -79,3 +79,41 @@ def test_narrow_stem_model_trains_exports_classifies_and_runs_in_the_block(tiny_
     assert load_checkpoint(tmp_path / "more" / "best.pt")[0].config.stem_channels == 16
     net, fresh = pruned_network(model, ("conv1", "pool1", "pool2", "conv3", "conv6", "pool3"))
     assert net.config.stem_channels == 16 and "blocks.0.segment.1.0.weight" not in fresh
+
+
+def test_a_narrow_stem_learns_from_a_teacher(tiny_data, tmp_path, capsys):
+    """amcee train --teacher: the final exit also matches another network's
+    (the paper backbone teaching a 16-channel stem); the loss adds
+    weight x KL(teacher || final exit) and nothing when they agree."""
+    import json
+
+    import torch.nn.functional as F
+
+    from gnuradio.amcee.cli import main
+    from gnuradio.amcee.training.train import TrainConfig, scheme_loss
+
+    config = TrainConfig(data="d", out_dir="o", exits=("V0",), scheme="joint", teacher="t.pt", teacher_weight=0.5)
+    logits = [torch.tensor([[1.0, 0.0, -1.0]]), torch.tensor([[0.5, 0.2, 0.1]])]
+    losses = [torch.tensor(0.3), torch.tensor(0.7)]
+    plain = scheme_loss(losses, config, logits)
+    assert torch.isclose(scheme_loss(losses, config, logits, logits[-1]), plain)
+    teacher = torch.tensor([[-2.0, 0.0, 3.0]])
+    p, q = torch.softmax(teacher, 1), torch.softmax(logits[-1], 1)
+    kl = float((p * (p.log() - q.log())).sum())
+    assert torch.isclose(scheme_loss(losses, config, logits, teacher), plain + 0.5 * kl)
+    assert torch.isclose(scheme_loss(losses, config, logits, teacher) - plain,
+                         0.5 * F.kl_div(q.log(), p, reduction="batchmean"))
+
+    common = ["--data", tiny_data, "--epochs", "1", "--batch-size", "100", "--threads", "1", "--quiet"]
+    assert main(["train", "--out", str(tmp_path / "teacher"), "--exits", "none", *common]) == 0
+    student = tmp_path / "student"
+    assert main(["train", "--out", str(student), "--exits", "V0", "--exit-head", "conv", "--scheme", "joint",
+                 "--stem-channels", "16", "--teacher", str(tmp_path / "teacher" / "best.pt"),
+                 "--teacher-weight", "1", *common]) == 0
+    recorded = json.load(open(student / "config.json"))["train"]
+    assert recorded["teacher"] == str(tmp_path / "teacher" / "best.pt") and recorded["teacher_weight"] == 1.0
+    assert (student / "model.pt").is_file()
+    assert main(["train", "--out", str(tmp_path / "no-weight"), "--teacher", str(tmp_path / "teacher" / "best.pt"),
+                 *common]) != 0
+    assert "teacher_weight must be > 0 with a teacher" in capsys.readouterr().err
+    assert not (tmp_path / "no-weight").exists()

@@ -16,7 +16,7 @@ from ..training.train import SCHEDULES, SCHEMES, SELECT_METRICS, TrainConfig
 #: {field name: default} of every TrainConfig field that has one.
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 #: TrainConfig fields that no option sets (their default always applies).
-NOT_OPTIONS = ("extra", "layers", "teacher", "teacher_weight")  # the latter three: set by amcee prune
+NOT_OPTIONS = ("extra", "layers")  # layers: set by amcee prune
 
 
 def add_parser(subparsers):
@@ -69,6 +69,12 @@ def _add_model_options(p):
     _option(p, "--distill", dest="distill", type=float,
             help="joint scheme: weight of self-distillation, KL(final exit || early exit) per "
                  "early exit (default: %(default)s = off)")
+    _option(p, "--teacher", dest="teacher", metavar="CHECKPOINT",
+            help="distil from another trained network: the final exit also matches this "
+                 "checkpoint's final exit (e.g. a narrow or pruned network learning from the paper "
+                 "backbone; needs --teacher-weight)")
+    _option(p, "--teacher-weight", dest="teacher_weight", type=float,
+            help="weight of KL(teacher's final exit || final exit) (default: %(default)s = off)")
     _option(p, "--stem-channels", dest="stem_channels", type=int,
             help="conv1's output channels (default: --init-from's, else the paper's 64); a "
                  "narrower stem makes the frames that leave at V0 cheaper (docs/pruning.md)")
