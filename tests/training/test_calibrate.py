@@ -217,3 +217,56 @@ def test_snr_aware_calibration_writes_a_table_that_loads_and_is_used(trained, tm
                  "--temperature"]) == 2
     assert "--temperature belong to the plain calibration" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+
+
+def _exits_wrong_when_sure_at_high_snr(n=3000, seed=1):
+    """Two exits; at 20 dB the early exit is surest of all, and wrong, on a
+    quarter of the frames of class 3 (as V0 takes WBFM for another class),
+    the final exit right: a budget over all SNRs can be spent there."""
+    probs, labels, snrs = _random_exits(n, seed)
+    fooled = (snrs == 20.0) & (labels == 3) & (np.random.default_rng(seed).random(n) < 0.25)
+    probs[0, fooled] = np.array([0.9997, 0.0001, 0.0001, 0.0001], dtype=np.float32)
+    probs[1, fooled] = np.array([0.01, 0.01, 0.01, 0.97], dtype=np.float32)
+    return probs, labels, snrs, fooled
+
+
+def test_high_snr_budget():
+    from gnuradio.amcee.training.calibrate import Evaluator, search, search_class_thresholds
+
+    probs, labels, snrs, fooled = _exits_wrong_when_sure_at_high_snr()
+    costs, backbone = [0.3, 1.05], 1.0
+    ev = Evaluator(probs, labels, costs, backbone, snrs=snrs)
+    overall, _ = search(ev, max_loss_pp=4.0)
+    assert overall["high_snr_accuracy_loss_pp"] > 1.0  # the plain budget spends itself at 20 dB
+    bounded, points = search(ev, max_loss_pp=4.0, max_loss_high_snr_pp=0.0)
+    assert bounded["accuracy_loss_pp"] <= 4.0 + 1e-9 and bounded["high_snr_accuracy_loss_pp"] <= 1e-9
+    assert bounded["compute_fraction"] >= overall["compute_fraction"]
+    # The loss at >= 10 dB by hand, on 40 of the points.
+    high = snrs >= 10
+    final_right = probs[1].argmax(1) == labels
+    for p in points[::max(1, len(points) // 40)]:
+        exits = np.where(-(probs[0] * np.log10(probs[0])).sum(1) <= p["thresholds"][0], 0, 1)
+        right = np.where(exits == 0, probs[0].argmax(1) == labels, final_right)
+        assert p["high_snr_accuracy_loss_pp"] == pytest.approx(100 * (final_right[high].mean()
+                                                                       - right[high].mean()), abs=1e-9)
+    classes = search_class_thresholds(ev, bounded, 4.0, max_loss_high_snr_pp=0.0)
+    assert classes["accuracy_loss_pp"] <= 4.0 + 1e-9 and classes["high_snr_accuracy_loss_pp"] <= 1e-9
+    with pytest.raises(ValueError, match="max_loss_high_snr_pp must be >= 0"):
+        search(ev, target_compute=0.5, max_loss_high_snr_pp=0.0)
+    with pytest.raises(ValueError, match="needs frames with SNRs >= 10"):
+        search(Evaluator(probs, labels, costs, backbone), max_loss_pp=4.0, max_loss_high_snr_pp=0.0)
+
+
+def test_cli_high_snr_budget(trained, tmp_path):
+    data, model = trained
+    out = tmp_path / "high.pt"
+    cmd = [sys.executable, os.path.join(ROOT, "apps", "amcee"), "calibrate", model, "--data", data,
+           "--out", str(out), "--max-loss", "5", "--max-loss-high-snr", "0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    point = json.loads(proc.stdout)
+    assert point["constraint"] == {"max_loss_pp": 5.0, "max_loss_high_snr_pp": 0.0}
+    assert point["accuracy_loss_pp"] <= 5 and point["high_snr_accuracy_loss_pp"] <= 1e-9
+    proc = subprocess.run(cmd[:-4] + ["--overwrite", "--snr-aware", "--max-loss-high-snr", "0"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0 and "--max-loss-high-snr belong to the plain calibration" in proc.stderr

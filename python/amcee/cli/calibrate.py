@@ -30,6 +30,10 @@ def add_parser(subparsers):
                         "atomically, whole or not at all")
     p.add_argument("--max-loss", type=float, default=defaults["max_loss_pp"],
                    help="largest accuracy loss against the final exit, percentage points (default: %(default)s)")
+    p.add_argument("--max-loss-high-snr", type=float, default=None, metavar="PP",
+                   help="also: largest accuracy loss against the final exit on the frames at >= 10 dB, "
+                        "percentage points (0: strong signals keep the backbone's accuracy) (default: "
+                        "no such bound)")
     p.add_argument("--target-compute", type=float, default=None,
                    help="instead: largest expected compute as a fraction of the backbone's (e.g. 0.4)")
     p.add_argument("--temperature", action="store_true",
@@ -84,6 +88,7 @@ def run(args):
                                        ("--temperature", args.temperature), ("--give-up", args.give_up),
                                        ("--favour-snr", args.favour_snr is not None),
                                        ("--min-snr-ceiling", args.min_snr_ceiling is not None),
+                                       ("--max-loss-high-snr", args.max_loss_high_snr is not None),
                                        ("--class-thresholds", args.class_thresholds)) if on]
         if other:
             raise ValueError(f"--snr-aware fits the SNR table only; {', '.join(other)} belong to the plain "
@@ -105,7 +110,8 @@ def run(args):
                        split=args.split, split_seed=args.split_seed, points=args.grid_points,
                        give_up=args.give_up, favour_snr=args.favour_snr,
                        min_snr_ceiling=args.min_snr_ceiling,
-                       class_thresholds=args.class_thresholds, progress=not args.quiet)
+                       class_thresholds=args.class_thresholds, progress=not args.quiet,
+                       max_loss_high_snr_pp=args.max_loss_high_snr)
     print_json({"model": record["model"], "model_version": record["model_version"],
                 "constraint": record["constraint"], "temperatures": record["temperatures"],
                 "favour_snr": record["favour_snr"], "min_snr_ceiling_bound": record["min_snr_ceiling"],

@@ -37,6 +37,7 @@ from ..inference.model_file import SNR_TABLE_KEY, thresholds_to_json
 from ..inference.snr_table import estimate_snr_db, validate_snr_table
 from ..network.export import rewrite_metadata, write_model_file
 from .exit_simulation import entropy10, exit_shares, expected_macs, pick_by_exit, simulate_exits
+from .evaluate import HIGH_SNR_DB
 from .time_costs import TIMING_BATCH, measure_engine_exit_costs
 
 GRID_POINTS = {1: 400, 2: 60, 3: 24}
@@ -117,10 +118,14 @@ class Evaluator:
         self.backbone_macs = float(backbone_macs)
         self.final_accuracy = float(self.correct[-1].mean())
         self.num_exits, self.num_classes = all_probs.shape[0], all_probs.shape[2]
-        self.snr_index = self.num_snrs = self.favoured = None
+        self.snr_index = self.num_snrs = self.favoured = self.high_snr = None
         if snrs is not None:
             _, self.snr_index = np.unique(np.asarray(snrs), return_inverse=True)
             self.num_snrs = int(self.snr_index.max()) + 1
+            high = np.asarray(snrs) >= HIGH_SNR_DB - 1e-6
+            if high.any():
+                self.high_snr = high
+                self.final_accuracy_high_snr = float(self.correct[-1][high].mean())
         if favour_snr is not None:
             if snrs is None:
                 raise ValueError("favour_snr needs the frames' SNRs")
@@ -133,7 +138,11 @@ class Evaluator:
         exits = simulate_exits(self.entropies, thresholds, self.give_up, self.predictions)
         shares = exit_shares(exits, self.num_exits)
         macs = expected_macs(shares, self.costs)
-        accuracy = float(pick_by_exit(self.correct, exits).mean())
+        right = pick_by_exit(self.correct, exits)
+        accuracy = float(right.mean())
+        high_snr_loss = None
+        if self.high_snr is not None:
+            high_snr_loss = 100 * (self.final_accuracy_high_snr - float(right[self.high_snr].mean()))
         give_up = [None if g is None or math.isinf(g) else float(g)
                    for g in (self.give_up or [None] * len(thresholds))]
         objective = macs
@@ -147,6 +156,7 @@ class Evaluator:
             min_snr_ceiling = self.backbone_macs / float(per_snr_macs.max())
         return {"thresholds": thresholds_to_json(thresholds), "give_up": give_up, "accuracy": accuracy,
                 "accuracy_loss_pp": 100 * (self.final_accuracy - accuracy),
+                "high_snr_accuracy_loss_pp": high_snr_loss,
                 "exit_shares": shares.tolist(), "expected_macs": macs,
                 "compute_fraction": macs / self.backbone_macs,
                 "compute_ceiling": self.backbone_macs / macs,
@@ -170,6 +180,16 @@ class Evaluator:
         return [math.inf] + sorted(set(float(q) + 1e-6 for q in qs))
 
 
+def within_budget(p, max_loss_pp, max_loss_high_snr_pp=None):
+    """Whether point ``p`` loses at most ``max_loss_pp`` percentage points of
+    the final exit's accuracy, and at most ``max_loss_high_snr_pp`` of its
+    accuracy on the frames at >= HIGH_SNR_DB (where a live strong signal's
+    frames are: a budget over all SNRs alone can spend itself there)."""
+    if p["accuracy_loss_pp"] > max_loss_pp + 1e-9:
+        return False
+    return max_loss_high_snr_pp is None or p["high_snr_accuracy_loss_pp"] <= max_loss_high_snr_pp + 1e-9
+
+
 def _better(a, b, objective):
     """Is point a preferred to b?  Ties broken by accuracy, then compute."""
     if b is None:
@@ -191,17 +211,25 @@ def _bar(progress, total, what, unit="point"):
 
 
 def search(ev, max_loss_pp=None, target_compute=None, points=None, give_up=False, min_snr_ceiling=None,
-           progress=False):
+           progress=False, max_loss_high_snr_pp=None):
     """(best point, all evaluated points) under the constraint.  With
     ``give_up`` the give-up entropies are searched too (a threshold grid per
     give-up combination); otherwise the evaluator's give-up values stay.
     ``min_snr_ceiling`` (needs an evaluator with SNRs) also requires every
     SNR's compute ceiling to be at least that (1.0: no SNR slower than the
-    backbone alone by compute).  ``progress``: bars on stderr."""
+    backbone alone by compute).  ``max_loss_high_snr_pp`` (with
+    ``max_loss_pp``; needs SNRs): also the budget at >= HIGH_SNR_DB.
+    ``progress``: bars on stderr."""
     if (max_loss_pp is None) == (target_compute is None):
         raise ValueError("give exactly one of max_loss_pp and target_compute")
     if max_loss_pp is not None and max_loss_pp < 0:
         raise ValueError(f"max_loss_pp must be >= 0, got {max_loss_pp}")
+    if max_loss_high_snr_pp is not None:
+        if max_loss_pp is None or not max_loss_high_snr_pp >= 0:
+            raise ValueError(f"max_loss_high_snr_pp must be >= 0 and goes with max_loss_pp, "
+                             f"got {max_loss_high_snr_pp}")
+        if ev.high_snr is None:
+            raise ValueError(f"max_loss_high_snr_pp needs frames with SNRs >= {HIGH_SNR_DB:g} dB")
     if target_compute is not None and not 0 < target_compute <= 1:
         raise ValueError(f"target_compute must be a fraction in (0, 1], got {target_compute}")
     n_early = ev.num_exits - 1
@@ -218,7 +246,7 @@ def search(ev, max_loss_pp=None, target_compute=None, points=None, give_up=False
         if min_snr_ceiling is not None and p["min_snr_ceiling"] < min_snr_ceiling - 1e-12:
             return False
         if max_loss_pp is not None:
-            return p["accuracy_loss_pp"] <= max_loss_pp + 1e-9
+            return within_budget(p, max_loss_pp, max_loss_high_snr_pp)
         return p["compute_fraction"] <= target_compute + 1e-12
 
     objective = "compute" if max_loss_pp is not None else "accuracy"
@@ -251,7 +279,8 @@ def search(ev, max_loss_pp=None, target_compute=None, points=None, give_up=False
     return best, evaluated
 
 
-def search_class_thresholds(ev, best, max_loss_pp, min_snr_ceiling=None, progress=False):
+def search_class_thresholds(ev, best, max_loss_pp, min_snr_ceiling=None, progress=False,
+                            max_loss_high_snr_pp=None):
     """Class thresholds (one per early exit and predicted class) under the
     same accuracy budget, with ``best``'s give-up values.
 
@@ -273,18 +302,19 @@ def search_class_thresholds(ev, best, max_loss_pp, min_snr_ceiling=None, progres
     with _bar(progress, len(CLASS_STARTS), "class thresholds", unit="start") as bar:
         for start in CLASS_STARTS:
             table = np.repeat((start * per_exit)[:, None], n_classes, axis=1)
-            point = _grow_class_thresholds(ev, table, entropies, max_loss_pp, min_snr_ceiling)
+            point = _grow_class_thresholds(ev, table, entropies, max_loss_pp, min_snr_ceiling,
+                                           max_loss_high_snr_pp)
             bar.update()
             # Raising a threshold never raises a frame's cost, so the per-SNR
             # ceilings only grow during the search: the bound is checked at its end.
             if min_snr_ceiling is not None and point["min_snr_ceiling"] < min_snr_ceiling - 1e-12:
                 continue
-            if point["accuracy_loss_pp"] <= max_loss_pp + 1e-9 and _better(point, best, "compute"):
+            if within_budget(point, max_loss_pp, max_loss_high_snr_pp) and _better(point, best, "compute"):
                 best = point
     return best
 
 
-def _grow_class_thresholds(ev, table, entropies, max_loss_pp, min_snr_ceiling=None):
+def _grow_class_thresholds(ev, table, entropies, max_loss_pp, min_snr_ceiling=None, max_loss_high_snr_pp=None):
     """Greedy steps from ``table``: each raises the one threshold that saves
     the most compute (the objective, plus a tenth of all frames' compute) per
     frame it gets wrong, past 1/CLASS_STEPS of the frames predicted as that
@@ -314,7 +344,7 @@ def _grow_class_thresholds(ev, table, entropies, max_loss_pp, min_snr_ceiling=No
             gain = (current["objective_compute"] - p["objective_compute"]
                     + 0.1 * (current["compute_fraction"] - p["compute_fraction"])
                     + CEILING_WEIGHT * (shortfall(current) - shortfall(p)))
-            if gain <= 0 or p["accuracy_loss_pp"] > max_loss_pp + 1e-9:
+            if gain <= 0 or not within_budget(p, max_loss_pp, max_loss_high_snr_pp):
                 continue
             score = gain / (max(0.0, current["accuracy"] - p["accuracy"]) * n + 0.5)
             if step is None or score > step[0]:
@@ -398,7 +428,8 @@ def scale_heads(module, temperatures):
 
 def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, temperature=False,
               split="val", split_seed=0, max_batch=None, points=None, give_up=False,
-              favour_snr=None, min_snr_ceiling=None, class_thresholds=False, progress=False):
+              favour_snr=None, min_snr_ceiling=None, class_thresholds=False, progress=False,
+              max_loss_high_snr_pp=None):
     """Choose thresholds (and temperatures) on ``split`` and write ``out_path``.
 
     ``class_thresholds``: after the per-exit search, also search one
@@ -423,14 +454,18 @@ def calibrate(model_path, data, out_path, max_loss_pp=0.5, target_compute=None, 
     ev = Evaluator(all_probs, labels, engine.meta["exit_macs"], engine.meta["backbone_macs"],
                    give_up=list(engine.give_up), snrs=ds.snrs[rows], favour_snr=favour_snr)
     best, evaluated = search(ev, max_loss_pp=max_loss_pp, target_compute=target_compute, points=points,
-                             give_up=give_up, min_snr_ceiling=min_snr_ceiling, progress=progress)
+                             give_up=give_up, min_snr_ceiling=min_snr_ceiling, progress=progress,
+                             max_loss_high_snr_pp=max_loss_high_snr_pp)
     per_exit_choice = best
     if class_thresholds:
-        best = search_class_thresholds(ev, best, max_loss_pp, min_snr_ceiling, progress=progress)
+        best = search_class_thresholds(ev, best, max_loss_pp, min_snr_ceiling, progress=progress,
+                                       max_loss_high_snr_pp=max_loss_high_snr_pp)
+    constraint = ({"max_loss_pp": max_loss_pp} if max_loss_pp is not None else {"target_compute": target_compute})
+    if max_loss_high_snr_pp is not None:
+        constraint["max_loss_high_snr_pp"] = max_loss_high_snr_pp
     record = {
         "method": "grid" if engine.num_exits - 1 <= MAX_FULL_GRID_EXITS else "coordinate-descent",
-        "constraint": ({"max_loss_pp": max_loss_pp} if max_loss_pp is not None
-                       else {"target_compute": target_compute}),
+        "constraint": constraint,
         "favour_snr": favour_snr, "min_snr_ceiling": min_snr_ceiling,
         "data": os.path.abspath(data), "split": split, "split_seed": split_seed, "frames": int(len(labels)),
         "final_exit_accuracy": ev.final_accuracy, "chosen": best,
