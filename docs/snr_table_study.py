@@ -2,7 +2,8 @@
 on the validation split, scored on the test split (held out), all by
 simulation from every exit's outputs (training.exit_simulation, the
 engine's rule bit for bit) with each frame's SNR estimated by the module's
-estimator and one fixed per-frame time cost per exit.
+estimator and one fixed per-frame time per exit path (the exit it leaves
+at and the heads it ran: time_costs.measure_engine_path_costs).
 
 Printed per setting (grid points per exit in a bin, accuracy budget, per-bin
 speed bound): validation accuracy of the table and of the plain rule, test
@@ -40,14 +41,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", required=True)
-    parser.add_argument("--costs", type=float, nargs="+", default=None,
-                        help="time per frame leaving at each exit, backbone = 1 (default: the model's "
-                             "calibration record's)")
     args = parser.parse_args()
     engine = EarlyExitEngine(args.model)
     ds = load_dataset(args.data)
     labels, _ = labels_for_model(ds, engine.classes, engine.frame_len)
-    costs = np.asarray(args.costs or engine.meta["calibration"]["snr_table"]["exit_time_costs"], dtype=np.float64)
+    record = ((engine.meta.get("calibration") or {}).get("snr_table") or {}).get("exit_path_costs")
+    if record:  # the times the model's table was fitted with
+        path_costs = {(p["exit"], tuple(p["heads_before"])): p["time"] for p in record}
+    else:
+        from gnuradio.amcee.training.time_costs import TIMING_BATCH, measure_engine_path_costs
+
+        path_costs = measure_engine_path_costs(engine, ds.frames[:4 * TIMING_BATCH])
+    every_head = calibrate.setting_costs(path_costs, [0.0] * (engine.num_exits - 1),
+                                          [float("inf")] * (engine.num_exits - 1), engine.num_exits)
     val = split_outputs(engine, ds, labels, "val")
     test_probs, test_labels, test_snr, test_est = split_outputs(engine, ds, labels, "test")
     plain_t, plain_g = engine.model.default_thresholds, engine.model.default_give_up
@@ -55,24 +61,30 @@ def main():
     predictions = test_probs.argmax(2)
     correct = predictions == test_labels[None]
     plain_exits = simulate_exits(entropies, plain_t, plain_g, predictions)
-    print(f"exit costs {np.round(costs, 3).tolist()}; test frames {len(test_labels)}")
+    print(f"exit path costs { {str(k): round(v, 3) for k, v in path_costs.items()} }; "
+          f"test frames {len(test_labels)}")
+    plain_times = calibrate.setting_costs(path_costs, plain_t, plain_g, engine.num_exits)[plain_exits]
     for grid, budget, speed in SETTINGS:
         calibrate.SNR_GRID_POINTS = grid
-        ev = calibrate.Evaluator(val[0], val[1], costs, 1.0)
+        ev = calibrate.Evaluator(val[0], val[1], every_head, 1.0)
         try:
-            table, summary = calibrate.fit_snr_table(ev, val[3], costs, plain_t, plain_g, calibrate.SNR_EDGES_DB,
-                                                     budget, speed)
+            table, summary = calibrate.fit_snr_table(ev, val[3], path_costs, plain_t, plain_g,
+                                                     calibrate.SNR_EDGES_DB, budget, speed)
         except ValueError as exc:
             print(f"grid {grid}, budget {budget} pp, bins >= {speed}x: none ({exc})")
             continue
         table = validate_snr_table(table, engine.num_exits, len(engine.classes))
         exits = simulate_exits_by_snr(entropies, predictions, table, test_est, plain_t, plain_g)
+        bins, times = table.bins(test_est), np.empty(len(exits))
+        for b in np.unique(bins):
+            t, g = (plain_t, plain_g) if b < 0 else (table.thresholds[b], table.give_up[b])
+            times[bins == b] = calibrate.setting_costs(path_costs, t, g, engine.num_exits)[exits[bins == b]]
         acc, plain_acc = pick_by_exit(correct, exits).mean(), pick_by_exit(correct, plain_exits).mean()
         print(f"grid {grid}, budget {budget} pp, bins >= {speed}x: val {100 * summary['accuracy']:.2f} % "
               f"(plain {100 * summary['plain_accuracy']:.2f}), test {100 * acc:.2f} % (plain {100 * plain_acc:.2f}, "
               f"{100 * (acc - plain_acc):+.2f} pp)")
-        print("   " + " ".join(f"{s:g}:{1 / costs[plain_exits[test_snr == s]].mean():.2f}/"
-                               f"{1 / costs[exits[test_snr == s]].mean():.2f}" for s in np.unique(test_snr)))
+        print("   " + " ".join(f"{s:g}:{1 / plain_times[test_snr == s].mean():.2f}/"
+                               f"{1 / times[test_snr == s].mean():.2f}" for s in np.unique(test_snr)))
 
 
 if __name__ == "__main__":

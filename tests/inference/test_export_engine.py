@@ -146,7 +146,7 @@ def test_wrong_frame_size_is_refused(engine):
 
 @pytest.mark.parametrize("bad, message", [
     (float("nan"), "finite"), (-0.1, ">= 0"), (float("inf"), "finite"),
-    ([0.1, 0.2, 0.3], "has 2 early exit"), ("high", "number or a list"), ([0.1, None], "number or a list"),
+    ([0.1, 0.2, 0.3], "has 2 early exit"), ("high", "number or a list"), ([0.1, [None] * 10], "lists of 10 numbers"),
     # class thresholds (one per class of the 10): wrong length, bad values, not numbers
     ([[0.1] * 9, 0.2], "have 9 values but the model has 10 classes"),
     ([[0.1] * 9 + [float("nan")], 0.2], "finite"), ([[0.1] * 9 + [-1.0], 0.2], ">= 0"),

@@ -148,3 +148,30 @@ def test_weights_changed_after_export_are_refused_even_with_valid_crcs(exported,
     with pytest.raises(ModelFileError, match="changed after export"):
         load_model(edited)
     load_model(edited, trust_model_code=True)  # the user's choice: as it is
+
+
+def test_a_file_of_an_earlier_version_is_written_again_with_this_versions_code(exported, tmp_path, capsys):
+    """amcee export OLD.pt: a model file whose code an earlier gr-amcee wrote
+    (here: the code with a comment added) is refused without
+    --trust-model-code, and with it written again with this version's code,
+    its weights and metadata kept."""
+    import torch
+
+    from gnuradio.amcee.cli import main
+    from gnuradio.amcee.inference.model_file import load_model, weights_digest
+
+    with zipfile.ZipFile(exported) as archive:
+        entry = forward_entry(archive.namelist())
+    old = rewrite(exported, tmp_path / "old.pt", lambda n, d: d + b"# an earlier version\n" if n == entry else d)
+    new = tmp_path / "new.pt"
+    assert main(["export", str(old), "--out", str(new)]) != 0
+    err = capsys.readouterr().err
+    assert "did not write" in err and "amcee export FILE --out NEW.pt --trust-model-code" in err
+    assert not new.exists()
+    assert main(["export", str(old), "--out", str(new), "--trust-model-code"]) == 0
+    before, after = load_model(str(old), trust_model_code=True), load_model(str(new))  # no trust needed now
+    assert after.meta["thresholds"] == before.meta["thresholds"] and after.version == before.version
+    assert weights_digest(after.module) == weights_digest(before.module)
+    x = torch.randn(4, 2, 128)
+    for a, b in zip(before.module.exit_logits(x), after.module.exit_logits(x)):
+        assert torch.equal(a, b)

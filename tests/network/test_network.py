@@ -1,6 +1,7 @@
 """The paper's networks: layer layout, parameter counts, compute accounting."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -145,3 +146,65 @@ def test_export_zeroes_subnormal_weights_and_keeps_the_outputs():
     x = torch.randn(16, 2, 128) / 128
     for got, want in zip(folded.exit_logits(x), net.exit_logits(x)):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_an_exit_that_is_off_does_not_run_its_head_and_changes_no_answer():
+    """EXIT_OFF (threshold null) with no give-up value: no frame leaves there,
+    and the head runs only for the rows that may leave (per-row thresholds
+    of the SNR table), or not at all; the answers are those of the rule
+    computed from every exit's outputs."""
+    from gnuradio.amcee.inference.model_file import EXIT_OFF, thresholds_to_json, validate_thresholds
+    from gnuradio.amcee.training.exit_simulation import simulate_exits
+
+    torch.manual_seed(0)
+    model = EarlyExitNet(ModelConfig(exits=("V0", "V1"), exit_head="conv")).eval()
+    x = torch.randn(40, 2, 128)
+    head_rows = [[], []]
+    for k in range(2):
+        model.blocks[k].head.register_forward_hook(
+            lambda module, args, out, k=k: head_rows[k].append(args[0].shape[0]))
+    with torch.no_grad():
+        logits = model.exit_logits(x)
+    head_rows[0].clear(), head_rows[1].clear()
+    probs = torch.stack([torch.softmax(z, 1) for z in logits]).numpy()
+    entropies = np.stack([entropy10(torch.from_numpy(p)).numpy() for p in probs])
+    predictions = probs.argmax(2)
+    inf = math.inf
+    median = [float(np.median(entropies[k])) for k in range(2)]
+
+    # Shared rule, V0 off: V0's head never runs; the frames are those of the rule without V0.
+    with torch.no_grad():
+        p, exits, _ = model(x, torch.tensor([EXIT_OFF, median[1]]), torch.tensor([inf, inf]))
+    assert head_rows[0] == [] and head_rows[1] == [40]
+    expected = simulate_exits(entropies, [EXIT_OFF, median[1]], None, predictions)
+    assert exits.tolist() == expected.tolist() and 0 not in expected
+    for i in range(40):
+        np.testing.assert_allclose(p[i].numpy(), probs[expected[i], i], atol=1e-6)
+
+    # Per row: V0 off for the odd rows (those rows skip V0's head), on at the median for the even ones.
+    head_rows[0].clear(), head_rows[1].clear()
+    t = torch.full((40, 2, 10), float(median[1]))
+    t[:, 0, :] = median[0]
+    t[1::2, 0, :] = EXIT_OFF
+    g = torch.full((40, 2), inf)
+    with torch.no_grad():
+        p, exits, entropy = model(x, t, g)
+    assert head_rows[0] == [20]
+    for i in range(40):
+        rule = [EXIT_OFF if i % 2 else median[0], median[1]]
+        e_i = simulate_exits(entropies[:, i:i + 1], rule, None, predictions[:, i:i + 1])[0]
+        assert int(exits[i]) == e_i
+        np.testing.assert_allclose(p[i].numpy(), probs[e_i, i], atol=1e-6)
+        assert float(entropy[i]) == pytest.approx(float(entropies[e_i, i]), abs=1e-5)
+    # A give-up value keeps the head running: the row may still leave there.
+    head_rows[0].clear()
+    g[1::2, 0] = 0.0
+    with torch.no_grad():
+        _, exits, _ = model(x, t, g)
+    assert head_rows[0] == [40] and (exits[1::2] == 0).all()
+
+    # The JSON form: null.
+    assert validate_thresholds([None, 0.2], 3) == (EXIT_OFF, 0.2)
+    assert thresholds_to_json((EXIT_OFF, 0.2)) == [None, 0.2]
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        validate_thresholds([-0.5, 0.2], 3)

@@ -1,5 +1,6 @@
 """amcee calibrate: the accuracy-loss budget holds on validation; temperatures keep argmax."""
 import json
+import math
 import subprocess
 import sys
 import os
@@ -270,3 +271,36 @@ def test_cli_high_snr_budget(trained, tmp_path):
     proc = subprocess.run(cmd[:-4] + ["--overwrite", "--snr-aware", "--max-loss-high-snr", "0"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode != 0 and "--max-loss-high-snr belong to the plain calibration" in proc.stderr
+
+
+def test_snr_table_turns_off_the_heads_that_do_not_pay():
+    """With the time of every exit path (an exit that is off costs no head),
+    the table may turn an early exit off for a bin: at -10 dB, where the
+    early exit is unsure, no setting that runs its head reaches the
+    backbone's speed, and the table turns it off there (JSON null)."""
+    from gnuradio.amcee.inference.model_file import EXIT_OFF
+    from gnuradio.amcee.inference.snr_table import validate_snr_table
+    from gnuradio.amcee.training.calibrate import Evaluator, fit_snr_table, setting_costs
+    from gnuradio.amcee.training.exit_simulation import pick_by_exit, simulate_exits_by_snr
+    from gnuradio.amcee.training.time_costs import exit_paths
+
+    assert exit_paths(3) == [(0, ()), (1, (True,)), (1, (False,)), (2, (True, True)), (2, (True, False)),
+                             (2, (False, True)), (2, (False, False))]
+    probs, labels, snrs = _random_exits()
+    paths = {(0, ()): 0.4, (1, (True,)): 1.25, (1, (False,)): 1.01}
+    assert setting_costs(paths, [0.3], [math.inf], 2).tolist() == [0.4, 1.25]
+    assert setting_costs(paths, [EXIT_OFF], [math.inf], 2).tolist() == [0.4, 1.01]
+    assert setting_costs(paths, [EXIT_OFF], [0.9], 2).tolist() == [0.4, 1.25]  # a give-up value runs the head
+    ev = Evaluator(probs, labels, [0.4, 1.25], 1.0)
+    table, summary = fit_snr_table(ev, snrs, paths, (0.05,), (math.inf,), (-5.0, 10.0), max_loss_pp=0.5,
+                                   min_speedup=0.99)
+    table = validate_snr_table(table, 2, 4)
+    assert table.thresholds[0] == (EXIT_OFF,)  # -10 dB: the early head costs more than it saves
+    exits = simulate_exits_by_snr(ev.entropies, ev.predictions, table, snrs, (0.05,), (math.inf,))
+    assert summary["accuracy"] == pytest.approx(pick_by_exit(ev.correct, exits).mean())
+    times = np.empty(len(exits))
+    for b in range(3):
+        m = table.bins(snrs) == b
+        times[m] = setting_costs(paths, table.thresholds[b], table.give_up[b], 2)[exits[m]]
+        assert times[m].mean() <= 1 / 0.99 + 1e-9  # every bin at least 0.99x the backbone
+    assert summary["time_fraction"] == pytest.approx(times.mean())

@@ -30,7 +30,7 @@ SUBCOMMANDS = (
 )
 
 #: Subcommands that load model files: they take --trust-model-code.
-MODEL_LOADING_SUBCOMMANDS = ("eval", "calibrate", "replay", "demo", "bench", "info")
+MODEL_LOADING_SUBCOMMANDS = ("eval", "calibrate", "export", "replay", "demo", "bench", "info")
 
 #: Arguments that name a file or folder a subcommand writes: their missing
 #: parent folders are created before the subcommand runs.

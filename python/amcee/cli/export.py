@@ -1,4 +1,6 @@
-"""amcee export: checkpoint -> self-describing TorchScript model."""
+"""amcee export: checkpoint -> self-describing TorchScript model; or a model
+file written by an earlier version of this package -> the same model with
+this version's code."""
 from ..training.exit_simulation import PAPER_THRESHOLD
 from . import add_threshold_argument
 
@@ -8,7 +10,10 @@ def add_parser(subparsers):
         "export", help="export a training checkpoint as a TorchScript model for the block",
         description="Write a TorchScript early-exit model with its metadata (classes, frame "
                     "length, normalisation, exit names, default thresholds) inside the file.")
-    p.add_argument("checkpoint", help="checkpoint written by `amcee train` (.pt)")
+    p.add_argument("checkpoint", help="checkpoint written by `amcee train` (.pt), or a model file exported "
+                                      "by an earlier gr-amcee: written again with this version's code, "
+                                      "its weights and metadata kept (with --trust-model-code: its old "
+                                      "code runs once to read the weights)")
     p.add_argument("--out", required=True, help="model file to write (.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (refused without it)")
     add_threshold_argument(p, what="default entropy threshold written into the model",
@@ -31,6 +36,18 @@ def run(args):
 
     if not args.overwrite:
         refuse_existing(args.out, "--out model file")
+    from ..inference.model_file import torch_file_kind
+
+    if torch_file_kind(args.checkpoint) == "torchscript":
+        from ..network.export import upgrade_model_file
+
+        if args.threshold is not None:
+            raise ValueError("--threshold goes with a checkpoint: a model file keeps its calibrated thresholds")
+        meta = upgrade_model_file(args.checkpoint, args.out, model_version=args.model_version,
+                                  description=args.description)
+        print_json({"model": args.out, "upgraded_from": args.checkpoint, "exit_names": meta["exit_names"],
+                    "thresholds": meta["thresholds"], "model_version": meta["model_version"]})
+        return
     model, state = load_checkpoint(args.checkpoint)
     thresholds = one_or_per_exit(args.threshold) or state.get("thresholds") or PAPER_THRESHOLD
     version = args.model_version or state.get("model_version") or "unversioned"

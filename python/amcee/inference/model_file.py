@@ -162,6 +162,12 @@ def number(value, what):
     return float(value)
 
 
+#: The threshold of an exit that is off: no entropy (always >= 0) is at most
+#: it, so no frame leaves there, and where the give-up value is off too the
+#: exit's head does not run (EarlyExitNet._open_rows).  ``null`` in JSON.
+EXIT_OFF = -1.0
+
+
 def validate_thresholds(value, num_exits, num_classes=None):
     """Per-early-exit entropy thresholds from one number, or a list with one
     item per early exit: a number, or (``num_classes`` given) a list of one
@@ -170,8 +176,11 @@ def validate_thresholds(value, num_exits, num_classes=None):
 
     A threshold T is a finite number >= 0; a frame leaves an exit when its
     entropy E <= T.  T = 0 keeps (almost) every frame going to the final exit;
-    T >= log10(num_classes) sends every frame out of the first exit.  Returns
-    a tuple of floats and, for class thresholds, tuples of floats.
+    T >= log10(num_classes) sends every frame out of the first exit.  None
+    (or EXIT_OFF) for an exit turns it off: no frame leaves there, and with
+    no give-up value there its head does not run.  Returns a tuple of floats
+    (EXIT_OFF for an exit that is off) and, for class thresholds, tuples of
+    floats.
     """
     n = num_exits - 1
     shape = f"a number or a list of {n} numbers" + (
@@ -188,6 +197,9 @@ def validate_thresholds(value, num_exits, num_classes=None):
         raise ValueError(f"threshold list has {len(items)} values but the model has {n} early exit(s)")
     values = []
     for i, item in enumerate(items):
+        if item is None or (isinstance(item, float) and item == EXIT_OFF):
+            values.append(EXIT_OFF)
+            continue
         try:
             if isinstance(item, (str, bytes)):
                 raise TypeError
@@ -210,7 +222,9 @@ def format_thresholds(thresholds, exit_names, classes):
     thresholds 'V0 (QAM16 0.454, QAM64 0.318, ...), V1 0.2339'."""
     parts = []
     for name, t in zip(exit_names, thresholds):
-        if isinstance(t, (list, tuple)):
+        if not isinstance(t, (list, tuple)) and t == EXIT_OFF:
+            parts.append(f"{name} off")
+        elif isinstance(t, (list, tuple)):
             parts.append(f"{name} (" + ", ".join(f"{c} {v:.3g}" for c, v in zip(classes, t)) + ")")
         else:
             parts.append(f"{name} {t:.4g}")
@@ -227,8 +241,9 @@ def thresholds_tensor(values, num_classes, device="cpu"):
 
 
 def thresholds_to_json(values):
-    """Thresholds (numbers, or per-class tuples/arrays) as JSON lists."""
-    return [float(t) if np.ndim(t) == 0 else [float(v) for v in t] for t in values]
+    """Thresholds (numbers, or per-class tuples/arrays; EXIT_OFF: null) as JSON lists."""
+    return [(None if float(t) == EXIT_OFF else float(t)) if np.ndim(t) == 0 else [float(v) for v in t]
+            for t in values]
 
 
 def validate_give_up(value, num_exits):
@@ -488,7 +503,9 @@ def read_model_archive(path, trust_model_code=False):
         where = differing[0].splitlines()[0][:80] if differing else "code the exporter writes is missing"
         raise ModelFileError(
             f"{path} contains code this package did not write (at: {where}): torch would run it while "
-            "loading. Load it only if you trust its author: trust_model_code=True / --trust-model-code")
+            "loading. Load it only if you trust its author: trust_model_code=True / --trust-model-code "
+            "(a file exported by an earlier gr-amcee: `amcee export FILE --out NEW.pt --trust-model-code` "
+            "writes it with this version's code)")
     return data, meta
 
 

@@ -402,14 +402,44 @@ class EarlyExitNet(nn.Module):
         for block in self.blocks:
             if rows.numel() > n_answered:
                 x = block.segment(x)
-                p = class_probabilities(block.head(x))
-                e = entropy10(p)
-                take = self._leaving(p, e, k, thresholds, give_up, rows, answered, n_answered)
-                probs, entropy, answered, n_answered = self._record(
-                    probs, exits, entropy, p, e, take, k, rows, answered, n_answered)
-                x, rows, answered, n_answered = self._gather_in_flight(x, rows, answered, n_answered)
+                open_rows = self._open_rows(k, thresholds, give_up, rows)
+                run_head = True
+                if open_rows is not None:  # run_head False: the exit is off for every row in flight
+                    run_head = open_rows.numel() > 0
+                if run_head:
+                    if open_rows is None:  # every row may leave here
+                        p = class_probabilities(block.head(x))
+                        e = entropy10(p)
+                    else:  # the head runs on the rows that may leave; the others get NaN, which leaves nowhere
+                        p_open = class_probabilities(block.head(x.index_select(0, open_rows)))
+                        p = torch.zeros(rows.numel(), self.num_classes, dtype=x.dtype, device=x.device)
+                        p.index_copy_(0, open_rows, p_open)
+                        e = torch.full([rows.numel()], float("nan"), dtype=x.dtype, device=x.device)
+                        e.index_copy_(0, open_rows, entropy10(p_open))
+                    take = self._leaving(p, e, k, thresholds, give_up, rows, answered, n_answered)
+                    probs, entropy, answered, n_answered = self._record(
+                        probs, exits, entropy, p, e, take, k, rows, answered, n_answered)
+                    x, rows, answered, n_answered = self._gather_in_flight(x, rows, answered, n_answered)
             k += 1
         return probs, exits, entropy
+
+    def _open_rows(self, k: int, thresholds: Tensor, give_up: Tensor, rows: Tensor) -> Optional[Tensor]:
+        """Rows in flight that may leave exit k, as indices, or None for all.
+        An exit is off for a row when its thresholds there are all negative
+        (inference.model_file.EXIT_OFF: every entropy is >= 0) and its give-up value is
+        inf: no entropy can take the row out, so the head need not run for
+        it; the result is the same as with the head run."""
+        if k == self.num_exits - 1:
+            return None
+        if thresholds.dim() == 3:
+            t = thresholds.select(1, k).index_select(0, rows).amax(dim=1)
+            may = (t >= 0) | (give_up.select(1, k).index_select(0, rows) < float("inf"))
+            if bool(may.all()):
+                return None
+            return torch.nonzero(may).squeeze(1)
+        if bool(thresholds[k].max() >= 0) or bool(give_up[k] < float("inf")):
+            return None
+        return torch.zeros([0], dtype=torch.long, device=rows.device)
 
     def _leaving(self, p: Tensor, e: Tensor, k: int, thresholds: Tensor, give_up: Tensor, rows: Tensor,
                  answered: Tensor, n_answered: int) -> Tensor:

@@ -85,6 +85,35 @@ def rewrite_metadata(path, updates, out_path=None):
     return meta
 
 
+def upgrade_model_file(path, out_path, model_version=None, description=None):
+    """Write a model file exported by an earlier version of this package
+    again with this version's code: the same weights and metadata
+    (thresholds, calibration, SNR table).  Reading the old file runs its
+    code (load_model), so its author must be trusted (--trust-model-code).
+    The new file's every exit must give the old one's outputs."""
+    from .architecture import EarlyExitNet, ModelConfig
+
+    loaded = load_model(path)
+    meta = dict(loaded.meta)
+    meta["model_version"], meta["description"] = loaded.version, loaded.description
+    if model_version is not None:
+        meta["model_version"] = model_version
+    if description is not None:
+        meta["description"] = description
+    with torch.random.fork_rng(devices=[]):
+        scripted = script_for_export(EarlyExitNet(ModelConfig.from_dict(meta["config"])).eval())
+    scripted.load_state_dict(loaded.module.state_dict())
+    frames = torch.randn(16, 2, meta["frame_len"], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for old, new in zip(loaded.module.exit_logits(frames), scripted.exit_logits(frames)):
+            if not torch.allclose(old, new, rtol=1e-4, atol=1e-5):
+                raise ValueError(f"{path}: this version's network gives other outputs for its weights: "
+                                 "export it again from its training checkpoint")
+    check_model_version(meta["model_version"])
+    write_model_file(scripted, meta, out_path)
+    return meta
+
+
 def write_model_file(module, meta, path):
     """Write a scripted module with ``meta`` as its metadata to ``path``,
     atomically: a killed process or a full disk leaves the earlier file whole.

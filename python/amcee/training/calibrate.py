@@ -33,12 +33,12 @@ import numpy as np
 from ..data.dataset import labels_for_model, split_indices
 from ..data.files import load_dataset
 from ..inference.engine import EarlyExitEngine
-from ..inference.model_file import SNR_TABLE_KEY, thresholds_to_json
+from ..inference.model_file import EXIT_OFF, SNR_TABLE_KEY, thresholds_to_json
 from ..inference.snr_table import estimate_snr_db, validate_snr_table
 from ..network.export import rewrite_metadata, write_model_file
 from .exit_simulation import entropy10, exit_shares, expected_macs, pick_by_exit, simulate_exits
 from .evaluate import HIGH_SNR_DB
-from .time_costs import TIMING_BATCH, measure_engine_exit_costs
+from .time_costs import TIMING_BATCH, exit_paths, measure_engine_path_costs, path_of
 
 GRID_POINTS = {1: 400, 2: 60, 3: 24}
 #: Smaller threshold grids when give-up values are searched too (one grid per give-up combination).
@@ -525,9 +525,13 @@ def _bin_candidates(plain_t, plain_g, ev, members, n_early):
     """The settings (thresholds, give-up) a bin may take: the plain rule,
     multiples of it, a grid of per-exit thresholds over the bin's own
     entropies, and the give-up settings that send every frame out at an
-    early exit (give-up 0 there)."""
+    early exit (give-up 0 there); and each of them with early exits turned
+    off (EXIT_OFF where no give-up value is set: no frame leaves there and
+    the exit's head does not run -- at low SNR, where few frames would
+    leave, the heads cost more than they save)."""
     def scaled(t, s):
-        return tuple(tuple(v * s for v in x) if isinstance(x, tuple) else x * s for x in t)
+        return tuple(tuple(v * s for v in x) if isinstance(x, tuple) else (x if x == EXIT_OFF else x * s)
+                     for x in t)
 
     out = [(plain_t, plain_g)]
     out += [(scaled(plain_t, s), plain_g) for s in SNR_THRESHOLD_SCALES]
@@ -542,7 +546,20 @@ def _bin_candidates(plain_t, plain_g, ev, members, n_early):
         out.append((plain_t, give))
         out += [(tuple(float(v) for v in combo) + tuple(plain_t[k:]), give)
                 for combo in itertools.product(*grids[:k])] if k else []
-    return out
+    with_off = []
+    for t, g in out:
+        free = [k for k in range(n_early) if math.isinf(g[k]) and t[k] != EXIT_OFF]
+        for r in range(len(free) + 1):
+            for off in itertools.combinations(free, r):
+                with_off.append((tuple(EXIT_OFF if k in off else x for k, x in enumerate(t)), g))
+    return list(dict.fromkeys(with_off))
+
+
+def setting_costs(path_costs, thresholds, give_up, num_exits):
+    """Time of a frame leaving at each exit (array of num_exits) under one
+    setting: the heads of the exits it turns off do not run."""
+    on = [t != EXIT_OFF or not math.isinf(g) for t, g in zip(thresholds, give_up)]
+    return np.array([path_costs[path_of(k, on)] for k in range(num_exits)])
 
 
 def _choose_bins(options, required_correct, min_speedup=1.0):
@@ -574,10 +591,11 @@ def _choose_bins(options, required_correct, min_speedup=1.0):
     return pick(hi)[0]
 
 
-def fit_snr_table(ev, snr_est, costs, plain_thresholds, plain_give_up, edges_db, max_loss_pp, min_speedup=1.0,
-                  progress=False):
+def fit_snr_table(ev, snr_est, path_costs, plain_thresholds, plain_give_up, edges_db, max_loss_pp,
+                  min_speedup=1.0, progress=False):
     """The SNR table (JSON form) and a summary, from an Evaluator ``ev`` of
-    the frames with per-frame time ``costs`` (backbone = 1) and their
+    the frames with the time per frame of each exit path ``path_costs``
+    (time_costs.measure_engine_path_costs, backbone = 1) and their
     estimated SNRs (calibrate_snr_table).  Each bin takes one of
     _bin_candidates' settings, chosen together (_choose_bins) for the least
     total time with at least the accuracy the budget allows, no bin slower
@@ -587,17 +605,18 @@ def fit_snr_table(ev, snr_est, costs, plain_thresholds, plain_give_up, edges_db,
     bins = np.searchsorted(np.asarray(edges), snr_est, side="right")
     bins[np.isnan(snr_est)] = 0  # (the estimator gives a number for every valid frame)
     plain_exits = simulate_exits(ev.entropies, plain_thresholds, plain_give_up, ev.predictions)
+    plain_costs = setting_costs(path_costs, plain_thresholds, plain_give_up, ev.num_exits)
     candidates, options = [], []
     with _bar(progress, len(edges) + 1, "SNR bins", unit="bin") as bar:
         for b in range(len(edges) + 1):
             members = np.flatnonzero(bins == b)
             cands = (_bin_candidates(plain_thresholds, plain_give_up, ev, members, n_early) if len(members)
                      else [(plain_thresholds, plain_give_up)])
-            limit = min(float(costs[plain_exits[members]].sum()), len(members) / min_speedup) + 1e-9
+            limit = min(float(plain_costs[plain_exits[members]].sum()), len(members) / min_speedup) + 1e-9
             opts = []
             for i, (t, g) in enumerate(cands):
                 exits = simulate_exits(ev.entropies[:, members], t, g, ev.predictions[:, members])
-                time_b = float(costs[exits].sum())
+                time_b = float(setting_costs(path_costs, t, g, ev.num_exits)[exits].sum())
                 if time_b <= limit:
                     opts.append((time_b, int(pick_by_exit(ev.correct[:, members], exits).sum()), i))
             if not opts:
@@ -620,7 +639,7 @@ def fit_snr_table(ev, snr_est, costs, plain_thresholds, plain_give_up, edges_db,
     summary = {"frames": int(n), "max_loss_pp": max_loss_pp, "min_speedup": min_speedup,
                "final_exit_accuracy": ev.final_accuracy, "accuracy": right / n,
                "accuracy_loss_pp": 100 * (ev.final_accuracy - right / n), "plain_accuracy": plain_right / n,
-               "time_fraction": time_total / n, "plain_time_fraction": float(costs[plain_exits].sum()) / n,
+               "time_fraction": time_total / n, "plain_time_fraction": float(plain_costs[plain_exits].sum()) / n,
                "frames_per_bin": np.bincount(bins, minlength=len(edges) + 1).tolist()}
     return table, summary
 
@@ -634,8 +653,9 @@ def calibrate_snr_table(model_path, data, out_path, max_loss_pp=0.5, split="val"
     the estimator block's code), not the dataset's: that is what the frames
     will carry in a flowgraph.  The frames are binned at ``edges_db``, and
     the bins' settings are chosen together (fit_snr_table) for the least
-    expected time -- the engine's time per exit measured on this machine,
-    one thread (time_costs.measure_engine_exit_costs) -- with the overall accuracy at most ``max_loss_pp``
+    expected time -- the engine's time per exit path measured on this
+    machine, one thread (time_costs.measure_engine_path_costs; an exit a bin
+    turns off costs no head) -- with the overall accuracy at most ``max_loss_pp``
     percentage points below the final exit's (the plain calibration's
     budget) or, where the plain rule loses more on these frames, at least
     the plain rule's accuracy.  No bin may cost more than the plain rule on
@@ -656,15 +676,20 @@ def calibrate_snr_table(model_path, data, out_path, max_loss_pp=0.5, split="val"
     ds, rows, labels, all_probs = _split_outputs(engine, data, split, split_seed)
     frames = ds.frames[rows]
     snr_est = estimate_snr_db(frames)
-    # Per frame leaving at exit k, backbone = 1: timed on 4 batches (stable ratios).
-    costs = np.asarray(measure_engine_exit_costs(engine, frames[:4 * TIMING_BATCH], repeats=repeats))
-    ev = Evaluator(all_probs, labels, costs, 1.0)
-    table, summary = fit_snr_table(ev, snr_est, costs, engine.model.default_thresholds,
+    # Per frame of each exit path, backbone = 1: timed on 4 batches (stable ratios).
+    path_costs = measure_engine_path_costs(engine, frames[:4 * TIMING_BATCH], repeats=repeats)
+    every_head = setting_costs(path_costs, [0.0] * (engine.num_exits - 1), [math.inf] * (engine.num_exits - 1),
+                                engine.num_exits)
+    ev = Evaluator(all_probs, labels, every_head, 1.0)
+    table, summary = fit_snr_table(ev, snr_est, path_costs, engine.model.default_thresholds,
                                    engine.model.default_give_up, edges_db, max_loss_pp, min_speedup, progress)
     table = validate_snr_table(table, engine.num_exits, len(engine.classes))
     record = {"data": os.path.abspath(data), "split": split, "split_seed": split_seed,
               "snr": "estimated (snr_table.estimate_snr_db)", **summary,
-              "exit_time_costs": costs.tolist(), "floor_db": table.floor_db}
+              "exit_time_costs": every_head.tolist(),
+              "exit_path_costs": [{"exit": k, "heads_before": list(heads), "time": path_costs[(k, heads)]}
+                                  for k, heads in exit_paths(engine.num_exits)],
+              "floor_db": table.floor_db}
     calibration = dict(engine.meta.get("calibration") or {})
     calibration["snr_table"] = record
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)

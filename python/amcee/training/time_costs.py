@@ -26,6 +26,7 @@ head on the way run, as the MAC ceiling assumes.  So
 and a goal on the measured speed-up above the time ceiling cannot be met on
 this machine by the engine, only by faster kernels or other exit shares.
 """
+import itertools
 from dataclasses import asdict, dataclass
 from typing import List
 
@@ -147,16 +148,34 @@ def measure_exit_time_costs(engine, frames, repeats=30):
                          segment_seconds=list(segments), head_seconds=list(heads))
 
 
-def measure_engine_exit_costs(engine, frames, repeats=15, threads=1):
-    """The engine's time per frame when every frame leaves at exit k, as a
-    fraction of the backbone alone's: a list of K ratios, each the median of
+def exit_paths(num_exits):
+    """Every way a frame can go through a model of ``num_exits`` exits: (k,
+    heads) = it leaves at exit k having run the heads of the early exits
+    before k that are on (``heads``, one bool per early exit before k); the
+    head of exit k runs.  An early exit is off for a frame when its settings
+    let no frame leave there (model_file.EXIT_OFF, no give-up value): then
+    its head does not run."""
+    return [(k, heads) for k in range(num_exits) for heads in itertools.product((True, False), repeat=k)]
+
+
+def path_of(exit_index, exits_on):
+    """The exit_paths key of a frame leaving at ``exit_index`` with the early
+    exits on as in ``exits_on``."""
+    return exit_index, tuple(bool(on) for on in exits_on[:exit_index])
+
+
+def measure_engine_path_costs(engine, frames, repeats=15, threads=1):
+    """The engine's time per frame for every exit path (exit_paths), as a
+    fraction of the backbone alone's: {(k, heads): ratio}, each the median of
     per-round ratios (timing.paired_ratio_median) against the backbone timed
     in the same rounds, with ``threads`` torch threads.  Unlike the time
     ceiling's segment and head times, these include what the engine does
     besides the layers (entropies, outputs, its calls); the paired ratios
     keep a machine that slows down for a while from skewing them.  Every
-    frame leaves at exit k < K-1 through a give-up value of 0 there (and
-    thresholds of 0 before), at the final exit with no early exit taken."""
+    frame takes the path: it leaves exit k < K-1 through a give-up value of
+    0 there; an early exit before it that is on has threshold 0 (its head
+    runs), one that is off EXIT_OFF (its head does not)."""
+    from ..inference.model_file import EXIT_OFF
     from ..timing import paired_ratio_median, time_interleaved_samples
 
     n_early = engine.num_exits - 1
@@ -164,11 +183,13 @@ def measure_engine_exit_costs(engine, frames, repeats=15, threads=1):
     torch.set_num_threads(threads)
     try:
         candidates = {"backbone": lambda: engine.backbone_probs(frames)}
-        for k in range(engine.num_exits):
+        for k, heads in exit_paths(engine.num_exits):
+            thresholds = [0.0 if on else EXIT_OFF for on in heads] + [0.0] * (n_early - k)
             give_up = [0.0 if j == k else float("inf") for j in range(n_early)]
-            candidates[k] = (lambda g: lambda: engine.classify(frames, thresholds=0.0, give_up=g))(give_up)
+            candidates[(k, heads)] = (lambda t, g: lambda: engine.classify(frames, thresholds=t, give_up=g))(
+                thresholds, give_up)
         with torch.inference_mode():
             samples = time_interleaved_samples(candidates, repeats)
     finally:
         torch.set_num_threads(before)
-    return [paired_ratio_median(samples[k], samples["backbone"]) for k in range(engine.num_exits)]
+    return {path: paired_ratio_median(samples[path], samples["backbone"]) for path in exit_paths(engine.num_exits)}
