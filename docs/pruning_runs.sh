@@ -79,13 +79,13 @@ stem-more)
     $AMCEE train --data "$DATA" --out "$STEM_MORE_RUN" --init-from "$STEM_RUN/best.pt" --exits $STEM_EXITS \
         --exit-head conv --scheme joint --distill 1 --stem-channels "$STEM" --epochs "$STEM_MORE_EPOCHS" \
         --teacher "$LONG/best.pt" --teacher-weight 1 \
-        --batch-size 500 $MORE --threads 2 --model-version "$(basename "$STEM_MORE_RUN")" \
+        --batch-size 500 $MORE --model-version "$(basename "$STEM_MORE_RUN")" \
         --description "paper backbone with a $STEM-channel stem and early exits $STEM_EXITS, trained on with the paper backbone as teacher" ;;
-backbone)  # two threads: it ran beside the stem runs' one
+backbone)  # the first run with two threads alone; the second with one, beside stem-more
     $AMCEE train --data "$DATA" --out "$LONG" --exits none --epochs "$LONG_EPOCHS" --batch-size 500 \
         $FAST --threads 2 --model-version "$(basename "$LONG")" --description "paper backbone"
     $AMCEE train --data "$DATA" --out "$LONG_MORE" --init-from "$LONG/best.pt" --exits none \
-        --epochs "$LONG_MORE_EPOCHS" --batch-size 500 $MORE --threads 2 \
+        --epochs "$LONG_MORE_EPOCHS" --batch-size 500 $MORE \
         --model-version "$(basename "$LONG_MORE")" --description "paper backbone, trained on" ;;
 calibrate)  # EARLY=$EARLY_FT for the continued run; TIGHT=0.15 writes model-tight.pt at that budget
     # Exported afresh from best.pt: the model file's code is checked against this checkout's at load.

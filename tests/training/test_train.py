@@ -181,3 +181,23 @@ def test_torchrun_two_processes(tiny_data, tmp_path):
     assert all(len(m["val_acc"]) == 3 and len(m["train_acc"]) == 3 for m in metrics)
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["exits"] == ["V0", "V1", "final"] and os.path.isfile(summary["model"])
+
+
+def test_training_flushes_subnormal_numbers_and_restores_the_default(tiny_data, tmp_path, monkeypatch):
+    """Weight decay leaves weights and Adam moments below float32's smallest
+    normal number, where every operation is many times slower: training
+    runs with them flushed to zero, and leaves the process as it found it."""
+    import torch
+
+    from gnuradio.amcee.training import train as training
+
+    seen = {}
+
+    def fake_train(config, resume, d, device):
+        seen["product"] = float(torch.tensor([1e-40]) * torch.tensor([1.0]))
+        return {}
+
+    monkeypatch.setattr(training, "_train", fake_train)
+    training.train(_config(tiny_data, tmp_path / "flush"))
+    assert seen["product"] == 0.0
+    assert float(torch.tensor([1e-40]) * torch.tensor([1.0])) > 0.0
