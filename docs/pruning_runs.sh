@@ -87,14 +87,17 @@ backbone)  # the first run with two threads alone; the second with one, beside s
     $AMCEE train --data "$DATA" --out "$LONG_MORE" --init-from "$LONG/best.pt" --exits none \
         --epochs "$LONG_MORE_EPOCHS" --batch-size 500 $MORE \
         --model-version "$(basename "$LONG_MORE")" --description "paper backbone, trained on" ;;
-calibrate)  # EARLY=$EARLY_FT for the continued run; TIGHT=0.15 writes model-tight.pt at that budget
+calibrate)  # EARLY=$EARLY_FT for the continued run; TIGHT=0.15 writes model-tight.pt at that budget;
+            # HIGH=0 writes model-high.pt with no accuracy lost at >= 10 dB (the shipped model:
+            # EARLY=$STEM_MORE_RUN HIGH=0, then snr-table with MODEL=model-high.pt)
     # Exported afresh from best.pt: the model file's code is checked against this checkout's at load.
     $AMCEE export "$EARLY/best.pt" --out "$EARLY/model-uncalibrated.pt" --overwrite
     $AMCEE calibrate "$EARLY/model-uncalibrated.pt" --data "$DATA" --max-loss "${TIGHT:-0.4}" --temperature \
-        --give-up --favour-snr 20 --class-thresholds --out "$EARLY/model${TIGHT:+-tight}.pt" --overwrite ;;
+        --give-up --favour-snr 20 --class-thresholds ${HIGH:+--max-loss-high-snr "$HIGH"} \
+        --out "$EARLY/model${TIGHT:+-tight}${HIGH:+-high}.pt" --overwrite ;;
 snr-table)  # the SNR-conditioned exit table on top of the thresholds, as the shipped model has
-    $AMCEE calibrate "$EARLY/model.pt" --data "$DATA" --snr-aware --max-loss 0.4 --out "$EARLY/model.pt" \
-        --overwrite ;;
+    $AMCEE calibrate "$EARLY/${MODEL:-model.pt}" --data "$DATA" --snr-aware --max-loss 0.4 \
+        --min-speedup "${MIN_SPEEDUP:-1.0}" --out "$EARLY/${MODEL:-model.pt}" --overwrite ;;
 eval)
     $AMCEE eval "$EARLY/model.pt" --data "$DATA" --out "$EARLY/eval" --repeats 5 --max-batch 256 --threads 1 ;;
 report)
@@ -109,8 +112,9 @@ report)
         "16-channel stem, exits V0 V1=runs/v2-stem16-v0v1/model.pt" \
         "16-channel stem, exits V0 V1, 0.15 pp calibration=runs/v2-stem16-v0v1/model-tight.pt" \
         "16-channel stem, exits V0 V1, 20 epochs=runs/v2-stem16-v0v1-long/model.pt" \
-        "16-channel stem, exits V0 V1, 30 epochs=$STEM_MORE_RUN/model.pt" \
-        ${CURRENT:+"shipped model (trained on synth_all)=$CURRENT"} \
+        "16-channel stem, exits V0 V1, 20 epochs, no loss at >= 10 dB=runs/v2-stem16-v0v1-long/model-high.pt" \
+        "16-channel stem, exits V0 V1, 30 epochs, no loss at >= 10 dB=$STEM_MORE_RUN/model-high.pt" \
+        ${CURRENT:+"amcee-default-6 (trained on synth_all)=$CURRENT"} \
         --repeats 10 --threads 1 --out docs/pruning.md ;;
 *)
     echo "usage: $0 prune|prune-k1|early-exit|early-exit-ft|stem|stem-more|backbone|calibrate|snr-table|eval|report" >&2
