@@ -1,6 +1,6 @@
 """Compare trained runs on the test split: writes a Markdown table (and JSON).
 
-Usage (from the repository root, after docs/default-model/train_runs.sh):
+Usage (from the repository root, after docs/default-model-6/train_runs.sh):
     PYTHONPATH=build/pytest-pkgroot .venv/bin/python docs/compare_runs.py \
         --data data/synth_all.npz --runs runs/study-* runs/v1-paper runs/v0v1-joint runs/backbone \
         --out docs/early-exit-comparison.md
@@ -116,7 +116,7 @@ def markdown(rows, data, max_loss):
               "the accuracy the paper's reaches in 50. The full-data rows use the fast schedule. Speed-ups: "
               "batch 256, 1 torch thread, on a 2-core CPU where single values move by a few % between runs; "
               "compare the ceilings for the effect of the exit shares. Details of the shipped model: "
-              "[default-model/README.md](default-model/README.md)."]
+              "[default-model-6/README.md](default-model-6/README.md)."]
     return "\n".join(lines) + "\n"
 
 

@@ -78,7 +78,7 @@ def named_paths(parser, option, items):
     """NAME=PATH arguments as (name, path) pairs."""
     pairs = []
     for item in items:
-        name, _, path = item.partition("=")
+        name, _, path = item.rpartition("=")  # names may hold "=" (">= 10 dB"), paths not
         if not name or not path:
             parser.error(f"{option} takes NAME=PATH, got {item!r}")
         pairs.append((name, path))

@@ -284,7 +284,7 @@ def conv_exit_head(channels, length, num_classes, dropout, conv_channels=CONV_HE
     no activation between them), so at V0 it sees conv1's 3-tap filters
     only; one convolution and a non-linearity, for fewer MACs than the
     paper's head, let an early exit tell apart what those filters cannot
-    (the study: docs/exit_head_study.py, docs/default-model/README.md).
+    (the study: docs/exit_head_study.py, docs/default-model-6/README.md).
     """
     pool = max(1, length // positions)
     if length % pool:

@@ -17,6 +17,7 @@ from ..inference.model_file import (FORMAT, FORMAT_VERSION, METADATA_FILE, SNR_T
                                     validate_thresholds, weights_digest)
 from ..inference.snr_table import validate_snr_table
 from .compute_costs import exit_costs
+from .inference_graph import zero_negligible_weights
 from .model_code import script_for_export
 
 
@@ -103,6 +104,7 @@ def upgrade_model_file(path, out_path, model_version=None, description=None):
     with torch.random.fork_rng(devices=[]):
         scripted = script_for_export(EarlyExitNet(ModelConfig.from_dict(meta["config"])).eval())
     scripted.load_state_dict(loaded.module.state_dict())
+    zero_negligible_weights(scripted)  # as every export does (an earlier version may not have)
     frames = torch.randn(16, 2, meta["frame_len"], generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         for old, new in zip(loaded.module.exit_logits(frames), scripted.exit_logits(frames)):

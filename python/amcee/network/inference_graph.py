@@ -277,17 +277,24 @@ def _share_pool(block, next_block):
         block.head = nn.Sequential(*([nn.MaxPool1d(head_pool // 2)] if head_pool > 2 else []), *rest)
 
 
-def _flush_subnormal_weights(module):
-    """Zero every weight and buffer below float32's smallest normal number.
-    Weight decay leaves the weights of unused filters there, and on x86 every
-    product with a subnormal number takes many times longer, so a long-trained
-    model ran markedly slower where few frames leave early (docs/pruning.md).
-    Their products are below 1e-38: zero changes no output beyond float
-    rounding."""
-    tiny = torch.finfo(torch.float32).tiny
-    for tensor in list(module.parameters()) + list(module.buffers()):
-        if tensor.is_floating_point():
-            tensor.masked_fill_(tensor.abs() < tiny, 0.0)
+#: Weights smaller than this are zeroed at export.  A product of such a weight
+#: with an activation adds less than 1e-17 to a sum of normal terms, far
+#: below float32's resolution, so no output changes beyond rounding.
+NEGLIGIBLE_WEIGHT = 1e-20
+
+
+def zero_negligible_weights(module):
+    """Zero every weight and buffer smaller than NEGLIGIBLE_WEIGHT in magnitude.
+    Weight decay drives the weights of unused filters towards zero: below
+    float32's smallest normal number (about 1.2e-38) they are subnormal, and
+    just above it (training flushes subnormals) their products with
+    activations are; on x86 every operation on a subnormal number takes many
+    times longer, so a long-trained model ran at about half its speed
+    (docs/pruning.md)."""
+    with torch.no_grad():
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            if tensor.is_floating_point():
+                tensor.masked_fill_(tensor.abs() < NEGLIGIBLE_WEIGHT, 0.0)
 
 
 def for_inference(model):
@@ -301,7 +308,7 @@ def for_inference(model):
         for i, block in enumerate(blocks):
             block.segment, channels = _segment_to_nlc(block.segment, channels, from_frames=i == 0)
             block.head = _head_to_nlc(_collapse_linear_chains(block.head), channels)
-        _flush_subnormal_weights(folded)
+        zero_negligible_weights(folded)
     for p in folded.parameters():
         p.requires_grad_(False)
     return folded
