@@ -17,7 +17,8 @@
 #   sh docs/pruning_runs.sh stem-more   # STEM_RUN trained on at a lower learning rate, distilling the
 #                                       # 20-epoch paper backbone (LONG, after the backbone stage's first
 #                                       # run) into its final exit (STEM_MORE_RUN, STEM_MORE_EPOCHS);
-#                                       # calibrate with EARLY=$STEM_MORE_RUN
+#                                       # calibrate with EARLY=$STEM_MORE_RUN (the shipped model:
+#                                       # VERSION=amcee-default-7)
 #   sh docs/pruning_runs.sh backbone    # the paper backbone trained like the stem runs (LONG_EPOCHS),
 #                                       # then LONG_MORE_EPOCHS more like stem-more: the reference the
 #                                       # goals are measured against
@@ -79,7 +80,7 @@ stem-more)
     $AMCEE train --data "$DATA" --out "$STEM_MORE_RUN" --init-from "$STEM_RUN/best.pt" --exits $STEM_EXITS \
         --exit-head conv --scheme joint --distill 1 --stem-channels "$STEM" --epochs "$STEM_MORE_EPOCHS" \
         --teacher "$LONG/best.pt" --teacher-weight 1 \
-        --batch-size 500 $MORE --model-version "$(basename "$STEM_MORE_RUN")" \
+        --batch-size 500 $MORE --model-version "${VERSION:-$(basename "$STEM_MORE_RUN")}" \
         --description "paper backbone with a $STEM-channel stem and early exits $STEM_EXITS, trained on with the paper backbone as teacher" ;;
 backbone)  # the first run with two threads alone; the second with one, beside stem-more
     $AMCEE train --data "$DATA" --out "$LONG" --exits none --epochs "$LONG_EPOCHS" --batch-size 500 \

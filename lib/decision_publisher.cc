@@ -56,6 +56,18 @@ decision_publisher::decision_publisher(const std::vector<std::string>& classes,
         d_exit_ports.push_back(pmt::intern("exit" + std::to_string(k)));
         d_exit_values.push_back(pmt::from_long(k));
     }
+    // A decision's label, class and exit take few values: each combination's
+    // entries are built once and every dict with it shares them as its tail
+    // (PMT objects are immutable), so a frame allocates only what is its own.
+    auto tail = [](const pmt::pmt_t& label, const pmt::pmt_t& cls, const pmt::pmt_t& exit) {
+        return pmt::acons(KEY_LABEL, label,
+                          pmt::acons(KEY_CLASS, cls, pmt::acons(KEY_EXIT, exit, pmt::PMT_NIL)));
+    };
+    for (size_t c = 0; c < classes.size(); c++)
+        for (int k = 0; k < num_exits; k++)
+            d_decision_tails.push_back(tail(d_labels[c], d_class_values[c], d_exit_values[k]));
+    d_decision_tails.push_back(tail(d_invalid_label, d_minus_one, d_minus_one));
+    d_decision_tails.push_back(tail(d_error_label, d_minus_one, d_minus_one));
     // Replayed datasets tag their frames; the messages carry the values so
     // that a consumer can score the decisions (frame_index matches fanned-out
     // frames back up).
@@ -132,9 +144,6 @@ void decision_publisher::publish(gr::block* block,
         if (classified && (exit_k < 0 || exit_k >= num_exits))
             throw std::out_of_range("decision_publisher: exit index out of range");
 
-        pmt::pmt_t label = classified         ? d_labels[cls]
-                           : cls == ERROR     ? d_error_label
-                                              : d_invalid_label;
         float confidence = 0.0f;
         for (size_t c = 0; c < num_classes; c++)
             confidence = std::max(confidence, p[c]);
@@ -158,13 +167,14 @@ void decision_publisher::publish(gr::block* block,
         // A PMT dict is an association list: with keys known to be distinct,
         // consing the pairs is the same dict as dict_add builds, without its
         // key scans (measured: 2 us a frame instead of 4.5 us).
+        const size_t tail_index = classified  ? static_cast<size_t>(cls) * num_exits + exit_k
+                                  : cls == ERROR ? d_decision_tails.size() - 1
+                                                 : d_decision_tails.size() - 2;
         d_probs.assign(p, p + num_classes);
-        pmt::pmt_t info = pmt::acons(KEY_PROBS, pmt::init_f32vector(num_classes, d_probs), pmt::PMT_NIL);
-        info = pmt::acons(KEY_EXIT, classified ? d_exit_values[exit_k] : d_minus_one, info);
+        pmt::pmt_t info = pmt::acons(KEY_PROBS, pmt::init_f32vector(num_classes, d_probs),
+                                     d_decision_tails[tail_index]);
         info = pmt::acons(KEY_ENTROPY, pmt::from_double(entropy[i]), info);
         info = pmt::acons(KEY_CONFIDENCE, pmt::from_double(confidence), info);
-        info = pmt::acons(KEY_CLASS, classified ? d_class_values[cls] : d_minus_one, info);
-        info = pmt::acons(KEY_LABEL, label, info);
 
         if (d_stream_tags) {
             gr::tag_t tag;

@@ -92,6 +92,9 @@ private:
     pmt::pmt_t d_batch_port;
     bool d_stream_tags = true;
     pmt::pmt_t d_invalid_label, d_error_label, d_minus_one;
+    // The (label, class, exit) entries of a decision's dict, one shared list
+    // per class and exit (index class * num_exits + exit), then invalid, error.
+    std::vector<pmt::pmt_t> d_decision_tails;
 
     // Input tag key -> message key, and the values in force.
     std::vector<std::pair<pmt::pmt_t, pmt::pmt_t>> d_truth_keys;
