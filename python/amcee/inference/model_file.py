@@ -162,10 +162,12 @@ def number(value, what):
     return float(value)
 
 
-#: The threshold of an exit that is off: no entropy (always >= 0) is at most
-#: it, so no frame leaves there, and where the give-up value is off too the
-#: exit's head does not run (EarlyExitNet._open_rows).  ``null`` in JSON.
-EXIT_OFF = -1.0
+#: The threshold of an exit that is off: no entropy is at most it, so no
+#: frame leaves there, and where the give-up value is off too the exit's head
+#: does not run (EarlyExitNet._open_rows).  ``null`` in JSON, None from the
+#: user; -inf, which no user's threshold can be, so that the validated
+#: values go through validation again unchanged.
+EXIT_OFF = float("-inf")
 
 
 def validate_thresholds(value, num_exits, num_classes=None):
@@ -177,7 +179,7 @@ def validate_thresholds(value, num_exits, num_classes=None):
     A threshold T is a finite number >= 0; a frame leaves an exit when its
     entropy E <= T.  T = 0 keeps (almost) every frame going to the final exit;
     T >= log10(num_classes) sends every frame out of the first exit.  None
-    (or EXIT_OFF) for an exit turns it off: no frame leaves there, and with
+    for an exit turns it off: no frame leaves there, and with
     no give-up value there its head does not run.  Returns a tuple of floats
     (EXIT_OFF for an exit that is off) and, for class thresholds, tuples of
     floats.

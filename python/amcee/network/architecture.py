@@ -426,7 +426,7 @@ class EarlyExitNet(nn.Module):
     def _open_rows(self, k: int, thresholds: Tensor, give_up: Tensor, rows: Tensor) -> Optional[Tensor]:
         """Rows in flight that may leave exit k, as indices, or None for all.
         An exit is off for a row when its thresholds there are all negative
-        (inference.model_file.EXIT_OFF: every entropy is >= 0) and its give-up value is
+        (inference.model_file.EXIT_OFF, -inf) and its give-up value is
         inf: no entropy can take the row out, so the head need not run for
         it; the result is the same as with the head run."""
         if k == self.num_exits - 1:

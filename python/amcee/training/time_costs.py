@@ -174,8 +174,7 @@ def measure_engine_path_costs(engine, frames, repeats=15, threads=1):
     keep a machine that slows down for a while from skewing them.  Every
     frame takes the path: it leaves exit k < K-1 through a give-up value of
     0 there; an early exit before it that is on has threshold 0 (its head
-    runs), one that is off EXIT_OFF (its head does not)."""
-    from ..inference.model_file import EXIT_OFF
+    runs), one that is off None (model_file.EXIT_OFF: its head does not)."""
     from ..timing import paired_ratio_median, time_interleaved_samples
 
     n_early = engine.num_exits - 1
@@ -184,7 +183,7 @@ def measure_engine_path_costs(engine, frames, repeats=15, threads=1):
     try:
         candidates = {"backbone": lambda: engine.backbone_probs(frames)}
         for k, heads in exit_paths(engine.num_exits):
-            thresholds = [0.0 if on else EXIT_OFF for on in heads] + [0.0] * (n_early - k)
+            thresholds = [0.0 if on else None for on in heads] + [0.0] * (n_early - k)  # None: off
             give_up = [0.0 if j == k else float("inf") for j in range(n_early)]
             candidates[(k, heads)] = (lambda t, g: lambda: engine.classify(frames, thresholds=t, give_up=g))(
                 thresholds, give_up)
