@@ -289,8 +289,8 @@ def zero_negligible_weights(module):
     float32's smallest normal number (about 1.2e-38) they are subnormal, and
     just above it (training flushes subnormals) their products with
     activations are; on x86 every operation on a subnormal number takes many
-    times longer, so a long-trained model ran at about half its speed
-    (docs/pruning.md)."""
+    times longer, so a long-trained model ran markedly slower
+    (docs/default-model/README.md)."""
     with torch.no_grad():
         for tensor in list(module.parameters()) + list(module.buffers()):
             if tensor.is_floating_point():

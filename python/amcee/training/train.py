@@ -452,9 +452,9 @@ def train(config, resume=None):
         refuse_earlier_run(config.out_dir)
     # Weight decay drives the weights of filters that stopped mattering, and
     # their Adam moments, below float32's smallest normal number; on x86
-    # every operation on such a number is many times slower, and a run
-    # continued at a lower learning rate slowed from 80 s to over 400 s an
-    # epoch (docs/pruning.md).  Flushed to zero, they change nothing else.
+    # every operation on such a number is many times slower, and a long run
+    # slows down epoch after epoch (docs/default-model/README.md).  Flushed
+    # to zero, they change nothing else.
     flushing = device.type == "cpu" and torch.set_flush_denormal(True)
     try:
         summary = _train(config, resume, d, device)
