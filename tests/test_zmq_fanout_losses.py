@@ -99,11 +99,11 @@ def _summary_when(path, done, timeout, what):
     pytest.fail(f"gatherer never reported {what} within {timeout} s; last summary: {summary}")
 
 
-def test_a_worker_killed_mid_stream_loses_frames_the_gatherer_names(fanout_dataset, tiny_model_path, tmp_path):
-    _, path = fanout_dataset
+def _run_with_a_worker_killed(path, tiny_model_path, summary_path):
+    """One stream through two workers, w1 frozen then killed part-way;
+    returns (the gatherer's final summary, its output)."""
     frames_addr = f"tcp://127.0.0.1:{_free_port()}"
     decisions_addr = f"tcp://127.0.0.1:{_free_port()}"
-    summary_path = tmp_path / "gathered.json"
     procs = []
     try:
         victim, survivor = [_start("worker.py", "--name", name, "--frames-from", frames_addr,
@@ -144,16 +144,26 @@ def test_a_worker_killed_mid_stream_loses_frames_the_gatherer_names(fanout_datas
             if proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
             _stop(proc)
-
     assert gatherer.returncode == 0, output
-    assert "no new decision for 5 s" in output
-    final = json.loads(summary_path.read_text())
-    assert final["duplicates"] == 0 and final["malformed"] == 0
+    return json.loads(summary_path.read_text()), output
+
+
+def test_a_worker_killed_mid_stream_loses_frames_the_gatherer_names(fanout_dataset, tiny_model_path, tmp_path):
+    _, path = fanout_dataset
+    # Whether frames are still queued in w1 when it dies is ZMQ's timing (now
+    # and then PUSH had dealt it nothing more after the freeze): up to three
+    # streams, until one loses frames; every one must account for each frame.
+    for attempt in range(3):
+        final, output = _run_with_a_worker_killed(path, tiny_model_path, tmp_path / f"gathered-{attempt}.json")
+        assert "no new decision for 5 s" in output
+        assert final["duplicates"] == 0 and final["malformed"] == 0
+        assert final["frames"] + final["missing_count"] == N_FRAMES
+        assert sum(final["per_worker"].values()) == final["frames"]
+        assert set(final["per_worker"]) == {"w1", "w2"}, final["per_worker"]
+        # Every frame is either decided once or named as missing.
+        decided = sorted(int(i) for i in final["decisions"])
+        assert len(final["missing"]) == final["missing_count"]
+        assert sorted(decided + final["missing"]) == list(range(N_FRAMES))
+        if final["missing_count"] > 0:
+            break
     assert final["missing_count"] > 0, final
-    assert final["frames"] + final["missing_count"] == N_FRAMES
-    assert sum(final["per_worker"].values()) == final["frames"]
-    assert set(final["per_worker"]) == {"w1", "w2"}, final["per_worker"]
-    # Every frame is either decided once or named as missing.
-    decided = sorted(int(i) for i in final["decisions"])
-    assert len(final["missing"]) == final["missing_count"]
-    assert sorted(decided + final["missing"]) == list(range(N_FRAMES))
