@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: GPL-3.0-or-later
  */
 
+#include "decision_keys.h"
 #include "pmt_numbers.h"
 #include <gnuradio/amcee/decision_publisher.h>
 #include <gnuradio/block_detail.h>
@@ -15,16 +16,6 @@ namespace amcee {
 
 namespace {
 const pmt::pmt_t TAG_KEY = pmt::intern("amc");
-const pmt::pmt_t KEY_LABEL = pmt::intern("label");
-const pmt::pmt_t KEY_CLASS = pmt::intern("class");
-const pmt::pmt_t KEY_CONFIDENCE = pmt::intern("confidence");
-const pmt::pmt_t KEY_ENTROPY = pmt::intern("entropy");
-const pmt::pmt_t KEY_EXIT = pmt::intern("exit");
-const pmt::pmt_t KEY_PROBS = pmt::intern("probs");
-const pmt::pmt_t KEY_OFFSET = pmt::intern("offset");
-const pmt::pmt_t KEY_SNR = pmt::intern("snr");
-const pmt::pmt_t KEY_TRUE_LABEL = pmt::intern("true_label");
-const pmt::pmt_t KEY_FRAME_INDEX = pmt::intern("frame_index");
 
 //! A PMT vector of n values (nil where none): no new object per item.
 pmt::pmt_t value_vector(const std::vector<pmt::pmt_t>& values, size_t n)
@@ -39,7 +30,7 @@ pmt::pmt_t value_vector(const std::vector<pmt::pmt_t>& values, size_t n)
 decision_publisher::decision_publisher(const std::vector<std::string>& classes,
                                        int num_exits)
     : d_all_port(pmt::intern("classification")),
-      d_batch_port(pmt::intern("batch")),
+      d_batch_port(keys::BATCH_PORT),
       d_invalid_label(pmt::intern("invalid")),
       d_error_label(pmt::intern("error")),
       d_minus_one(pmt::from_long(-1))
@@ -60,8 +51,8 @@ decision_publisher::decision_publisher(const std::vector<std::string>& classes,
     // entries are built once and every dict with it shares them as its tail
     // (PMT objects are immutable), so a frame allocates only what is its own.
     auto tail = [](const pmt::pmt_t& label, const pmt::pmt_t& cls, const pmt::pmt_t& exit) {
-        return pmt::acons(KEY_LABEL, label,
-                          pmt::acons(KEY_CLASS, cls, pmt::acons(KEY_EXIT, exit, pmt::PMT_NIL)));
+        return pmt::acons(keys::LABEL, label,
+                          pmt::acons(keys::CLASS, cls, pmt::acons(keys::EXIT, exit, pmt::PMT_NIL)));
     };
     for (size_t c = 0; c < classes.size(); c++)
         for (int k = 0; k < num_exits; k++)
@@ -71,9 +62,9 @@ decision_publisher::decision_publisher(const std::vector<std::string>& classes,
     // Replayed datasets tag their frames; the messages carry the values so
     // that a consumer can score the decisions (frame_index matches fanned-out
     // frames back up).
-    d_truth_keys = { { pmt::intern("snr"), pmt::intern("snr") },
-                     { pmt::intern("label"), pmt::intern("true_label") },
-                     { pmt::intern("frame_index"), pmt::intern("frame_index") } };
+    d_truth_keys = { { keys::SNR, keys::SNR },
+                     { keys::LABEL, keys::TRUE_LABEL },
+                     { keys::FRAME_INDEX, keys::FRAME_INDEX } };
     reset();
 }
 
@@ -171,10 +162,10 @@ void decision_publisher::publish(gr::block* block,
                                   : cls == ERROR ? d_decision_tails.size() - 1
                                                  : d_decision_tails.size() - 2;
         d_probs.assign(p, p + num_classes);
-        pmt::pmt_t info = pmt::acons(KEY_PROBS, pmt::init_f32vector(num_classes, d_probs),
+        pmt::pmt_t info = pmt::acons(keys::PROBS, pmt::init_f32vector(num_classes, d_probs),
                                      d_decision_tails[tail_index]);
-        info = pmt::acons(KEY_ENTROPY, pmt::from_double(entropy[i]), info);
-        info = pmt::acons(KEY_CONFIDENCE, pmt::from_double(confidence), info);
+        info = pmt::acons(keys::ENTROPY, pmt::from_double(entropy[i]), info);
+        info = pmt::acons(keys::CONFIDENCE, pmt::from_double(confidence), info);
 
         if (d_stream_tags) {
             gr::tag_t tag;
@@ -188,7 +179,7 @@ void decision_publisher::publish(gr::block* block,
         const bool to_exit = classified && exit_subscribed[exit_k];
         if (!to_exit && !all_subscribed)
             continue;
-        pmt::pmt_t msg = pmt::acons(KEY_OFFSET, pmt::from_uint64(offset), info);
+        pmt::pmt_t msg = pmt::acons(keys::OFFSET, pmt::from_uint64(offset), info);
         for (size_t t = 0; t < d_truth_keys.size(); t++)
             if (!pmt::is_null(d_truth_values[t]))
                 msg = pmt::acons(d_truth_keys[t].second, d_truth_values[t], msg);
@@ -220,17 +211,17 @@ pmt::pmt_t decision_publisher::batch_message(uint64_t first,
 {
     pmt::pmt_t msg = pmt::PMT_NIL;
     if (has_index)
-        msg = pmt::acons(KEY_FRAME_INDEX, value_vector(d_batch_index, n), msg);
+        msg = pmt::acons(keys::FRAME_INDEX, value_vector(d_batch_index, n), msg);
     if (has_label)
-        msg = pmt::acons(KEY_TRUE_LABEL, value_vector(d_batch_label, n), msg);
+        msg = pmt::acons(keys::TRUE_LABEL, value_vector(d_batch_label, n), msg);
     if (has_snr)
-        msg = pmt::acons(KEY_SNR, pmt::init_f64vector(n, d_batch_snr.data()), msg);
-    msg = pmt::acons(KEY_PROBS, pmt::init_f32vector(n * d_labels.size(), probs), msg);
-    msg = pmt::acons(KEY_ENTROPY, pmt::init_f32vector(n, entropy), msg);
-    msg = pmt::acons(KEY_CONFIDENCE, pmt::init_f32vector(n, d_batch_confidence.data()), msg);
-    msg = pmt::acons(KEY_EXIT, pmt::init_s32vector(n, d_batch_exit.data()), msg);
-    msg = pmt::acons(KEY_CLASS, pmt::init_s32vector(n, d_batch_class.data()), msg);
-    return pmt::acons(KEY_OFFSET, pmt::from_uint64(first), msg);
+        msg = pmt::acons(keys::SNR, pmt::init_f64vector(n, d_batch_snr.data()), msg);
+    msg = pmt::acons(keys::PROBS, pmt::init_f32vector(n * d_labels.size(), probs), msg);
+    msg = pmt::acons(keys::ENTROPY, pmt::init_f32vector(n, entropy), msg);
+    msg = pmt::acons(keys::CONFIDENCE, pmt::init_f32vector(n, d_batch_confidence.data()), msg);
+    msg = pmt::acons(keys::EXIT, pmt::init_s32vector(n, d_batch_exit.data()), msg);
+    msg = pmt::acons(keys::CLASS, pmt::init_s32vector(n, d_batch_class.data()), msg);
+    return pmt::acons(keys::OFFSET, pmt::from_uint64(first), msg);
 }
 
 } // namespace amcee

@@ -5,6 +5,7 @@
  */
 
 #include "decision_sink_impl.h"
+#include "decision_keys.h"
 #include "pmt_numbers.h"
 #include <gnuradio/io_signature.h>
 #include <cmath>
@@ -15,18 +16,9 @@ namespace amcee {
 
 namespace {
 const pmt::pmt_t IN_PORT = pmt::intern("in");
-const pmt::pmt_t BATCH_PORT = pmt::intern("batch");
 const pmt::pmt_t NOT_FOUND = pmt::PMT_NIL;
 
-// Interned once: pmt::intern looks the name up under a global lock.
-const pmt::pmt_t OFFSET = pmt::intern("offset");
-const pmt::pmt_t CLASS = pmt::intern("class");
-const pmt::pmt_t EXIT = pmt::intern("exit");
-const pmt::pmt_t ENTROPY = pmt::intern("entropy");
-const pmt::pmt_t CONFIDENCE = pmt::intern("confidence");
-const pmt::pmt_t TRUE_LABEL = pmt::intern("true_label");
-const pmt::pmt_t SNR = pmt::intern("snr");
-const pmt::pmt_t FRAME_INDEX = pmt::intern("frame_index");
+using namespace keys;
 
 pmt::pmt_t field(const pmt::pmt_t& msg, const pmt::pmt_t& key)
 {

@@ -75,6 +75,15 @@ def rewrite_metadata(path, updates, out_path=None):
     the SNR table).  A file whose model_version also holds the description
     gets the two apart."""
     loaded = load_model(path)
+    meta = _updated_metadata(loaded, updates)
+    write_model_file(loaded.module, meta, out_path or path)
+    return meta
+
+
+def _updated_metadata(loaded, updates):
+    """A loaded model's metadata with ``updates``, checked as the loader
+    checks it; a file whose model_version also holds the description gets
+    the two apart."""
     meta = dict(loaded.meta)
     meta["model_version"], meta["description"] = loaded.version, loaded.description
     meta.update(updates)
@@ -82,7 +91,6 @@ def rewrite_metadata(path, updates, out_path=None):
     meta["give_up"] = give_up_to_json(validate_give_up(meta.get("give_up"), loaded.num_exits))
     table = validate_snr_table(meta.get(SNR_TABLE_KEY), loaded.num_exits, len(loaded.classes))
     meta[SNR_TABLE_KEY] = None if table is None else table.to_json()
-    write_model_file(loaded.module, meta, out_path or path)
     return meta
 
 
@@ -95,12 +103,9 @@ def upgrade_model_file(path, out_path, model_version=None, description=None):
     from .architecture import EarlyExitNet, ModelConfig
 
     loaded = load_model(path)
-    meta = dict(loaded.meta)
-    meta["model_version"], meta["description"] = loaded.version, loaded.description
-    if model_version is not None:
-        meta["model_version"] = model_version
-    if description is not None:
-        meta["description"] = description
+    updates = {"model_version": model_version, "description": description}
+    meta = _updated_metadata(loaded, {k: v for k, v in updates.items() if v is not None})
+    check_model_version(meta["model_version"])
     with torch.random.fork_rng(devices=[]):
         scripted = script_for_export(EarlyExitNet(ModelConfig.from_dict(meta["config"])).eval())
     scripted.load_state_dict(loaded.module.state_dict())
@@ -111,7 +116,6 @@ def upgrade_model_file(path, out_path, model_version=None, description=None):
             if not torch.allclose(old, new, rtol=1e-4, atol=1e-5):
                 raise ValueError(f"{path}: this version's network gives other outputs for its weights: "
                                  "export it again from its training checkpoint")
-    check_model_version(meta["model_version"])
     write_model_file(scripted, meta, out_path)
     return meta
 
