@@ -91,13 +91,14 @@ def test_the_defaults_are_read_from_every_block_file():
 
 
 def test_classifier_snr_table_text():
-    """What the classifier's text says of the SNR table: the tags it reads,
-    in the order the block prefers them, and the Estimate SNR parameter."""
-    from gnuradio.amcee.blocks.classifier import SNR_TAG_KEYS
+    """What the classifier's text says of the SNR table: the tag it reads,
+    the one it does not, and the Estimate SNR parameter."""
+    from gnuradio.amcee.blocks.schema import SNR_EST_TAG_KEY, SNR_TAG
 
     doc = _doc("classifier")
-    first, second = re.search(r'the "(\w+)" tag of amcee.snr_estimator upstream, else the "(\w+)" tag', doc).groups()
-    assert list(SNR_TAG_KEYS) == [second, first]  # the last one present wins
+    read = re.search(r'the "(\w+)" tag of amcee.snr_estimator\s+upstream', doc).group(1)
+    ignored = re.search(r'The "(\w+)" tags\s+of a replayed dataset \(its true SNR\) are not used', doc).group(1)
+    assert read == SNR_EST_TAG_KEY and ignored == pmt.symbol_to_string(SNR_TAG)
     params = {p["id"]: p for p in _block(ROOT / "grc" / "amcee_classifier.block.yml")["parameters"]}
     assert params["estimate_snr"]["dtype"] == "bool" and "Estimate SNR: Yes" in doc
 

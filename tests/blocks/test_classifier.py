@@ -201,14 +201,15 @@ def snr_tags(values, key):
 
 
 def test_each_frame_is_held_to_the_thresholds_of_its_snr_tag(table_model, tiny_model_path):
-    """snr_est tags (the estimator) win over snr tags (a replayed dataset); a
-    frame without either gets the plain rule; a frame's result is the
-    engine's for that frame alone, whatever the batch and the stream before."""
+    """snr_est tags (the estimator) choose the thresholds; snr tags (a
+    replayed dataset's true SNR) do not, so a frame without snr_est gets the
+    plain rule; a frame's result is the engine's for that frame alone,
+    whatever the batch and the stream before."""
     frames = make_frames(150, seed=18)
     rng = np.random.default_rng(5)
     est = rng.choice([-20.0, 0.0, 20.0, np.nan], len(frames))
-    dataset = np.where(np.arange(len(frames)) % 3 == 0, 0.0, np.nan)  # every third frame: snr 0 dB
-    want_snr = np.where(np.isnan(est), dataset, est)
+    dataset = np.where(np.arange(len(frames)) % 3 == 0, -20.0, np.nan)  # every third frame: snr -20 dB
+    want_snr = est
     engine = EarlyExitEngine(table_model)
     want = engine.classify(frames, snr_db=want_snr)
     assert (want.exits[want_snr == -20] == 0).all() and (want.exits[want_snr == 0] == 2).all()

@@ -127,30 +127,42 @@ def test_replay_equals_amcee_eval_predictions(small_dataset, tiny_model_path, so
 
 
 @pytest.mark.parametrize("source, estimate, snr_source", [
-    ("dataset", False, "dataset"), ("file", False, "none"), ("file", True, "estimate")])
+    ("dataset", False, "none"), ("file", False, "none"), ("dataset", True, "estimate"), ("file", True, "estimate")])
 def test_replay_equals_amcee_eval_with_an_snr_table(small_dataset, tiny_model_path, tmp_path, source, estimate,
                                                     snr_source):
-    """A model with an SNR table: the dataset source's snr tags are eval's
-    default (--snr dataset), the file source carries none (--snr none), the
-    classifier's own estimate is --snr estimate; frame for frame, no flag
-    about batches."""
+    """A model with an SNR table: without --estimate-snr both use the plain
+    rule (the dataset source's snr tags, the true SNR, do not feed a table
+    fitted on estimates); the classifier's own estimate is --snr estimate;
+    frame for frame, no flag about batches."""
     from gnuradio.amcee.inference.model_file import load_model
     from gnuradio.amcee.network.export import rewrite_metadata
     from gnuradio.amcee.tools.replay import replay
-    from gnuradio.amcee.training.evaluate import evaluate_model
+    from gnuradio.amcee.training.evaluate import evaluate_model, frame_snr_values
 
     _, folder = small_dataset
     aware = str(tmp_path / "aware.pt")
     plain = load_model(tiny_model_path).meta
-    # 0 dB frames leave at exit 0, 10 dB frames go to the final exit, 20 dB as plain.
-    table = {"edges_db": [5.0, 15.0], "thresholds": [plain["thresholds"], [0.0, 0.0], plain["thresholds"]],
+    # Estimates (of noise: -30 to 5 dB) below -8.5 dB leave at exit 0, from
+    # -8.5 to 0 dB go to the final exit, above as plain.
+    table = {"edges_db": [-8.5, 0.0], "thresholds": [plain["thresholds"], [0.0, 0.0], plain["thresholds"]],
              "give_up": [[0.0, None], [None, None], plain["give_up"]]}
     rewrite_metadata(tiny_model_path, {"snr_table": table}, out_path=aware)
     report, ev = evaluate_model(aware, str(folder / "small.npz"), split="test", timing=False,
                                 sweep=(0.5,), progress=lambda *_: None, snr_source=snr_source)
     pred, rep = replay(folder / "small.npz", model_path=aware, split="test", source=source, estimate_snr=estimate)
     assert report["snr_table_used"] == (snr_source != "none") and rep["snr_table_used"]
-    if snr_source == "dataset":
-        assert (ev["exit"][ev["snr"] == 0] == 0).all() and (ev["exit"][ev["snr"] == 10] == 2).all()
+    _, plain_ev = evaluate_model(tiny_model_path, str(folder / "small.npz"), split="test", timing=False,
+                                 sweep=(0.5,), progress=lambda *_: None)
+    if snr_source == "none":
+        assert np.array_equal(ev["exit"], plain_ev["exit"]) and np.array_equal(ev["class"], plain_ev["class"])
+    else:
+        from gnuradio.amcee.data.files import load_dataset
+        from gnuradio.amcee.frames import to_complex
+
+        ds = load_dataset(str(folder / "small.npz"))
+        est = frame_snr_values(to_complex(ds.frames[ev["index"]]), "estimate")
+        assert (est < -8.5).any() and (ev["exit"][est < -8.5] == 0).all()
+        middle = (est >= -8.5) & (est < 0)
+        assert middle.any() and (ev["exit"][middle] == 2).all()
     for key in ("index", "exit", "class", "label"):
         assert np.array_equal(pred[key], ev[key]), key

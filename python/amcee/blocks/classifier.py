@@ -12,11 +12,15 @@ are published on ``classification`` only; so are the vectors of a network call
 that failed, tagged ``error``.
 
 With a model that has an SNR table (inference.snr_table) each frame's
-thresholds come from its SNR value: the block's own estimate when
+thresholds come from its estimated SNR: the block's own estimate when
 ``estimate_snr`` is on (the code of amcee.snr_estimator), else the input's
-``snr_est`` tag (amcee.snr_estimator upstream), else its ``snr`` tag (a
-replayed dataset); a frame with none gets the plain thresholds.  A frame's
-exit and class depend only on the frame, its SNR value and the settings.
+``snr_est`` tag (amcee.snr_estimator upstream); a frame with none gets the
+plain thresholds.  The ``snr`` tags of a replayed dataset (its true SNR) are
+not used for this: the table's bins are of the estimator's SNR, which on a
+faded channel reads low SNRs several dB high, and the true SNR put into
+those bins costs accuracy the calibration never allowed
+(docs/snr-aware-exit.md).  A frame's exit and class depend only on the frame,
+its SNR value and the settings.
 
 The per-frame work runs in C++ (lib/, through the pybind11 module
 amcee_python), one call per work(): the frames' preparation for the network
@@ -36,11 +40,8 @@ from ..inference.engine import DEFAULT_BATCH, EarlyExitEngine
 from ..inference.model_file import default_model_path, read_model_archive
 from ..inference.snr_table import estimate_snr_db
 from .batching import DEFAULT_MAX_LATENCY_MS, LatencyBoundBatching
-from .schema import BATCH_PORT, CLASSIFICATION_PORT, exit_port
+from .schema import BATCH_PORT, CLASSIFICATION_PORT, SNR_EST_TAG_KEY, exit_port
 
-#: Input tags that carry a frame's SNR (dB), the last one present winning: a
-#: replayed dataset's ``snr``, the amcee.snr_estimator's ``snr_est``.
-SNR_TAG_KEYS = ("snr", "snr_est")
 #: The input layouts (frames.LAYOUTS): complex vectors of L, or RML rows of 2L floats.
 INPUT_FORMATS = tuple(LAYOUTS)
 
@@ -229,7 +230,7 @@ class classifier(gr.sync_block):
             return None
         if self._estimate_snr:
             return estimate_snr_db(frames)
-        return read_tag_numbers(self.gateway, SNR_TAG_KEYS, self.nitems_read(0), n)
+        return read_tag_numbers(self.gateway, (SNR_EST_TAG_KEY,), self.nitems_read(0), n)
 
     def work(self, input_items, output_items):
         start = time.monotonic()

@@ -3,6 +3,9 @@
 Truth tags, on the first item of a frame (dataset_source) or of a segment
 (demo_source's truth_switch): ``label`` (symbol: class name), ``snr``
 (double: dB) and ``frame_index`` (uint64: the frame's index in its file).
+amcee.snr_estimator tags every vector ``snr_est`` (double: its estimated SNR,
+dB; lib/snr_estimator_impl.cc), which the classifier reads for a model's SNR
+table.
 
 The classifier tags every vector ``amc`` and publishes one PMT dict per
 vector on ``classification`` and on the port of the exit that decided it
@@ -21,6 +24,8 @@ import pmt
 LABEL_TAG = pmt.intern("label")
 SNR_TAG = pmt.intern("snr")
 FRAME_INDEX_TAG = pmt.intern("frame_index")
+#: Key of the estimator's tag (a str: the classifier reads it in C++, read_tag_numbers).
+SNR_EST_TAG_KEY = "snr_est"
 
 #: The classifier's port that carries every decision.
 CLASSIFICATION_PORT = "classification"

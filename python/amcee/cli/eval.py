@@ -35,10 +35,10 @@ def add_parser(subparsers):
     p.add_argument("--device", default=defaults["device"], help="cpu or cuda (default: %(default)s)")
     p.add_argument("--no-timing", action="store_true", help="skip the timing measurements")
     p.add_argument("--snr", choices=SNR_SOURCES, default=defaults["snr_source"],
-                   help="each frame's SNR value for a model with an SNR table: the dataset's (as "
-                        "amcee replay's dataset source tags the frames), the estimator's (as "
-                        "amcee.snr_estimator or the classifier's estimate_snr give it), or none (the "
-                        "plain rule); a --threshold overrides the table (default: %(default)s)")
+                   help="each frame's SNR value for a model with an SNR table: the estimator's (as "
+                        "amcee.snr_estimator or the classifier's estimate_snr give it; amcee replay "
+                        "--estimate-snr), or none (the plain rule, the classifier's without either); "
+                        "a --threshold overrides the table (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress line or bar")
     p.set_defaults(func=run)
     return p

@@ -18,8 +18,8 @@ def add_parser(subparsers):
                     "amcee.dataset_source -> amcee.classifier -> message sink. Prints accuracy "
                     "and the share of frames per exit for every SNR, and frames/s. The decisions "
                     "equal amcee eval's for the same model, thresholds and frames, frame for frame "
-                    "(with a model that has an SNR table: the dataset source's snr tags are eval's "
-                    "--snr dataset, --estimate-snr is --snr estimate, the file source --snr none).")
+                    "(with a model that has an SNR table: --estimate-snr is eval's --snr estimate, "
+                    "without it both use the plain rule).")
     p.add_argument("dataset", help=f"dataset file ({DATASET_FORMATS}; a recording by its .sigmf-meta or .sigmf-data)")
     p.add_argument("--model", default="", metavar="MODEL.pt",
                    help="exported model (default: the model shipped with gr-amcee)")
@@ -42,7 +42,7 @@ def add_parser(subparsers):
                    help=f"frames per network call (default: the engine's, {DEFAULT_BATCH})")
     p.add_argument("--estimate-snr", action="store_true",
                    help="the classifier estimates each frame's SNR itself for the model's SNR table "
-                        "(its estimate_snr option) instead of reading the snr tags")
+                        "(its estimate_snr option; without it: the plain rule)")
     p.add_argument("--trusted", action="store_true",
                    help="read a pickle with plain pickle, which can run code in the file; "
                         "only for files you trust")

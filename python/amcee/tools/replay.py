@@ -13,9 +13,10 @@ frame, docs/performance.md):
 
 The classifier uses the same EarlyExitEngine as ``amcee eval``, so for the same
 model, thresholds, frames and SNR values the decisions are the same, frame for
-frame: the dataset source's ``snr`` tags are ``amcee eval --snr dataset``
-(its default), ``estimate_snr`` is ``--snr estimate``, and the file source,
-which carries no tags, is ``--snr none``.
+frame: by default, whichever the source, the plain rule (``amcee eval``'s
+default ``--snr none``: the classifier does not put a dataset's true SNR into
+a table fitted on estimated SNRs); with ``estimate_snr`` the classifier
+estimates each frame's SNR for the model's SNR table, as ``--snr estimate``.
 """
 import os
 import tempfile
@@ -96,7 +97,7 @@ def replay(path, model_path="", threshold=None, split="all", seed=0, source="aut
     """Replay a dataset file; returns (predictions dict, report dict).
 
     ``estimate_snr``: the classifier estimates each frame's SNR itself
-    (for a model with an SNR table) instead of reading the ``snr`` tags."""
+    for a model with an SNR table (without it: the plain rule)."""
     if source == "dataset" and max_frames:
         raise ValueError("--max-frames needs the file source (dataset_source replays the whole split)")
     if source == "auto" and max_frames:

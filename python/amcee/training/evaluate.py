@@ -4,9 +4,10 @@ Early-exit predictions come from :meth:`EarlyExitEngine.classify`, the code the
 GNU Radio block and ``amcee replay`` run; a frame's decision depends only on
 the frame, its SNR value and the settings, so ``predictions.npz`` equals a
 replay's frame for frame.  With a model that has an SNR table the engine gets
-each frame's SNR as the block would (``snr_source``: the dataset's, as a
-replayed dataset's ``snr`` tags give it; the estimator's; or none = the plain
-rule), and the plain rule is timed beside it.  Threshold sweeps are simulated from every
+each frame's SNR as the block would (``snr_source``: the estimator's, as the
+snr_estimator block or the classifier's estimate_snr give it; or none = the
+plain rule, the block's without either), and the plain rule is timed beside
+it.  Threshold sweeps are simulated from every
 exit's probabilities (``all_exit_probs``) with the same exit rule.  Timing runs
 the batched engine and the backbone alone on each SNR subset in the same
 process, interleaved, and reports medians; the compute ceiling per SNR is the
@@ -33,7 +34,7 @@ from .exit_simulation import (PAPER_THRESHOLD, PAPER_THRESHOLDS, entropy10, exit
                               pick_by_exit, simulate_exits, simulate_exits_by_snr)
 
 #: Where eval takes each frame's SNR value from (see frame_snr_values).
-SNR_SOURCES = ("dataset", "estimate", "none")
+SNR_SOURCES = ("estimate", "none")
 from .time_costs import measure_exit_time_costs
 
 #: A fine sweep for the accuracy-versus-compute frontier (PAPER_THRESHOLDS are added).
@@ -86,17 +87,16 @@ def per_snr_table(labels, snrs, ee_pred, exits, bb_pred, k):
     return rows
 
 
-def frame_snr_values(frames, snrs, snr_source):
-    """Each frame's SNR value as the block would have it: the dataset's
-    ("dataset", a replayed dataset's ``snr`` tags), the estimator's
+def frame_snr_values(frames, snr_source):
+    """Each frame's SNR value as the block would have it: the estimator's
     ("estimate", the snr_estimator block or the classifier's estimate_snr),
-    or None ("none": the plain rule)."""
+    or None ("none": the plain rule).  Not the dataset's true SNR: the table
+    is fitted on estimates, and the block does not read a replayed dataset's
+    ``snr`` tags for it (docs/snr-aware-exit.md)."""
     if snr_source not in SNR_SOURCES:
         raise ValueError(f"snr_source must be one of {', '.join(SNR_SOURCES)}, got {snr_source!r}")
     if snr_source == "none":
         return None
-    if snr_source == "dataset":
-        return np.asarray(snrs, dtype=np.float64)
     return estimate_snr_db(frames)
 
 
@@ -286,7 +286,7 @@ def _add_timing(report, engine, frames, snrs, repeats, bar, frame_snr):
 
 def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None,
                    sweep=SWEEP_THRESHOLDS, repeats=5, max_batch=None, threads=0, device="cpu",
-                   timing=True, progress=True, snr_source="dataset"):
+                   timing=True, progress=True, snr_source="none"):
     """Everything ``amcee eval`` reports, as (report dict, per-frame predictions dict).
 
     ``snr_source``: each frame's SNR value for the model's SNR table
@@ -297,7 +297,7 @@ def evaluate_model(model_path, data, split="test", split_seed=0, thresholds=None
     engine = EarlyExitEngine(model_path, thresholds=thresholds, device=device,
                              num_threads=threads, max_batch=max_batch)
     idx, frames, labels, snrs = _split_frames(engine, data, split, split_seed)
-    frame_snr = frame_snr_values(frames, snrs, snr_source)
+    frame_snr = frame_snr_values(frames, snr_source)
     if progress:
         print(f"eval: {len(idx)} {split} frames, exits {', '.join(engine.exit_names)}, thresholds "
               f"{format_thresholds(engine.thresholds, engine.exit_names, engine.classes)}", file=sys.stderr)
