@@ -17,7 +17,7 @@ from gnuradio import amcee
 from gnuradio.amcee.blocks.batching import DEFAULT_MAX_LATENCY_MS
 from gnuradio.amcee.data.dataset import paper_split
 from gnuradio.amcee.data.synth.transmitters import SAMPLE_RATE, SAMPLES_PER_SYMBOL
-from gnuradio.amcee.inference.engine import DEFAULT_BATCH
+from gnuradio.amcee.inference.engine import BATCH_ACTIVATION_BUDGET, MAX_DEFAULT_BATCH
 from gnuradio.amcee.labels import RML22_CLASSES
 
 BLOCK_FILES = sorted((ROOT / "grc").glob("*.block.yml"))
@@ -106,7 +106,12 @@ def test_classifier_snr_table_text():
 def test_classifier_batching_numbers():
     doc = _doc("classifier")
     params = {p["id"]: p for p in _block(ROOT / "grc" / "amcee_classifier.block.yml")["parameters"]}
-    assert _grc_value(params["max_batch"]) == DEFAULT_BATCH
+    assert _grc_value(params["max_batch"]) == 0  # the engine's batch for the model
+    frames, length, channels, most, shipped = map(int, re.search(
+        r"what (\d+) frames of (\d+) samples give the paper's (\d+)-channel network, at most (\d+) \((\d+) for "
+        r"the shipped model", doc).groups())
+    assert frames * length * channels == BATCH_ACTIVATION_BUDGET and most == MAX_DEFAULT_BATCH
+    assert amcee.classifier().engine.max_batch == shipped
     stated = int(re.search(r"The default, (\d+) ms", doc).group(1))
     assert stated == DEFAULT_MAX_LATENCY_MS == _grc_value(params["max_latency"])
     frames, rate = re.search(r"batches about (\d+) frames at RML22's (\d+) frames/s", doc).groups()
@@ -150,7 +155,7 @@ BAD_VALUE_OF_ASSERT = {
     "${ frame_len >= 0 }": {"frame_len": -8},  # 0 = the model's (classifier), the file's (dataset_source)
     "${ frame_len % 8 == 0 }": {"frame_len": 100},
     "${ num_exits == 0 or num_exits >= 2 }": {"num_exits": 1},
-    "${ max_batch >= 1 }": {"max_batch": 0},
+    "${ max_batch >= 0 }": {"max_batch": -1},  # 0 = the engine's batch for the model
     "${ max_latency > 0 }": {"max_latency": 0.0},
     "${ num_threads >= 0 }": {"num_threads": -1},
     "${ seed >= 0 }": {"seed": -1},

@@ -158,7 +158,7 @@ def test_invalid_vectors_pass_through_tagged_and_counted(tiny_model_path):
     (dict(threshold=[0.1, 0.2, 0.3]), "early exit"),
     (dict(input_format="bytes"), "input_format"),
     (dict(device="cuda:7"), "CUDA"),
-    (dict(max_batch=0), "max_batch"),
+    (dict(max_batch=-1), "max_batch"),
     (dict(max_latency=0), "max_latency"),
     (dict(max_latency=float("nan")), "max_latency"),
     (dict(max_latency=-5), "max_latency"),

@@ -50,3 +50,25 @@ def test_max_latency_is_no_boolean():
             batching.set_max_latency(value)
     assert batching.max_latency_s == 0.05
     assert LatencyBoundBatching(16.0).max_batch == 16
+
+
+def test_default_batch_is_sized_by_the_first_layer(tmp_path):
+    """Without max_batch the engine takes as many frames as keep its first
+    convolution's output within the budget: the paper's 64 channels on 128
+    samples 256 frames, a 16-channel stem 1024 (the cap), 1024-sample frames 32."""
+    from gnuradio.amcee.inference.engine import (BATCH_ACTIVATION_BUDGET, MAX_DEFAULT_BATCH, EarlyExitEngine,
+                                                 default_batch)
+    from gnuradio.amcee.labels import RML22_CLASSES
+    from gnuradio.amcee.network.architecture import EarlyExitNet, ModelConfig
+    from gnuradio.amcee.network.export import export_model
+
+    assert default_batch(64, 128) == 256 and default_batch(16, 128) == MAX_DEFAULT_BATCH == 1024
+    assert default_batch(64, 1024) == 32 and default_batch(48, 128) == 256  # a power of two within the budget
+    assert default_batch(64, BATCH_ACTIVATION_BUDGET) == 1                  # never below one frame
+    for stem, frame_len, want in ((64, 128, 256), (16, 128, 1024), (64, 1024, 32)):
+        path = tmp_path / f"m{stem}_{frame_len}.pt"
+        export_model(EarlyExitNet(ModelConfig(exits=("V0",), num_classes=10, frame_len=frame_len,
+                                              stem_channels=stem)).eval(), str(path), RML22_CLASSES, 0.3)
+        engine = EarlyExitEngine(str(path))
+        assert engine.model.stem_channels == stem and engine.max_batch == want
+        assert EarlyExitEngine(str(path), max_batch=7).max_batch == 7

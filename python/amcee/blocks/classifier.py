@@ -36,7 +36,7 @@ from gnuradio import gr
 
 from ..amcee_python import decision_publisher, read_input_state, read_tag_numbers
 from ..frames import LAYOUTS
-from ..inference.engine import DEFAULT_BATCH, EarlyExitEngine
+from ..inference.engine import EarlyExitEngine
 from ..inference.model_file import default_model_path, read_model_archive
 from ..inference.snr_table import estimate_snr_db
 from .batching import DEFAULT_MAX_LATENCY_MS, LatencyBoundBatching
@@ -65,7 +65,7 @@ class classifier(gr.sync_block):
         return int(meta["frame_len"])
 
     def __init__(self, model_path="", threshold=None, input_format="complex", frame_len=0,
-                 max_batch=DEFAULT_BATCH, device="cpu", num_threads=2, num_exits=0, give_up=None,
+                 max_batch=0, device="cpu", num_threads=2, num_exits=0, give_up=None,
                  max_latency=DEFAULT_MAX_LATENCY_MS, trust_model_code=False,
                  keep_freed_memory=True, estimate_snr=False, stream_tags=True):
         if input_format not in INPUT_FORMATS:
@@ -77,8 +77,10 @@ class classifier(gr.sync_block):
         # in the constructing (main) thread would change it for the whole program.
         if int(num_threads) < 0:
             raise ValueError(f"num_threads must be >= 0 (0 = torch's default), got {num_threads}")
+        model_batch = isinstance(max_batch, (int, np.integer)) and not isinstance(max_batch, bool) \
+            and max_batch == 0  # 0: the engine's batch for the model (engine.default_batch)
         self.engine = EarlyExitEngine(model_path, thresholds=threshold, device=device,
-                                      max_batch=max_batch, give_up=give_up,
+                                      max_batch=None if model_batch else max_batch, give_up=give_up,
                                       trust_model_code=bool(trust_model_code),
                                       keep_freed_memory=bool(keep_freed_memory))
         if int(frame_len) and int(frame_len) != self.engine.frame_len:  # 0: the model's

@@ -1,7 +1,6 @@
 """amcee bench: frames/s of the batched early-exit engine vs the backbone alone."""
 from ..data.dataset import SPLITS
 from ..data.files import DATASET_FORMATS
-from ..inference.engine import DEFAULT_BATCH
 from ..tools.bench import SECTIONS, run_bench
 from . import add_threshold_argument, defaults_of
 
@@ -22,7 +21,7 @@ def add_parser(subparsers):
     p.add_argument("--batch-sizes", type=int, nargs="+", default=list(defaults["batch_sizes"]),
                    help="batch sizes (default: " + " ".join(map(str, defaults["batch_sizes"])) + ")")
     p.add_argument("--max-batch", type=int, default=None,
-                   help=f"batch of the per-SNR section (default: the engine's, {DEFAULT_BATCH})")
+                   help="batch of the per-SNR section (default: the engine's for the model)")
     p.add_argument("--repeats", type=int, default=defaults["repeats"],
                    help="interleaved repeats (default: %(default)s)")
     p.add_argument("--loop-frames", type=int, default=defaults["loop_frames"],

@@ -1,7 +1,6 @@
 """amcee eval: accuracy, exits, timing and compute of a model on a dataset split."""
 from ..data.dataset import SPLITS
 from ..data.files import DATASET_FORMATS
-from ..inference.engine import DEFAULT_BATCH
 from ..training.evaluate import SNR_SOURCES, evaluate_model
 from ..training.exit_simulation import PAPER_THRESHOLDS
 from . import add_threshold_argument, defaults_of
@@ -30,7 +29,7 @@ def add_parser(subparsers):
     p.add_argument("--repeats", type=int, default=defaults["repeats"],
                    help="timing repeats per SNR (default: %(default)s)")
     p.add_argument("--max-batch", type=int, default=None,
-                   help=f"engine batch size (default: the engine's, {DEFAULT_BATCH})")
+                   help="engine batch size (default: the engine's for the model)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default=defaults["device"], help="cpu or cuda (default: %(default)s)")
     p.add_argument("--no-timing", action="store_true", help="skip the timing measurements")

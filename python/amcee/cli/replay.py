@@ -4,7 +4,6 @@ import json
 from ..data.dataset import SPLITS
 from ..data.files import DATASET_FORMATS
 from ..frames import LAYOUTS
-from ..inference.engine import DEFAULT_BATCH
 from ..tools.replay import SOURCES, replay
 from . import add_threshold_argument, defaults_of
 
@@ -39,7 +38,7 @@ def add_parser(subparsers):
                    help="replay only the first N frames of the split (file source) "
                         "(default: %(default)s = all)")
     p.add_argument("--max-batch", type=int, default=None,
-                   help=f"frames per network call (default: the engine's, {DEFAULT_BATCH})")
+                   help="frames per network call (default: the engine's for the model)")
     p.add_argument("--estimate-snr", action="store_true",
                    help="the classifier estimates each frame's SNR itself for the model's SNR table "
                         "(its estimate_snr option; without it: the plain rule)")

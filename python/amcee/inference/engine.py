@@ -23,12 +23,27 @@ from .snr_table import model_snr_table, rule_tensors
 
 INVALID_EXIT = -1
 INVALID_CLASS = -1
-#: Frames per network call: large enough to amortise a call's overhead, small
-#: enough that the first layers' activations stay in cache (docs/performance.md).
-DEFAULT_BATCH = 256
+#: What a default batch holds of the first convolution's output (elements):
+#: 256 frames of 128 samples at the paper's 64 channels, the measured best for
+#: the paper's backbone.  Frames per network call are large enough to amortise
+#: a call's overhead and small enough that the first layers' activations stay
+#: in cache, so a narrower stem or shorter frames take more frames per call,
+#: longer frames fewer (measured: docs/performance.md, "Batch size").
+BATCH_ACTIVATION_BUDGET = 64 * 128 * 256
+#: The largest default batch (measured up to it; a call this large takes
+#: about 20 ms on one core with the shipped model).
+MAX_DEFAULT_BATCH = 1024
 #: Largest batch the engine accepts: a batch's buffers grow with it (2 x 4 bytes
 #: x frame length per frame); a bigger one would fail as an allocation error.
 MAX_BATCH = 1 << 16
+
+
+def default_batch(stem_channels, frame_len):
+    """Frames per network call for a network whose first convolution has
+    ``stem_channels`` outputs on frames of ``frame_len`` samples: the largest
+    power of two within BATCH_ACTIVATION_BUDGET, from 1 to MAX_DEFAULT_BATCH."""
+    frames = BATCH_ACTIVATION_BUDGET // (int(stem_channels) * int(frame_len))
+    return 1 if frames < 1 else min(MAX_DEFAULT_BATCH, 1 << (frames.bit_length() - 1))
 
 
 def check_max_batch(value):
@@ -114,8 +129,12 @@ class EarlyExitEngine:
         ``thresholds`` / ``give_up``: None = the model's.  With both the
         model's, frames given an SNR value (classify's ``snr_db``) are held
         to the model's SNR table (inference.snr_table) when it has one; a
-        threshold or give-up value set by the user overrides the table."""
-        max_batch = check_max_batch(DEFAULT_BATCH if max_batch is None else max_batch)
+        threshold or give-up value set by the user overrides the table.
+
+        ``max_batch``: frames per network call; None = sized by the model
+        (default_batch of its first convolution's width and its frame length)."""
+        if max_batch is not None:  # None: sized by the model (default_batch), once it is loaded
+            max_batch = check_max_batch(max_batch)
         if int(num_threads) < 0:
             raise ValueError(f"num_threads must be >= 0 (0 = torch's default), got {num_threads}")
         if int(num_threads) > 0:
@@ -125,7 +144,8 @@ class EarlyExitEngine:
             malloc_tuning.keep_freed_memory()
         with one_torch_thread():  # the load's checks run the network: no OpenMP team left here
             self.model = load_model(model_path, device=self.device, trust_model_code=trust_model_code)
-            self.max_batch = int(max_batch)
+            self.max_batch = default_batch(self.model.stem_channels, self.model.frame_len) \
+                if max_batch is None else max_batch
             self._lock = threading.Lock()
             self._thresholds = self._give_up = None
             self._threshold_values = self._give_up_values = ()

@@ -141,6 +141,16 @@ class LoadedModel:
         return tuple(self.meta["exit_names"])
 
     @property
+    def stem_channels(self):
+        """Output channels of the network's first convolution (its widest
+        early activation: channels x frame length per frame), read from the
+        weights, which every file has, whatever its metadata's age."""
+        for _, tensor in self.module.named_buffers():
+            if tensor.dim() == 4:  # the inference graph's convolutions: [out, in, 1, taps]
+                return int(tensor.shape[0])
+        raise ModelFileError(f"{self.path}: the network has no convolution")
+
+    @property
     def default_thresholds(self):
         return validate_thresholds(self.meta["thresholds"], self.num_exits, len(self.classes))
 

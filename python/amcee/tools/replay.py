@@ -33,7 +33,6 @@ from ..data.dataset import labels_for_model, split_indices
 from ..data.files import load_dataset
 from ..data.sigmf_recording import replay_paths, sigmf_layout
 from ..frames import check_layout, frames_to_vectors, vector_length
-from ..inference.engine import DEFAULT_BATCH
 from .report_tables import group_summary, rows_per_value, table_lines
 
 SOURCES = ("auto", "file", "dataset")
@@ -81,7 +80,7 @@ class replay_flowgraph(gr.top_block):
         # A recording comes as fast as the classifier takes it: the block's
         # batching hands the network full batches on its own.
         self.classifier = classifier(model_path=model_path, threshold=threshold,
-                                     input_format=layout, frame_len=L, max_batch=max_batch or DEFAULT_BATCH,
+                                     input_format=layout, frame_len=L, max_batch=max_batch or 0,
                                      estimate_snr=estimate_snr, stream_tags=False)
         self.sink = classification_sink(self.classifier.classes())
         self.connect(self.source, self.classifier, blocks.null_sink(itemsize))
