@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gnuradio.amcee.inference.exit_rule import entropy10
-from gnuradio.amcee.network.architecture import EarlyExitNet, ModelConfig
+from gnuradio.amcee.network.architecture import MIN_SHARE_CLOSED_TO_GATHER, EarlyExitNet, ModelConfig
 from gnuradio.amcee.network.checkpoint import portable_state, transfer_weights
 from gnuradio.amcee.network.compute_costs import compute_ceiling, count_parameters, exit_costs, parameter_split
 
@@ -199,6 +199,24 @@ def test_an_exit_that_is_off_does_not_run_its_head_and_changes_no_answer():
         assert int(exits[i]) == e_i
         np.testing.assert_allclose(p[i].numpy(), probs[e_i, i], atol=1e-6)
         assert float(entropy[i]) == pytest.approx(float(entropies[e_i, i]), abs=1e-5)
+    # V0 off for a few rows (under MIN_SHARE_CLOSED_TO_GATHER): the head runs on every
+    # row instead of a gather, and the closed rows still never leave there.
+    head_rows[0].clear()
+    t_few = t.clone()
+    t_few[:, 0, :] = median[0]
+    few = [3, 17, 29]
+    assert len(few) < MIN_SHARE_CLOSED_TO_GATHER * 40 <= 20
+    t_few[few, 0, :] = EXIT_OFF
+    with torch.no_grad():
+        p, exits, entropy = model(x, t_few, g)
+    assert head_rows[0] == [40]
+    for i in range(40):
+        rule = [EXIT_OFF if i in few else median[0], median[1]]
+        e_i = simulate_exits(entropies[:, i:i + 1], rule, None, predictions[:, i:i + 1])[0]
+        assert int(exits[i]) == e_i
+        np.testing.assert_allclose(p[i].numpy(), probs[e_i, i], atol=1e-6)
+        assert float(entropy[i]) == pytest.approx(float(entropies[e_i, i]), abs=1e-5)
+    assert (exits[few] != 0).all() and (exits == 0).any()
     # A give-up value keeps the head running: the row may still leave there.
     head_rows[0].clear()
     g[1::2, 0] = 0.0

@@ -113,6 +113,13 @@ HEAD_FEATURES = 1024
 #: along and are ignored: copying a row's cached features costs about this
 #: fraction of running it through the next segment (docs/performance.md).
 MIN_SHARE_TO_GATHER = 1.0 / 16
+#: An exit head runs on the gathered rows that may leave there only once at
+#: least this share of the rows in flight has the exit off; below it the head
+#: runs on every row and the closed rows' entropy is set to NaN, which leaves
+#: nowhere: gathering a row's features costs a quarter to a third of running
+#: the head on it (docs/head_gather_cost.py, at V0 and V1), and a
+#: batch of the SNR table's bins often has a few rows with an exit off.
+MIN_SHARE_CLOSED_TO_GATHER = 1.0 / 4
 #: Hidden sizes of an early-exit head and of the backbone's classifier.
 HEAD_HIDDEN = (64, 32)
 BACKBONE_HIDDEN = (256, 64)
@@ -327,6 +334,7 @@ class EarlyExitNet(nn.Module):
         self.num_classes = config.num_classes
         self.num_exits = config.num_exits
         self.min_share_to_gather = MIN_SHARE_TO_GATHER
+        self.min_share_closed_to_gather = MIN_SHARE_CLOSED_TO_GATHER
         blocks = []
         start = 0
         cuts = config.cuts
@@ -407,9 +415,14 @@ class EarlyExitNet(nn.Module):
                 if open_rows is not None:  # run_head False: the exit is off for every row in flight
                     run_head = open_rows.numel() > 0
                 if run_head:
-                    if open_rows is None:  # every row may leave here
+                    n_closed = 0 if open_rows is None else rows.numel() - open_rows.numel()
+                    if open_rows is None or n_closed < self.min_share_closed_to_gather * rows.numel():
+                        # every row may leave here, or so many that the head runs on all of them
                         p = class_probabilities(block.head(x))
                         e = entropy10(p)
+                        if open_rows is not None:  # the few closed rows get NaN, which leaves nowhere
+                            closed = torch.ones(rows.numel(), dtype=torch.bool, device=x.device)
+                            e = e.masked_fill(closed.index_fill_(0, open_rows, False), float("nan"))
                     else:  # the head runs on the rows that may leave; the others get NaN, which leaves nowhere
                         p_open = class_probabilities(block.head(x.index_select(0, open_rows)))
                         p = torch.zeros(rows.numel(), self.num_classes, dtype=x.dtype, device=x.device)
