@@ -36,7 +36,7 @@ from ..network.architecture import MIN_SHARE_TO_GATHER
 from ..network.compute_costs import compute_ceiling
 from ..timing import time_interleaved
 
-#: Rows of the timing batch (the engine's default batch).
+#: Rows of a timing batch (the engine's default batch for the paper's network).
 TIMING_BATCH = 256
 
 
