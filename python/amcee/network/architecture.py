@@ -410,20 +410,18 @@ class EarlyExitNet(nn.Module):
         for block in self.blocks:
             if rows.numel() > n_answered:
                 x = block.segment(x)
-                open_rows = self._open_rows(k, thresholds, give_up, rows)
-                run_head = True
-                if open_rows is not None:  # run_head False: the exit is off for every row in flight
-                    run_head = open_rows.numel() > 0
-                if run_head:
-                    n_closed = 0 if open_rows is None else rows.numel() - open_rows.numel()
-                    if open_rows is None or n_closed < self.min_share_closed_to_gather * rows.numel():
+                may_leave = self._open_rows(k, thresholds, give_up, rows)
+                n_open = rows.numel() if may_leave is None else int(may_leave.sum())
+                if n_open > 0:  # else the exit is off for every row in flight: its head does not run
+                    few_closed = rows.numel() - n_open < self.min_share_closed_to_gather * rows.numel()
+                    if may_leave is None or few_closed:
                         # every row may leave here, or so many that the head runs on all of them
                         p = class_probabilities(block.head(x))
                         e = entropy10(p)
-                        if open_rows is not None:  # the few closed rows get NaN, which leaves nowhere
-                            closed = torch.ones(rows.numel(), dtype=torch.bool, device=x.device)
-                            e = e.masked_fill(closed.index_fill_(0, open_rows, False), float("nan"))
+                        if may_leave is not None:  # the few closed rows get NaN, which leaves nowhere
+                            e = e.masked_fill(~may_leave, float("nan"))
                     else:  # the head runs on the rows that may leave; the others get NaN, which leaves nowhere
+                        open_rows = torch.nonzero(may_leave).squeeze(1)
                         p_open = class_probabilities(block.head(x.index_select(0, open_rows)))
                         p = torch.zeros(rows.numel(), self.num_classes, dtype=x.dtype, device=x.device)
                         p.index_copy_(0, open_rows, p_open)
@@ -437,7 +435,7 @@ class EarlyExitNet(nn.Module):
         return probs, exits, entropy
 
     def _open_rows(self, k: int, thresholds: Tensor, give_up: Tensor, rows: Tensor) -> Optional[Tensor]:
-        """Rows in flight that may leave exit k, as indices, or None for all.
+        """Rows in flight that may leave exit k, as a mask, or None for all.
         An exit is off for a row when its thresholds there are all negative
         (inference.model_file.EXIT_OFF, -inf) and its give-up value is
         inf: no entropy can take the row out, so the head need not run for
@@ -449,10 +447,10 @@ class EarlyExitNet(nn.Module):
             may = (t >= 0) | (give_up.select(1, k).index_select(0, rows) < float("inf"))
             if bool(may.all()):
                 return None
-            return torch.nonzero(may).squeeze(1)
+            return may
         if bool(thresholds[k].max() >= 0) or bool(give_up[k] < float("inf")):
             return None
-        return torch.zeros([0], dtype=torch.long, device=rows.device)
+        return torch.zeros(rows.numel(), dtype=torch.bool, device=rows.device)
 
     def _leaving(self, p: Tensor, e: Tensor, k: int, thresholds: Tensor, give_up: Tensor, rows: Tensor,
                  answered: Tensor, n_answered: int) -> Tensor:

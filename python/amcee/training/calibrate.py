@@ -676,7 +676,7 @@ def calibrate_snr_table(model_path, data, out_path, max_loss_pp=0.5, split="val"
     ds, rows, labels, all_probs = _split_outputs(engine, data, split, split_seed)
     frames = ds.frames[rows]
     snr_est = estimate_snr_db(frames)
-    # Per frame of each exit path, backbone = 1: timed on 4 batches (stable ratios).
+    # Per frame of each exit path, backbone = 1: timed on 4 x TIMING_BATCH frames (stable ratios).
     path_costs = measure_engine_path_costs(engine, frames[:4 * TIMING_BATCH], repeats=repeats)
     every_head = setting_costs(path_costs, [0.0] * (engine.num_exits - 1), [math.inf] * (engine.num_exits - 1),
                                 engine.num_exits)
