@@ -30,8 +30,8 @@ INVALID_CLASS = -1
 #: in cache, so a narrower stem or shorter frames take more frames per call,
 #: longer frames fewer (measured: docs/performance.md, "Batch size").
 BATCH_ACTIVATION_BUDGET = 64 * 128 * 256
-#: The largest default batch (measured up to it; a call this large takes
-#: about 20 ms on one core with the shipped model).
+#: The largest default batch: the largest measured (docs/performance.md,
+#: "Batch size"), and a call still short beside the block's latency bound.
 MAX_DEFAULT_BATCH = 1024
 #: Largest batch the engine accepts: a batch's buffers grow with it (2 x 4 bytes
 #: x frame length per frame); a bigger one would fail as an allocation error.
