@@ -304,3 +304,33 @@ def test_snr_table_turns_off_the_heads_that_do_not_pay():
         times[m] = setting_costs(paths, table.thresholds[b], table.give_up[b], 2)[exits[m]]
         assert times[m].mean() <= 1 / 0.99 + 1e-9  # every bin at least 0.99x the backbone
     assert summary["time_fraction"] == pytest.approx(times.mean())
+
+
+def test_snr_table_does_not_buy_speed_with_many_changed_answers(monkeypatch):
+    """A bin's setting is scored by its frames right minus one standard error
+    of the difference to the plain rule (SNR_FIT_STANDARD_ERRORS): a faster
+    setting that is as accurate as the plain rule only by changing every
+    answer of the bin is not taken; counted bare, it is."""
+    from gnuradio.amcee.inference.model_file import EXIT_OFF
+    from gnuradio.amcee.training import calibrate
+
+    n = 200
+    probs = np.zeros((2, n, 2), dtype=np.float32)
+    probs[0] = (0.2, 0.8)    # the early exit says class 1, unsure (entropy 0.217 > the plain 0.05)
+    probs[1] = (0.99, 0.01)  # the final exit says class 0
+    labels = np.repeat([0, 1], n // 2)  # each exit is right on half the frames, on different halves
+    snrs = np.zeros(n)
+    paths = {(0, ()): 0.4, (1, (True,)): 1.25, (1, (False,)): 1.01}
+
+    def fit(standard_errors):
+        monkeypatch.setattr(calibrate, "SNR_FIT_STANDARD_ERRORS", standard_errors)
+        ev = calibrate.Evaluator(probs, labels, [0.4, 1.25], 1.0)
+        return calibrate.fit_snr_table(ev, snrs, paths, (0.05,), (math.inf,), (10.0,), max_loss_pp=0.0,
+                                       min_speedup=0.5)
+
+    table, summary = fit(1.0)  # the plain rule's answers, its head off: faster, no answer changed
+    assert table["thresholds"][0] == [None] and table["give_up"][0] == [None]
+    assert summary["accuracy"] == 0.5 and summary["time_fraction"] == pytest.approx(1.01)
+    table, summary = fit(0.0)  # every frame out at the early exit: as many right, 200 answers changed
+    assert summary["accuracy"] == 0.5 and summary["time_fraction"] == pytest.approx(0.4)
+    assert EXIT_OFF not in calibrate.validate_snr_table(table, 2, 2).thresholds[0]

@@ -277,7 +277,7 @@ class EarlyExitEngine:
         value (dB) per frame, NaN for a frame without one; with the model's
         SNR table in use (uses_snr_table) each frame is held to the
         thresholds of its SNR bin, else it is ignored."""
-        t, g = self._call_settings(thresholds, give_up, snr_db, len(frames))
+        t, g, table_rows = self._call_settings(thresholds, give_up, snr_db, len(frames))
         valid, batches = self._batches(frames)
         n, c = len(valid), len(self.classes)
         probs = np.zeros((n, c), dtype=np.float32)
@@ -285,8 +285,8 @@ class EarlyExitEngine:
         entropy = np.full(n, np.nan, dtype=np.float32)
         with torch.inference_mode():
             for rows, batch in batches:
-                if t.dim() == 3:  # per-row rule: the rows of this batch (t indexed by frame)
-                    index = torch.from_numpy(rows).to(self.device)
+                if table_rows is not None:  # per-row rule: each frame's row of the table
+                    index = torch.from_numpy(table_rows[rows]).to(self.device)
                     p, e, h = self.model.module(batch, t.index_select(0, index), g.index_select(0, index))
                 else:
                     p, e, h = self.model.module(batch, t, g)
@@ -296,9 +296,12 @@ class EarlyExitEngine:
         return Classification(probs=probs, exits=exits, entropy=entropy, valid=valid)
 
     def _call_settings(self, thresholds, give_up, snr_db, n):
-        """(thresholds tensor, give-up tensor) of a classify call: the
-        engine's settings with the call's overrides; with the SNR table in
-        use and ``snr_db`` given, per frame: [N, K-1, C] and [N, K-1]."""
+        """(thresholds tensor, give-up tensor, table rows) of a classify
+        call: the engine's settings with the call's overrides and None; with
+        the SNR table in use and ``snr_db`` given, the table's tensors
+        ([B+1, K-1, C], [B+1, K-1]) and each frame's row of them (int64 [n]),
+        which classify looks up batch by batch (one copy of the settings per
+        batch, not one of all frames' first)."""
         with self._lock:
             t, g = self._thresholds, self._give_up
             table = self._table_in_use()
@@ -309,14 +312,13 @@ class EarlyExitEngine:
             g = torch.tensor(validate_give_up(give_up, self.num_exits), device=self.device)
             table = None
         if snr_db is None or table is None:
-            return t, g
+            return t, g, None
         snr = np.asarray(snr_db, dtype=np.float64).reshape(-1)
         if len(snr) != n:
             raise ValueError(f"snr_db has {len(snr)} values for {n} frames (one per frame, NaN for none)")
-        # bin -1 (no SNR value) indexes the last row: the plain rule's
-        index = torch.from_numpy(self.snr_table.bins(snr)).to(self.device)
         table_t, table_g = table
-        return table_t.index_select(0, index % len(table_t)), table_g.index_select(0, index % len(table_g))
+        # bin -1 (no SNR value) indexes the last row: the plain rule's
+        return table_t, table_g, self.snr_table.bins(snr) % len(table_t)
 
     def backbone_probs(self, frames):
         """Probabilities of the backbone alone (no early-exit head runs)."""

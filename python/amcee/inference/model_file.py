@@ -174,7 +174,7 @@ def number(value, what):
 
 #: The threshold of an exit that is off: no entropy is at most it, so no
 #: frame leaves there, and where the give-up value is off too the exit's head
-#: does not run (EarlyExitNet._open_rows).  ``null`` in JSON, None from the
+#: does not run (EarlyExitNet._closed_rows).  ``null`` in JSON, None from the
 #: user; -inf, which no user's threshold can be, so that the validated
 #: values go through validation again unchanged.
 EXIT_OFF = float("-inf")

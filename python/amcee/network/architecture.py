@@ -115,8 +115,8 @@ HEAD_FEATURES = 1024
 MIN_SHARE_TO_GATHER = 1.0 / 16
 #: An exit head runs on the gathered rows that may leave there only once at
 #: least this share of the rows in flight has the exit off; below it the head
-#: runs on every row and the closed rows' entropy is set to NaN, which leaves
-#: nowhere: gathering a row's features costs a quarter to a third of running
+#: runs on every row, and the closed rows' own rule (thresholds -inf, give-up
+#: inf) keeps them in: gathering a row's features costs a quarter to a third of running
 #: the head on it (docs/head_gather_cost.py, at V0 and V1), and a
 #: batch of the SNR table's bins often has a few rows with an exit off.
 MIN_SHARE_CLOSED_TO_GATHER = 1.0 / 4
@@ -410,60 +410,74 @@ class EarlyExitNet(nn.Module):
         for block in self.blocks:
             if rows.numel() > n_answered:
                 x = block.segment(x)
-                may_leave = self._open_rows(k, thresholds, give_up, rows)
-                n_open = rows.numel() if may_leave is None else int(may_leave.sum())
-                if n_open > 0:  # else the exit is off for every row in flight: its head does not run
-                    few_closed = rows.numel() - n_open < self.min_share_closed_to_gather * rows.numel()
-                    if may_leave is None or few_closed:
-                        # every row may leave here, or so many that the head runs on all of them
+                t_k, g_k = self._exit_settings(k, thresholds, give_up, rows, batch)
+                n_closed, closed = self._closed_rows(k, t_k, g_k, rows.numel())
+                if n_closed < rows.numel():  # else the exit is off for every row in flight: its head does not run
+                    if n_closed < self.min_share_closed_to_gather * rows.numel():
+                        # the head runs on every row; a closed row's rule (thresholds
+                        # -inf, give-up inf) lets no entropy out, so it needs no mask
                         p = class_probabilities(block.head(x))
                         e = entropy10(p)
-                        if may_leave is not None:  # the few closed rows get NaN, which leaves nowhere
-                            e = e.masked_fill(~may_leave, float("nan"))
                     else:  # the head runs on the rows that may leave; the others get NaN, which leaves nowhere
-                        open_rows = torch.nonzero(may_leave).squeeze(1)
+                        open_rows = torch.nonzero(~closed).squeeze(1)
                         p_open = class_probabilities(block.head(x.index_select(0, open_rows)))
                         p = torch.zeros(rows.numel(), self.num_classes, dtype=x.dtype, device=x.device)
                         p.index_copy_(0, open_rows, p_open)
                         e = torch.full([rows.numel()], float("nan"), dtype=x.dtype, device=x.device)
                         e.index_copy_(0, open_rows, entropy10(p_open))
-                    take = self._leaving(p, e, k, thresholds, give_up, rows, answered, n_answered)
+                    take = self._leaving(p, e, k, t_k, g_k, answered, n_answered)
                     probs, entropy, answered, n_answered = self._record(
                         probs, exits, entropy, p, e, take, k, rows, answered, n_answered)
                     x, rows, answered, n_answered = self._gather_in_flight(x, rows, answered, n_answered)
             k += 1
         return probs, exits, entropy
 
-    def _open_rows(self, k: int, thresholds: Tensor, give_up: Tensor, rows: Tensor) -> Optional[Tensor]:
-        """Rows in flight that may leave exit k, as a mask, or None for all.
-        An exit is off for a row when its thresholds there are all negative
-        (inference.model_file.EXIT_OFF, -inf) and its give-up value is
-        inf: no entropy can take the row out, so the head need not run for
-        it; the result is the same as with the head run."""
+    def _exit_settings(self, k: int, thresholds: Tensor, give_up: Tensor, rows: Tensor,
+                       batch: int) -> Tuple[Tensor, Tensor]:
+        """The rule of exit k for the rows in flight, looked up once per
+        exit: the shared threshold(s) [] or [C] and give-up value [], or
+        with per-row settings each row's [n, C] and [n] (by its place in the
+        batch, ``rows``; no lookup while every row of the batch is still in
+        flight, in order).  The final exit has no rule: empty tensors."""
         if k == self.num_exits - 1:
-            return None
+            return thresholds[:0], give_up[:0]
         if thresholds.dim() == 3:
-            t = thresholds.select(1, k).index_select(0, rows).amax(dim=1)
-            may = (t >= 0) | (give_up.select(1, k).index_select(0, rows) < float("inf"))
-            if bool(may.all()):
-                return None
-            return may
-        if bool(thresholds[k].max() >= 0) or bool(give_up[k] < float("inf")):
-            return None
-        return torch.zeros(rows.numel(), dtype=torch.bool, device=rows.device)
+            t = thresholds.select(1, k)
+            g = give_up.select(1, k)
+            if rows.numel() < batch:
+                t = t.index_select(0, rows)
+                g = g.index_select(0, rows)
+            return t, g
+        return thresholds[k], give_up[k]
 
-    def _leaving(self, p: Tensor, e: Tensor, k: int, thresholds: Tensor, give_up: Tensor, rows: Tensor,
+    def _closed_rows(self, k: int, t: Tensor, g: Tensor, n_rows: int) -> Tuple[int, Tensor]:
+        """How many of the ``n_rows`` rows in flight have exit k off (its rule
+        ``t``, ``g`` from _exit_settings), and which (a mask; empty when the
+        count is 0 or all rows).  An exit is off for a row when its thresholds
+        there are all negative (inference.model_file.EXIT_OFF, -inf) and its
+        give-up value is inf: no entropy (>= 0) can take the row out, so the
+        head need not run for it; the result is the same as with the head run."""
+        none = torch.zeros(0, dtype=torch.bool, device=t.device)
+        if k == self.num_exits - 1:
+            return 0, none
+        if t.dim() == 2:  # per row
+            closed = (t.amax(dim=1) < 0) & (g == float("inf"))
+            n = int(closed.sum())
+            return n, (closed if 0 < n < n_rows else none)
+        if bool(t.max() < 0) and bool(g == float("inf")):
+            return n_rows, none
+        return 0, none
+
+    def _leaving(self, p: Tensor, e: Tensor, k: int, t: Tensor, g: Tensor,
                  answered: Tensor, n_answered: int) -> Tensor:
         """Rows in flight that leave exit k: every row not yet answered at the
-        final exit, else the exit rule's (per-row thresholds are looked up by
-        each row's place in the batch, ``rows``)."""
+        final exit, else the exit rule's (``t``, ``g`` from _exit_settings)."""
         if k == self.num_exits - 1:
             return ~answered
-        if thresholds.dim() == 3:
-            take = leaves_per_row(p, e, thresholds.select(1, k).index_select(0, rows),
-                                  give_up.select(1, k).index_select(0, rows))
+        if t.dim() == 2:
+            take = leaves_per_row(p, e, t, g)
         else:
-            take = leaves(p, e, thresholds[k], give_up[k])
+            take = leaves(p, e, t, g)
         if n_answered > 0:
             take = take & ~answered
         return take

@@ -514,6 +514,12 @@ def _split_outputs(engine, data, split, split_seed):
 SNR_EDGES_DB = tuple(float(e) for e in range(-19, 20, 2))
 #: Multiples of the plain thresholds a bin may take (class tables scaled whole).
 SNR_THRESHOLD_SCALES = (0.0, 0.25, 0.5, 0.75, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0)
+#: A bin's setting is chosen by its frames right minus this many standard
+#: errors of the difference to the plain rule (the square root of the frames
+#: whose answer the setting changes): a setting that beats the plain rule on a
+#: bin's few hundred validation frames by changing many answers often loses on
+#: held-out frames (the figures: docs/snr-aware-exit.md, "Choices").
+SNR_FIT_STANDARD_ERRORS = 1.0
 #: Per-exit thresholds per exit in a bin's own grid: entropy quantiles of the
 #: bin's frames, 2 = the ends (with 0: none, all).  A finer grid fits the
 #: validation frames closer and held-out frames worse (docs/snr-aware-exit.md,
@@ -566,8 +572,8 @@ def _choose_bins(options, required_correct, min_speedup=1.0):
     """One option per bin, least total time with at least ``required_correct``
     frames right: the Lagrangian choice (per bin, least time - lam x right)
     at the smallest lam that meets the bound, found by bisection.  Each
-    bin's options are [(time, right, index)], already limited to what the
-    bin may cost."""
+    bin's options are [(time, right as scored, index, right)], already
+    limited to what the bin may cost."""
     def pick(lam):
         chosen = [min(opts, key=lambda o: (o[0] - lam * o[1], o[0])) for opts in options]
         return chosen, sum(o[1] for o in chosen)
@@ -599,7 +605,9 @@ def fit_snr_table(ev, snr_est, path_costs, plain_thresholds, plain_give_up, edge
     estimated SNRs (calibrate_snr_table).  Each bin takes one of
     _bin_candidates' settings, chosen together (_choose_bins) for the least
     total time with at least the accuracy the budget allows, no bin slower
-    than the plain rule nor than 1 / ``min_speedup`` of the backbone."""
+    than the plain rule nor than 1 / ``min_speedup`` of the backbone; a
+    setting's frames right are scored SNR_FIT_STANDARD_ERRORS standard
+    errors below their count (the summary's accuracy is the count)."""
     n_early = ev.num_exits - 1
     edges = tuple(float(e) for e in edges_db)
     bins = np.searchsorted(np.asarray(edges), snr_est, side="right")
@@ -614,11 +622,15 @@ def fit_snr_table(ev, snr_est, path_costs, plain_thresholds, plain_give_up, edge
                      else [(plain_thresholds, plain_give_up)])
             limit = min(float(plain_costs[plain_exits[members]].sum()), len(members) / min_speedup) + 1e-9
             opts = []
+            plain_correct = pick_by_exit(ev.correct[:, members], plain_exits[members])
             for i, (t, g) in enumerate(cands):
                 exits = simulate_exits(ev.entropies[:, members], t, g, ev.predictions[:, members])
                 time_b = float(setting_costs(path_costs, t, g, ev.num_exits)[exits].sum())
                 if time_b <= limit:
-                    opts.append((time_b, int(pick_by_exit(ev.correct[:, members], exits).sum()), i))
+                    correct = pick_by_exit(ev.correct[:, members], exits)
+                    changed = int(np.count_nonzero(correct != plain_correct))
+                    scored = float(correct.sum()) - SNR_FIT_STANDARD_ERRORS * math.sqrt(changed)
+                    opts.append((time_b, scored, i, int(correct.sum())))
             if not opts:
                 raise ValueError(f"no setting of SNR bin {b} is {min_speedup:g}x the backbone by the measured "
                                  "exit times: lower min_speedup")
@@ -635,7 +647,7 @@ def fit_snr_table(ev, snr_est, path_costs, plain_thresholds, plain_give_up, edge
     table = {"edges_db": list(edges),
              "thresholds": [thresholds_to_json(candidates[b][o[2]][0]) for b, o in enumerate(chosen)],
              "give_up": [[None if math.isinf(g) else g for g in candidates[b][o[2]][1]] for b, o in enumerate(chosen)]}
-    right, time_total = sum(o[1] for o in chosen), sum(o[0] for o in chosen)
+    right, time_total = sum(o[3] for o in chosen), sum(o[0] for o in chosen)
     summary = {"frames": int(n), "max_loss_pp": max_loss_pp, "min_speedup": min_speedup,
                "final_exit_accuracy": ev.final_accuracy, "accuracy": right / n,
                "accuracy_loss_pp": 100 * (ev.final_accuracy - right / n), "plain_accuracy": plain_right / n,
