@@ -21,16 +21,21 @@ def time_interleaved(candidates, repeats=5, warmup=1):
 def time_interleaved_samples(candidates, repeats=5, warmup=1):
     """Every timed round: {name: [seconds per repeat]}; round r of every
     candidate ran back to back, so per-round ratios are paired.  The order
-    turns by one candidate every round: a call measured slower right after
-    a particular other one (the backbone's, in a run of bench), and a fixed
-    order put that on one candidate in every round."""
+    changes every round: turned by one candidate every other round, and
+    reversed in between.  A call measures slower right after a particular
+    other one (the backbone's, in a run of bench); a fixed order put that on
+    one candidate in every round, and turning alone keeps each candidate's
+    predecessor (with three candidates, one always ran right after the
+    backbone).  Turned and reversed, each candidate follows each of its
+    neighbours in turn (with three, the six orders one after another)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     samples = {name: [] for name in candidates}
     names = list(candidates)
     for r in range(warmup + repeats):
-        for i in range(len(names)):
-            name = names[(r + i) % len(names)]
+        turn = (r // 2) % len(names)
+        order = names[turn:] + names[:turn]
+        for name in (order[::-1] if r % 2 else order):
             fn = candidates[name]
             t0 = time.perf_counter()
             fn()
