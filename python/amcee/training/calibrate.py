@@ -622,15 +622,16 @@ def fit_snr_table(ev, snr_est, path_costs, plain_thresholds, plain_give_up, edge
                      else [(plain_thresholds, plain_give_up)])
             limit = min(float(plain_costs[plain_exits[members]].sum()), len(members) / min_speedup) + 1e-9
             opts = []
-            plain_correct = pick_by_exit(ev.correct[:, members], plain_exits[members])
+            entropies, predictions, exit_correct = (a[:, members] for a in (ev.entropies, ev.predictions, ev.correct))
+            plain_correct = pick_by_exit(exit_correct, plain_exits[members])
             for i, (t, g) in enumerate(cands):
-                exits = simulate_exits(ev.entropies[:, members], t, g, ev.predictions[:, members])
+                exits = simulate_exits(entropies, t, g, predictions)
                 time_b = float(setting_costs(path_costs, t, g, ev.num_exits)[exits].sum())
                 if time_b <= limit:
-                    correct = pick_by_exit(ev.correct[:, members], exits)
+                    correct = pick_by_exit(exit_correct, exits)
+                    right = int(correct.sum())
                     changed = int(np.count_nonzero(correct != plain_correct))
-                    scored = float(correct.sum()) - SNR_FIT_STANDARD_ERRORS * math.sqrt(changed)
-                    opts.append((time_b, scored, i, int(correct.sum())))
+                    opts.append((time_b, right - SNR_FIT_STANDARD_ERRORS * math.sqrt(changed), i, right))
             if not opts:
                 raise ValueError(f"no setting of SNR bin {b} is {min_speedup:g}x the backbone by the measured "
                                  "exit times: lower min_speedup")
