@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from gnuradio.amcee.inference.exit_rule import entropy10
+from gnuradio.amcee.inference.exit_rule import class_probabilities, entropy10, predicted_class
 from gnuradio.amcee.network.architecture import MIN_SHARE_CLOSED_TO_GATHER, EarlyExitNet, ModelConfig
 from gnuradio.amcee.network.checkpoint import portable_state, transfer_weights
 from gnuradio.amcee.network.compute_costs import compute_ceiling, count_parameters, exit_costs, parameter_split
@@ -103,6 +103,15 @@ def test_other_frame_lengths_scale_the_layout():
     assert [tuple(o.shape) for o in outputs] == [(2, 10), (2, 10)]
     with pytest.raises(ValueError, match="multiple of 8"):
         ModelConfig(frame_len=100)
+
+
+def test_predicted_class_is_argmax_on_ties_nan_and_zeros():
+    torch.manual_seed(0)
+    logits = torch.randint(-2, 2, (2000, 10)).float()  # many equal maxima
+    logits[::7] = 0.0
+    logits[::11, 3] = float("nan")
+    for p in (class_probabilities(logits), torch.zeros(50, 10)):
+        assert torch.equal(predicted_class(p), p.argmax(1))
 
 
 def test_early_exit_forward_returns_rows_in_order():

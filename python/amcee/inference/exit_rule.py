@@ -30,13 +30,21 @@ def entropy10(p: Tensor) -> Tensor:
     return -torch.xlogy(p, p).sum(dim=1) / math.log(10.0)
 
 
+def predicted_class(p: Tensor) -> Tensor:
+    """Index of each row's largest probability (the first of equal ones, as
+    argmax).  torch.max over dim 1 rather than argmax: on the transposed
+    layout class_probabilities returns, argmax takes several times longer
+    for the same indices (docs/performance.md)."""
+    return torch.max(p, dim=1)[1]
+
+
 def leaves(p: Tensor, e: Tensor, threshold: Tensor, give_up: Tensor) -> Tensor:
     """Rows that leave an early exit: entropy E <= threshold (the paper's
     rule) or E >= give_up.  ``threshold`` is one number for the exit, or one
     per class [C]: then each row is held to the threshold of the class it is
     predicted as (class thresholds, training.calibrate.search_class_thresholds)."""
     if threshold.dim() > 0:
-        threshold = threshold.index_select(0, p.argmax(1))
+        threshold = threshold.index_select(0, predicted_class(p))
     return (e <= threshold) | (e >= give_up)
 
 
@@ -45,5 +53,5 @@ def leaves_per_row(p: Tensor, e: Tensor, threshold: Tensor, give_up: Tensor) -> 
     per row and predicted class; a number for all classes is repeated over
     them), ``give_up`` [n].  Same comparisons as leaves, so a row given the
     shared values gets leaves' answer bit for bit."""
-    threshold = threshold.gather(1, p.argmax(1).unsqueeze(1)).squeeze(1)
+    threshold = threshold.gather(1, predicted_class(p).unsqueeze(1)).squeeze(1)
     return (e <= threshold) | (e >= give_up)
