@@ -120,8 +120,28 @@ def test_bench_reports_every_section(evaluated):
     slow = block["slow_stream"]
     assert slow["frames_received"] == slow["frames"] > 0
     assert slow["wait_ms_p50"] <= slow["wait_ms_p99"] <= slow["wait_ms_max"]
+    reference = report["reference"]  # the shipped paper backbone
+    assert reference["reference_version"] and len(reference["per_snr"]) == 3
+    assert 0 <= reference["reference_accuracy"] <= 1 and all(r["speedup"] > 0 for r in reference["per_snr"])
     with pytest.raises(ValueError, match="unknown bench section"):
         run_bench(model, sections=["nope"])
+
+
+def test_bench_reference_section_scores_both_models_on_the_same_frames(evaluated):
+    from gnuradio.amcee.tools.bench import run_bench
+
+    data, model, _ = evaluated
+    # The model against itself: the same answers, so the same accuracy in every row.
+    section = run_bench(model, data=data, frames=300, repeats=1, sections=["reference"],
+                        reference=model, block_frames=300)["reference"]
+    assert section["accuracy"] == section["reference_accuracy"] and section["accuracy"] > 0.2
+    assert section["accuracy_high_snr"] == section["reference_accuracy_high_snr"]
+    assert [r["accuracy"] for r in section["per_snr"]] == [r["reference_accuracy"] for r in section["per_snr"]]
+    assert all(r["model_fps"] > 0 and r["reference_fps"] > 0 for r in section["per_snr"])
+    snrs = [r["snr"] for r in section["per_snr"]]
+    assert [r["snr"] for r in section["block"]] == [max(snrs), min(snrs)]
+    assert all(r["model_fps"] > 0 and r["reference_fps"] > 0 for r in section["block"])
+    assert run_bench(model, repeats=1, frames=64, sections=["reference"])["reference"] == {"skipped": "needs --data"}
 
 
 def test_bench_compares_the_plain_and_the_snr_aware_rule_in_one_run(evaluated, tmp_path):

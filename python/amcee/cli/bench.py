@@ -34,6 +34,9 @@ def add_parser(subparsers):
     p.add_argument("--latency-seconds", type=float, default=defaults["latency_seconds"],
                    help="length of the slow stream whose waits block_vs_engine measures "
                         "(default: %(default)s)")
+    p.add_argument("--reference", default=None, metavar="MODEL",
+                   help="model file the reference section compares with (default: the shipped paper "
+                        "backbone, trained like the default model on the same data)")
     p.add_argument("--sections", nargs="+", default=None, choices=tuple(SECTIONS), metavar="SECTION",
                    help="sections to run: " + ", ".join(SECTIONS) + " (default: all)")
     p.set_defaults(func=run)
@@ -48,6 +51,7 @@ def run(args):
                        repeats=args.repeats, batch_sizes=args.batch_sizes, max_batch=args.max_batch,
                        threads=args.threads, device=args.device, thresholds=thresholds,
                        loop_frames=args.loop_frames, sections=args.sections,
-                       block_frames=args.block_frames, latency_seconds=args.latency_seconds)
+                       block_frames=args.block_frames, latency_seconds=args.latency_seconds,
+                       reference=args.reference)
     print_json(report, indent=1)
     return 0

@@ -20,27 +20,12 @@ def _share_list(names, values):
     return ", ".join(f"{name} {value:.4g}" for name, value in zip(names, values))
 
 
-def format_info(loaded, snr_bins=False):
-    """A model's metadata as a few lines of text, numbers rounded; the SNR
-    table's bins one line each with ``snr_bins``."""
+def _rule_lines(loaded, early, snr_bins):
+    """The exit rule's lines of format_info: thresholds, give-up values, SNR table."""
     from ..inference.model_file import format_thresholds
     from ..inference.snr_table import model_snr_table
 
-    meta = loaded.meta
-    early = loaded.exit_names[:-1]
-    lines = [f"{loaded.path}: {loaded.version}"]
-    if loaded.description:
-        lines.append(f"  {loaded.description}")
-    lines += [
-        f"classes       {', '.join(loaded.classes)}",
-        f"input         {loaded.frame_len} samples per frame; {meta['input_layout']}; "
-        f"{meta['normalization']} normalisation",
-        f"exits         {', '.join(loaded.exit_names)}",
-    ]
-    if "exit_macs" in meta:
-        lines.append(f"MACs per exit {', '.join(str(m) for m in meta['exit_macs'])} "
-                     f"(backbone alone {meta['backbone_macs']})")
-    lines.append("thresholds    " + format_thresholds(loaded.default_thresholds, early, loaded.classes))
+    lines = ["thresholds    " + format_thresholds(loaded.default_thresholds, early, loaded.classes)]
     give_up = loaded.default_give_up
     lines.append("give-up       " + ", ".join(f"{n} {'off' if g == float('inf') else f'{g:.4g}'}"
                                              for n, g in zip(early, give_up)))
@@ -60,6 +45,30 @@ def format_info(loaded, snr_bins=False):
             high = "inf" if b == len(table.edges_db) else f"{table.edges_db[b]:g}"
             lines.append(f"  [{low}, {high}) dB: " + format_thresholds(t, early, loaded.classes) + "; give-up "
                          + ", ".join(f"{n} {'off' if v == float('inf') else f'{v:.4g}'}" for n, v in zip(early, g)))
+    return lines
+
+
+def format_info(loaded, snr_bins=False):
+    """A model's metadata as a few lines of text, numbers rounded; the SNR
+    table's bins one line each with ``snr_bins``."""
+    meta = loaded.meta
+    early = loaded.exit_names[:-1]
+    lines = [f"{loaded.path}: {loaded.version}"]
+    if loaded.description:
+        lines.append(f"  {loaded.description}")
+    lines += [
+        f"classes       {', '.join(loaded.classes)}",
+        f"input         {loaded.frame_len} samples per frame; {meta['input_layout']}; "
+        f"{meta['normalization']} normalisation",
+        f"exits         {', '.join(loaded.exit_names)}",
+    ]
+    if "exit_macs" in meta:
+        lines.append(f"MACs per exit {', '.join(str(m) for m in meta['exit_macs'])} "
+                     f"(backbone alone {meta['backbone_macs']})")
+    if early:
+        lines += _rule_lines(loaded, early, snr_bins)
+    else:  # a backbone alone (e.g. the shipped reference): every frame to its one exit
+        lines.append("thresholds    none: no early exit, every frame leaves at the final exit")
     calibration = meta.get("calibration")
     if calibration:
         chosen = calibration.get("chosen") or {}

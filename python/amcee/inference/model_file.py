@@ -53,10 +53,26 @@ CHECKPOINT_FORMAT = "amcee-checkpoint-1"
 DEFAULT_MODEL_NAME = "amcee_default.pt"
 
 
+#: The paper's backbone (no early exit) trained like the default model on the
+#: same data, shipped as what its speed and accuracy are compared with
+#: (``amcee bench``'s reference section).
+REFERENCE_MODEL_NAME = "paper_backbone.pt"
+
+
+def shipped_model_path(name):
+    """Path of a model file shipped in the module's models/ folder."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.join(package, "models", name)
+
+
 def default_model_path():
     """Path of the shipped default model (what an empty model path means)."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.join(package, "models", DEFAULT_MODEL_NAME)
+    return shipped_model_path(DEFAULT_MODEL_NAME)
+
+
+def reference_model_path():
+    """Path of the shipped reference: the paper's backbone (REFERENCE_MODEL_NAME)."""
+    return shipped_model_path(REFERENCE_MODEL_NAME)
 
 
 class ModelFileError(ValueError):
@@ -305,7 +321,7 @@ def _check_metadata(meta, path):
     if missing:
         raise ModelFileError(f"{path}: metadata lacks {', '.join(missing)}")
     k = meta["num_exits"]
-    if not isinstance(k, int) or k < 2 or len(meta["exit_names"]) != k:
+    if not isinstance(k, int) or k < 1 or len(meta["exit_names"]) != k:
         raise ModelFileError(f"{path}: metadata has inconsistent exits ({k}, {meta['exit_names']})")
     if len(meta["thresholds"]) != k - 1 or len(meta["give_up"]) != k - 1:
         raise ModelFileError(f"{path}: metadata has {len(meta['thresholds'])} thresholds and "

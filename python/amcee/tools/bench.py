@@ -21,7 +21,7 @@ from ..data.dataset import DatasetError, labels_for_model, split_indices
 from ..data.files import load_dataset
 from ..inference.engine import EarlyExitEngine
 from ..inference.exit_rule import entropy10
-from ..inference.model_file import default_model_path, thresholds_to_json
+from ..inference.model_file import default_model_path, reference_model_path, thresholds_to_json
 from ..inference.snr_table import estimate_snr_db
 from ..network.compute_costs import compute_ceiling
 from ..timing import host_info, paired_ratio_median, paired_ratio_spread, time_interleaved, time_interleaved_samples
@@ -46,6 +46,7 @@ class BenchContext:
     loop_frames: int = 300
     block_frames: int = 10000       # frames per subset of the block section
     latency_seconds: float = 10.0   # length of the block section's slow stream
+    reference: Optional[str] = None  # model file of the reference section (None: the shipped paper backbone)
     results: dict = field(default_factory=dict)  # sections already run
 
 
@@ -226,6 +227,60 @@ def section_snr_estimator(ctx):
     return out
 
 
+#: SNR (dB) from which the reference section counts a frame as high-SNR.
+HIGH_SNR_DB = 10.0
+
+
+def section_reference(ctx):
+    """The model against a reference model file, by default the shipped paper
+    backbone (inference.model_file.REFERENCE_MODEL_NAME: the paper's network
+    without exits, trained like the default model on the same data): accuracy
+    over all SNRs and at >= HIGH_SNR_DB, and engine frames/s per SNR subset,
+    both engines at their own default batch and timed in the same
+    interleaved rounds; and the block as users run it with each file, at the
+    highest and lowest SNR, one torch thread (bench_block).  The model runs
+    with the settings the bench was given (plain per-frame rule: no SNR
+    values)."""
+    if ctx.snrs is None:
+        return {"skipped": "needs --data"}
+    path = ctx.reference or reference_model_path()
+    reference = EarlyExitEngine(path, device=ctx.engine.device)
+    if reference.frame_len != ctx.engine.frame_len:
+        raise ValueError(f"the reference {path} takes frames of {reference.frame_len} samples, "
+                         f"the model {ctx.engine.frame_len}")
+    # Scored by class name: the two files may order (or hold) the classes differently.
+    truth = np.array(list(ctx.engine.classes) + [""])[ctx.labels]  # label -1 (a class the model lacks): ""
+    model_names = np.array(ctx.engine.classes)[ctx.engine.classify(ctx.frames).classes]
+    reference_names = np.array(reference.classes)[reference.classify(ctx.frames).classes]
+    scored = ctx.labels >= 0
+    high = scored & (ctx.snrs >= HIGH_SNR_DB)
+
+    def accuracy(names, m):
+        return float(np.mean(names[m] == truth[m])) if m.any() else None
+
+    out = {"reference": os.path.abspath(path), "reference_version": reference.meta.get("model_version"),
+           "reference_max_batch": reference.max_batch, "high_snr_db": HIGH_SNR_DB,
+           "accuracy": accuracy(model_names, scored), "reference_accuracy": accuracy(reference_names, scored),
+           "accuracy_high_snr": accuracy(model_names, high),
+           "reference_accuracy_high_snr": accuracy(reference_names, high), "per_snr": []}
+    for snr in np.unique(ctx.snrs):
+        frames = ctx.frames[ctx.snrs == snr]
+        samples = time_interleaved_samples({"model": lambda: ctx.engine.classify(frames),
+                                            "reference": lambda: reference.classify(frames)}, ctx.repeats)
+        t = {name: statistics.median(v) for name, v in samples.items()}
+        m = scored & (ctx.snrs == snr)
+        out["per_snr"].append({
+            "snr": float(snr), "frames": int(len(frames)),
+            "model_fps": len(frames) / t["model"], "reference_fps": len(frames) / t["reference"],
+            "speedup": paired_ratio_median(samples["reference"], samples["model"]),
+            "speedup_quartiles": paired_ratio_spread(samples["reference"], samples["model"]),
+            "accuracy": accuracy(model_names, m), "reference_accuracy": accuracy(reference_names, m)})
+    from .bench_block import block_against_reference  # GNU Radio only here
+
+    out["block"] = block_against_reference(ctx, reference)
+    return out
+
+
 #: Sections in output order: name -> function(ctx) -> JSON-able result.
 SECTIONS = {
     "batch_sizes": section_batch_sizes,
@@ -233,14 +288,17 @@ SECTIONS = {
     "per_frame_loop": section_per_frame_loop,
     "block_vs_engine": section_block_vs_engine,
     "snr_estimator": section_snr_estimator,
+    "reference": section_reference,
 }
 
 
 def run_bench(model_path=None, data=None, split="test", frames=20000, repeats=5,
               batch_sizes=DEFAULT_BATCH_SIZES, max_batch=None, threads=0, device="cpu",
               thresholds=None, loop_frames=300, sections=None, seed=0, block_frames=10000,
-              latency_seconds=10.0):
-    """Run the chosen ``sections`` (default all) and return one JSON-able dict."""
+              latency_seconds=10.0, reference=None):
+    """Run the chosen ``sections`` (default all) and return one JSON-able dict;
+    ``reference``: model file the reference section compares with (None: the
+    shipped paper backbone)."""
     model_path = model_path or default_model_path()
     unknown = [s for s in (sections or ()) if s not in SECTIONS]
     if unknown:
@@ -264,7 +322,8 @@ def run_bench(model_path=None, data=None, split="test", frames=20000, repeats=5,
         x = rng.standard_normal((frames or 20000, 2, engine.frame_len)).astype(np.float32)
     ctx = BenchContext(engine=engine, frames=x, snrs=snrs, labels=labels, repeats=repeats,
                        batch_sizes=tuple(batch_sizes), loop_frames=loop_frames,
-                       block_frames=int(block_frames), latency_seconds=float(latency_seconds))
+                       block_frames=int(block_frames), latency_seconds=float(latency_seconds),
+                       reference=reference)
     report = {"model": os.path.abspath(model_path), "model_version": engine.meta.get("model_version"),
               "exit_names": list(engine.exit_names), "thresholds": thresholds_to_json(engine.thresholds),
               "snr_table": engine.uses_snr_table,

@@ -195,6 +195,32 @@ def _slow_stream_waits(ctx, seconds, rate):
             "frames_per_call_max": int(max(calls))}
 
 
+def block_against_reference(ctx, reference, threads=1):
+    """The block as users run it (default parameters, tags, a message per
+    frame to a classification_sink) with the model and with the
+    ``reference`` engine's file, on the highest and lowest SNR
+    (``ctx.block_frames`` each), timed in the same interleaved rounds; each
+    block with its file's own settings (the model's: the bench's)."""
+    gr.logging().set_default_level(gr.log_levels.warn)  # the block's info lines would break the JSON
+    saved_threads = torch.get_num_threads()
+    rows = []
+    try:
+        for snr, frames in _subsets(ctx)[1:]:
+            model_run, model_objects = _block_run(ctx.engine.model.path, frames, threads,
+                                                  _settings(ctx.engine, False))
+            reference_run, reference_objects = _block_run(reference.model.path, frames, threads, {})
+            samples = time_interleaved_samples({"model": _in_own_thread(model_run, threads),
+                                                "reference": _in_own_thread(reference_run, threads)}, ctx.repeats)
+            rows.append({"snr": snr, "frames": int(len(frames)), "torch_threads": threads,
+                         "model_fps": len(frames) / statistics.median(samples["model"]),
+                         "reference_fps": len(frames) / statistics.median(samples["reference"]),
+                         "speedup": paired_ratio_median(samples["reference"], samples["model"]),
+                         "speedup_quartiles": paired_ratio_spread(samples["reference"], samples["model"])})
+    finally:
+        torch.set_num_threads(saved_threads)
+    return rows
+
+
 def section_block_vs_engine(ctx):
     """The block as users run it against the bare engine; waits on a slow stream."""
     # The block logs its model at info level on the console, which would break
