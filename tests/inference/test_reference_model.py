@@ -49,4 +49,4 @@ def test_info_says_a_backbone_has_no_early_exit():
     from gnuradio.amcee.inference.model_file import reference_model_path
 
     out = subprocess.run(AMCEE + ["info", reference_model_path()], capture_output=True, text=True, check=True).stdout
-    assert "thresholds    none: no early exit" in out and "give-up" not in out
+    assert "thresholds    none (no early exit)" in out and "give-up" not in out

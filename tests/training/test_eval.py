@@ -31,6 +31,21 @@ def test_writes_report_figures_predictions(evaluated):
     assert "| accuracy, all SNRs |" in (out / "summary.md").read_text()
 
 
+def test_a_model_without_early_exits_is_evaluated_without_the_threshold_figures(evaluated, tmp_path):
+    from gnuradio.amcee.inference.model_file import reference_model_path
+    from gnuradio.amcee.training.evaluate import evaluate_model, write_outputs
+
+    data, _, _ = evaluated
+    report, predictions = evaluate_model(reference_model_path(), data, repeats=1, progress=False)
+    write_outputs(report, predictions, str(tmp_path))
+    assert report["sweep"] == [] and report["overall"]["exit_shares"] == [1.0]
+    assert report["overall"]["accuracy_early_exit"] == report["overall"]["accuracy_backbone"]
+    written = {p.name for p in tmp_path.iterdir()}
+    assert {"summary.md", "fig4a_accuracy.png", "confusion.png"} <= written
+    assert not written & {"fig5_exit_accuracy.png", "fig6_thresholds.png", "frontier.png"}
+    assert "thresholds none (no early exit)" in (tmp_path / "summary.md").read_text()
+
+
 def test_numbers_are_consistent(evaluated):
     data, _, out = evaluated
     r = json.load(open(out / "eval.json"))

@@ -51,6 +51,8 @@ def _rule_lines(loaded, early, snr_bins):
 def format_info(loaded, snr_bins=False):
     """A model's metadata as a few lines of text, numbers rounded; the SNR
     table's bins one line each with ``snr_bins``."""
+    from ..inference.model_file import format_thresholds
+
     meta = loaded.meta
     early = loaded.exit_names[:-1]
     lines = [f"{loaded.path}: {loaded.version}"]
@@ -68,7 +70,7 @@ def format_info(loaded, snr_bins=False):
     if early:
         lines += _rule_lines(loaded, early, snr_bins)
     else:  # a backbone alone (e.g. the shipped reference): every frame to its one exit
-        lines.append("thresholds    none: no early exit, every frame leaves at the final exit")
+        lines.append("thresholds    " + format_thresholds((), early, loaded.classes))
     calibration = meta.get("calibration")
     if calibration:
         chosen = calibration.get("chosen") or {}

@@ -247,7 +247,10 @@ def validate_thresholds(value, num_exits, num_classes=None):
 
 def format_thresholds(thresholds, exit_names, classes):
     """Thresholds as short text: 'V0 0.2105, V1 0.2339', or with class
-    thresholds 'V0 (QAM16 0.454, QAM64 0.318, ...), V1 0.2339'."""
+    thresholds 'V0 (QAM16 0.454, QAM64 0.318, ...), V1 0.2339'; a model
+    without early exits has none."""
+    if not len(thresholds):
+        return "none (no early exit)"
     parts = []
     for name, t in zip(exit_names, thresholds):
         if not isinstance(t, (list, tuple)) and t == EXIT_OFF:

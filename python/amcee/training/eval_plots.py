@@ -230,13 +230,16 @@ def frontier_fig(plt, r, out_dir):
 
 
 FIGURES = (fig4a, fig4b, fig4c, fig5, fig6, confusion_fig, frontier_fig)
+#: The figures of the early exits and their thresholds: none for a backbone alone (one exit).
+EARLY_EXIT_FIGURES = (fig5, fig6, frontier_fig)
 
 
 def write_figures(report, out_dir):
     """Draw every figure of ``report`` (an eval report dict) into ``out_dir``; returns the paths."""
     plt = _pyplot()
     paths = []
-    for make in FIGURES:
+    early_exits = len(report["exit_names"]) > 1
+    for make in FIGURES if early_exits else [f for f in FIGURES if f not in EARLY_EXIT_FIGURES]:
         paths.append(make(plt, report, out_dir))
         plt.close("all")
     return paths

@@ -223,12 +223,13 @@ def _threshold_points(engine, decisions, labels, snrs, sweep):
                                costs, backbone_macs, decisions.give_up)
 
     paper = {}
-    for t in PAPER_THRESHOLDS:
+    early = k > 1  # a backbone alone (one exit) has no threshold to sweep
+    for t in PAPER_THRESHOLDS if early else ():
         row, ex, pred = point(t)
         row["per_snr"] = per_snr_table(labels, snrs, pred, ex, bb_pred, k)
         paper[str(t)] = row
     high = snrs >= HIGH_SNR_DB
-    return {"sweep": [point(t)[0] for t in sorted(set(sweep) | set(PAPER_THRESHOLDS))],
+    return {"sweep": [point(t)[0] for t in sorted(set(sweep) | set(PAPER_THRESHOLDS))] if early else [],
             "paper_thresholds": paper,
             "confusion": {"early_exit": confusion(ee_pred, labels, n_classes).tolist(),
                           "backbone": confusion(bb_pred, labels, n_classes).tolist(),
@@ -244,7 +245,8 @@ def _add_timing(report, engine, frames, snrs, repeats, bar, frame_snr):
     sets = {"model": None}  # the engine's own settings and SNR values (the decisions above)
     if report["snr_table_used"]:
         sets["plain"] = "plain"
-    for t in TIMED_THRESHOLDS:
+    timed_thresholds = TIMED_THRESHOLDS if k > 1 else ()  # the paper's points, of a model with early exits
+    for t in timed_thresholds:
         sets[f"T={t}"] = [t] * (k - 1)
     timing_rows = time_per_snr(engine, frames, snrs, sets, repeats, done=bar.update, frame_snr=frame_snr)
     bar.set_description("eval: time ceiling")
@@ -264,7 +266,7 @@ def _add_timing(report, engine, frames, snrs, repeats, bar, frame_snr):
         row["speedup_over_ceiling"] = row["speedup"] / row["compute_ceiling"]
         row["time_ceiling"] = times.ceiling(row["exit_shares"])
         row["speedup_over_time_ceiling"] = row["speedup"] / row["time_ceiling"]
-    for t in TIMED_THRESHOLDS:
+    for t in timed_thresholds:
         for row, timed in zip(report["paper_thresholds"][str(t)]["per_snr"], timing_rows):
             spf = timed["seconds_per_frame"]
             row["seconds_per_frame_backbone"] = spf["backbone"]
@@ -398,9 +400,10 @@ def summary_markdown(r):
             else:
                 line += " | |"
         lines.append(line)
-    lines += ["", "Threshold sweep (one T for every early exit, simulated from all exits):", "",
-              "| T | accuracy | acc SNR >= 10 dB | compute | ceiling | " + " | ".join(f"share {n}" for n in names) + " |",
-              "|---" * (5 + len(names)) + "|"]
+    if r["sweep"]:
+        lines += ["", "Threshold sweep (one T for every early exit, simulated from all exits):", "",
+                  "| T | accuracy | acc SNR >= 10 dB | compute | ceiling | " + " | ".join(f"share {n}" for n in names)
+                  + " |", "|---" * (5 + len(names)) + "|"]
     for p in r["sweep"]:
         lines.append(f"| {p['thresholds'][0]:g} | {_pct(p['accuracy'])} | {_pct(p['accuracy_high_snr'])} | "
                      f"{_pct(p['compute_fraction'])} | {p['compute_ceiling']:.2f}x | "
