@@ -22,6 +22,8 @@
 #   sh docs/pruning_runs.sh backbone    # the paper backbone trained like the stem runs (LONG_EPOCHS),
 #                                       # then LONG_MORE_EPOCHS more like stem-more: the reference the
 #                                       # goals are measured against
+#   sh docs/pruning_runs.sh reference   # the backbone stage's second run exported as the shipped
+#                                       # reference, python/amcee/models/paper_backbone.pt
 #   sh docs/pruning_runs.sh report      # docs/pruning.md and docs/pruning.json, one process
 # Settings come from the environment (defaults below).  AMCEE is the command
 # line of the CLI: `amcee` once installed, else a Python that puts
@@ -88,6 +90,10 @@ backbone)  # the first run with two threads alone; the second with one, beside s
     $AMCEE train --data "$DATA" --out "$LONG_MORE" --init-from "$LONG/best.pt" --exits none \
         --epochs "$LONG_MORE_EPOCHS" --batch-size 500 $MORE \
         --model-version "$(basename "$LONG_MORE")" --description "paper backbone, trained on" ;;
+reference)
+    $AMCEE export "$LONG_MORE/best.pt" --out python/amcee/models/paper_backbone.pt --overwrite \
+        --model-version paper-backbone-30 \
+        --description "the paper's backbone without early exits, trained like amcee-default-7 on synth_v2: 20 epochs at lr 3e-3, then 10 at lr 1e-3" ;;
 calibrate)  # EARLY=$EARLY_FT for the continued run; TIGHT=0.15 writes model-tight.pt at that budget;
             # HIGH=0 writes model-high.pt with no accuracy lost at >= 10 dB (the shipped model:
             # EARLY=$STEM_MORE_RUN HIGH=0, then snr-table with MODEL=model-high.pt)
@@ -118,6 +124,6 @@ report)
         ${CURRENT:+"amcee-default-6 (trained on synth_all)=$CURRENT"} \
         --repeats 10 --threads 1 --out docs/pruning.md ;;
 *)
-    echo "usage: $0 prune|prune-k1|early-exit|early-exit-ft|stem|stem-more|backbone|calibrate|snr-table|eval|report" >&2
+    echo "usage: $0 prune|prune-k1|early-exit|early-exit-ft|stem|stem-more|backbone|reference|calibrate|snr-table|eval|report" >&2
     exit 2 ;;
 esac
