@@ -25,6 +25,7 @@ from ..inference.model_file import default_model_path, reference_model_path, thr
 from ..inference.snr_table import estimate_snr_db
 from ..network.compute_costs import compute_ceiling
 from ..timing import host_info, paired_ratio_median, paired_ratio_spread, time_interleaved, time_interleaved_samples
+from ..training.evaluate import HIGH_SNR_DB
 from ..training.time_costs import measure_exit_time_costs
 
 DEFAULT_BATCH_SIZES = (1, 16, 64, 256, 1024, 4096)
@@ -225,10 +226,6 @@ def section_snr_estimator(ctx):
                 "block_added_us_per_frame_quartiles": (np.percentile(added, [25, 75]) * 1e6).tolist(),
                 "block_added_over_engine": float(np.median(added)) / (t["engine"] / n)})
     return out
-
-
-#: SNR (dB) from which the reference section counts a frame as high-SNR.
-HIGH_SNR_DB = 10.0
 
 
 def section_reference(ctx):

@@ -206,9 +206,11 @@ def block_against_reference(ctx, reference, threads=1):
     rows = []
     try:
         for snr, frames in _subsets(ctx)[1:]:
-            model_run, model_objects = _block_run(ctx.engine.model.path, frames, threads,
-                                                  _settings(ctx.engine, False))
-            reference_run, reference_objects = _block_run(reference.model.path, frames, threads, {})
+            # The flowgraphs' Python blocks must outlive their runs (a block
+            # whose Python object is freed crashes the scheduler): kept in ``alive``.
+            model_run, *alive = _block_run(ctx.engine.model.path, frames, threads, _settings(ctx.engine, False))
+            reference_run, *more = _block_run(reference.model.path, frames, threads, {})
+            alive += more
             samples = time_interleaved_samples({"model": _in_own_thread(model_run, threads),
                                                 "reference": _in_own_thread(reference_run, threads)}, ctx.repeats)
             rows.append({"snr": snr, "frames": int(len(frames)), "torch_threads": threads,

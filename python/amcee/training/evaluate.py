@@ -40,6 +40,7 @@ from .time_costs import measure_exit_time_costs
 #: A fine sweep for the accuracy-versus-compute frontier (PAPER_THRESHOLDS are added).
 SWEEP_THRESHOLDS = tuple(round(float(t), 3) for t in np.concatenate(
     [np.arange(0.0, 0.1, 0.01), np.arange(0.1, 1.0, 0.05)]))
+#: SNR (dB) from which a frame counts as high-SNR (the accuracy "at >= 10 dB" of reports and goals).
 HIGH_SNR_DB = 10.0
 
 
