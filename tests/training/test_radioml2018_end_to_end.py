@@ -188,3 +188,15 @@ def test_the_demo_refuses_a_model_of_classes_it_cannot_transmit(trained):
 
     with pytest.raises(ValueError, match="the demo transmits RML22's classes .* also has OOK, 4ASK"):
         demo_flowgraph(model_path=str(trained / "model.pt"), max_frames=8)
+
+
+def test_bench_skips_the_shipped_reference_for_1024_sample_frames(trained, rml2018_file, tiny_model_path):
+    """The shipped reference takes RML22's 128 samples: a RadioML 2018 model's
+    bench says so instead of failing; a reference given by hand must fit."""
+    from gnuradio.amcee.tools.bench import run_bench
+
+    model = str(trained / "model.pt")
+    section = run_bench(model, data=rml2018_file, frames=64, repeats=1, sections=["reference"])["reference"]
+    assert section["skipped"].endswith("takes frames of 128 samples, the model 1024: give --reference")
+    with pytest.raises(ValueError, match="takes frames of 128 samples, the model 1024"):
+        run_bench(model, data=rml2018_file, frames=64, repeats=1, sections=["reference"], reference=tiny_model_path)
