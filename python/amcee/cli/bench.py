@@ -11,7 +11,8 @@ def add_parser(subparsers):
         "bench", help="benchmark the engine against the backbone alone (JSON)",
         description="Print JSON: frames/s of the batched early-exit engine and of the backbone alone "
                     "per batch size and per SNR (interleaved medians, one process), the per-frame "
-                    "Python loop of the paper's code for reference, and peak memory.")
+                    "Python loop of the paper's code for reference, the block, the SNR estimator, the "
+                    "model against the shipped paper backbone (section reference), and peak memory.")
     p.add_argument("model", nargs="?", default=None, help="model file (default: the shipped model)")
     p.add_argument("--data", default=None, help=f"dataset for real frames and per-SNR numbers ({DATASET_FORMATS})")
     p.add_argument("--split", default=defaults["split"], choices=SPLITS,
