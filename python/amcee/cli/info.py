@@ -26,6 +26,8 @@ def _rule_lines(loaded, early, snr_bins):
     from ..inference.snr_table import model_snr_table
 
     lines = ["thresholds    " + format_thresholds(loaded.default_thresholds, early, loaded.classes)]
+    if not early:  # a backbone alone (e.g. the shipped reference): no give-up value, no SNR table
+        return lines
     give_up = loaded.default_give_up
     lines.append("give-up       " + ", ".join(f"{n} {'off' if g == float('inf') else f'{g:.4g}'}"
                                              for n, g in zip(early, give_up)))
@@ -51,8 +53,6 @@ def _rule_lines(loaded, early, snr_bins):
 def format_info(loaded, snr_bins=False):
     """A model's metadata as a few lines of text, numbers rounded; the SNR
     table's bins one line each with ``snr_bins``."""
-    from ..inference.model_file import format_thresholds
-
     meta = loaded.meta
     early = loaded.exit_names[:-1]
     lines = [f"{loaded.path}: {loaded.version}"]
@@ -67,10 +67,7 @@ def format_info(loaded, snr_bins=False):
     if "exit_macs" in meta:
         lines.append(f"MACs per exit {', '.join(str(m) for m in meta['exit_macs'])} "
                      f"(backbone alone {meta['backbone_macs']})")
-    if early:
-        lines += _rule_lines(loaded, early, snr_bins)
-    else:  # a backbone alone (e.g. the shipped reference): every frame to its one exit
-        lines.append("thresholds    " + format_thresholds((), early, loaded.classes))
+    lines += _rule_lines(loaded, early, snr_bins)
     calibration = meta.get("calibration")
     if calibration:
         chosen = calibration.get("chosen") or {}

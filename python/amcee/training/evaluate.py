@@ -246,7 +246,8 @@ def _add_timing(report, engine, frames, snrs, repeats, bar, frame_snr):
     sets = {"model": None}  # the engine's own settings and SNR values (the decisions above)
     if report["snr_table_used"]:
         sets["plain"] = "plain"
-    timed_thresholds = TIMED_THRESHOLDS if k > 1 else ()  # the paper's points, of a model with early exits
+    # The paper's points that _threshold_points made (none for a backbone alone).
+    timed_thresholds = [t for t in TIMED_THRESHOLDS if str(t) in report["paper_thresholds"]]
     for t in timed_thresholds:
         sets[f"T={t}"] = [t] * (k - 1)
     timing_rows = time_per_snr(engine, frames, snrs, sets, repeats, done=bar.update, frame_snr=frame_snr)
