@@ -13,10 +13,13 @@
 #                                       # STEM_EPOCHS; the 20-epoch run: STEM_EXITS="V0 V1"
 #                                       # STEM_EPOCHS=20 STEM_RUN=runs/v2-stem16-v0v1-long);
 #                                       # then calibrate with EARLY=$STEM_RUN, and TIGHT=0.15 for
-#                                       # the 0.15 pp calibration
+#                                       # the 0.15 pp calibration; TEACHER (a checkpoint or model
+#                                       # file) distils it from the start, EXIT_WEIGHTS sets the
+#                                       # joint loss's weights (early exits first, final last)
 #   sh docs/pruning_runs.sh stem-more   # STEM_RUN trained on at a lower learning rate, distilling the
 #                                       # 20-epoch paper backbone (LONG, after the backbone stage's first
-#                                       # run) into its final exit (STEM_MORE_RUN, STEM_MORE_EPOCHS);
+#                                       # run, or TEACHER) into its final exit (STEM_MORE_RUN,
+#                                       # STEM_MORE_EPOCHS);
 #                                       # calibrate with EARLY=$STEM_MORE_RUN (the shipped model:
 #                                       # VERSION=amcee-default-7)
 #   sh docs/pruning_runs.sh backbone    # the paper backbone trained like the stem runs (LONG_EPOCHS),
@@ -77,11 +80,12 @@ early-exit-ft)
 stem)
     $AMCEE train --data "$DATA" --out "$STEM_RUN" --exits $STEM_EXITS --exit-head conv --scheme joint --distill 1 \
         --stem-channels "$STEM" --epochs "$STEM_EPOCHS" --batch-size 500 $FAST --model-version "$(basename "$STEM_RUN")" \
+        ${TEACHER:+--teacher "$TEACHER" --teacher-weight 1} ${EXIT_WEIGHTS:+--exit-weights $EXIT_WEIGHTS} \
         --description "paper backbone with a $STEM-channel stem and early exits $STEM_EXITS" ;;
 stem-more)
     $AMCEE train --data "$DATA" --out "$STEM_MORE_RUN" --init-from "$STEM_RUN/best.pt" --exits $STEM_EXITS \
         --exit-head conv --scheme joint --distill 1 --stem-channels "$STEM" --epochs "$STEM_MORE_EPOCHS" \
-        --teacher "$LONG/best.pt" --teacher-weight 1 \
+        --teacher "${TEACHER:-$LONG/best.pt}" --teacher-weight 1 ${EXIT_WEIGHTS:+--exit-weights $EXIT_WEIGHTS} \
         --batch-size 500 $MORE --model-version "${VERSION:-$(basename "$STEM_MORE_RUN")}" \
         --description "paper backbone with a $STEM-channel stem and early exits $STEM_EXITS, trained on with the paper backbone as teacher" ;;
 backbone)  # the first run with two threads alone; the second with one, beside stem-more

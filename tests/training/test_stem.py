@@ -117,3 +117,32 @@ def test_a_narrow_stem_learns_from_a_teacher(tiny_data, tmp_path, capsys):
                  *common]) != 0
     assert "teacher_weight must be > 0 with a teacher" in capsys.readouterr().err
     assert not (tmp_path / "no-weight").exists()
+
+
+def test_the_teacher_can_be_a_model_file(tiny_data, tmp_path, capsys):
+    """--teacher takes an exported model file (the shipped paper backbone):
+    rebuilt, it teaches what its checkpoint teaches, to float rounding; a
+    teacher of other frames is refused in one line before training."""
+    import json
+
+    from gnuradio.amcee.cli import main
+
+    common = ["--data", tiny_data, "--epochs", "1", "--batch-size", "100", "--threads", "1", "--quiet"]
+    assert main(["train", "--out", str(tmp_path / "teacher"), "--exits", "none", *common]) == 0
+    assert main(["export", str(tmp_path / "teacher" / "best.pt"), "--out", str(tmp_path / "teacher" / "model.pt")]) == 0
+    losses = {}
+    for kind in ("best.pt", "model.pt"):
+        out = tmp_path / kind.replace(".", "-")
+        assert main(["train", "--out", str(out), "--exits", "V0", "--exit-head", "conv", "--scheme", "joint",
+                     "--stem-channels", "16", "--teacher", str(tmp_path / "teacher" / kind),
+                     "--teacher-weight", "1", *common]) == 0
+        losses[kind] = [v for line in open(out / "metrics.jsonl") for v in json.loads(line)["train_loss"]]
+    assert losses["model.pt"] == pytest.approx(losses["best.pt"], rel=1e-4)
+
+    other = tmp_path / "long.npz"
+    make_tiny_dataset(other, frame_len=256)
+    capsys.readouterr()
+    assert main(["train", "--out", str(tmp_path / "misfit"), "--teacher", str(tmp_path / "teacher" / "model.pt"),
+                 "--teacher-weight", "1", *common[:1], str(other), *common[2:]]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "classifies 10 classes of 128-sample frames" in err and "256" in err and len(err.splitlines()) == 1

@@ -69,10 +69,10 @@ def _add_model_options(p):
     _option(p, "--distill", dest="distill", type=float,
             help="joint scheme: weight of self-distillation, KL(final exit || early exit) per "
                  "early exit (default: %(default)s = off)")
-    _option(p, "--teacher", dest="teacher", metavar="CHECKPOINT",
-            help="distil from another trained network: the final exit also matches this "
-                 "checkpoint's final exit (e.g. a narrow or pruned network learning from the paper "
-                 "backbone; needs --teacher-weight)")
+    _option(p, "--teacher", dest="teacher", metavar="MODEL",
+            help="distil from another trained network, a checkpoint or a model file: the final exit "
+                 "also matches its final exit (e.g. a narrow or pruned network learning from the "
+                 "shipped paper backbone, python/amcee/models/paper_backbone.pt; needs --teacher-weight)")
     _option(p, "--teacher-weight", dest="teacher_weight", type=float,
             help="weight of KL(teacher's final exit || final exit) (default: %(default)s = off)")
     _option(p, "--stem-channels", dest="stem_channels", type=int,

@@ -115,6 +115,18 @@ def transfer_weights(source: EarlyExitNet, target: EarlyExitNet, reshaped=False)
     return sorted(fresh)
 
 
+def load_network(path):
+    """(network in eval mode, class names) from a training checkpoint or an
+    exported model file (rebuilt by network_from_model_file: its backbone and
+    classifier exactly, its early-exit heads not)."""
+    if os.path.isfile(path) and torch_file_kind(path) == "torchscript":
+        model, classes = network_from_model_file(path)
+    else:
+        model, state = load_checkpoint(path)
+        classes = state["classes"]
+    return model.eval(), list(classes)
+
+
 def network_from_model_file(path):
     """(network, classes) rebuilt from an exported model file: its backbone
     convolutions (BatchNorm folded, so each BatchNorm starts as the identity;

@@ -20,9 +20,8 @@ from ..atomic import FileExistsRefusal, atomic_open, atomic_path
 from ..data.dataset import split_indices
 from ..data.files import load_dataset
 from ..frames import l1_normalize_frames
-from ..inference.model_file import torch_file_kind
 from ..network.architecture import LAYER_NAMES, PAPER_STEM_CHANNELS, PRUNABLE_LAYERS, EarlyExitNet, ModelConfig
-from ..network.checkpoint import load_checkpoint, network_from_model_file, save_checkpoint, transfer_weights
+from ..network.checkpoint import load_checkpoint, load_network, save_checkpoint, transfer_weights
 from ..network.compute_costs import count_parameters, exit_costs
 from ..network.layer_pruning import (SCORES, SIMILARITIES, backbone_macs, baseline_orders, conv_block_outputs,
                                      drop_until, fisher_segments, gradnorm_scores, kept_layers,
@@ -90,15 +89,11 @@ class PruneConfig:
 def load_source(path):
     """(network, class names) of the network to prune: a training checkpoint,
     or a model file rebuilt as a network (checkpoint.network_from_model_file)."""
-    if os.path.isfile(path) and torch_file_kind(path) == "torchscript":
-        model, classes = network_from_model_file(path)
-    else:
-        model, state = load_checkpoint(path)
-        classes = state["classes"]
+    model, classes = load_network(path)
     if model.config.pruned:
         raise ValueError(f"{path} is already pruned (layers {', '.join(model.config.layers)}): "
                          "prune the unpruned network")
-    return model.eval(), classes
+    return model, classes
 
 
 def normalised(frames):
@@ -172,8 +167,8 @@ def pruned_network(source, layers):
 
 def fine_tune(source, source_path, layers, name, classes, config):
     """Fine-tune the pruned network ``layers`` in out_dir/name with
-    training.train (``source_path``: the source as a checkpoint, the teacher
-    when distilling); returns (its best checkpoint, train summary, fresh keys)."""
+    training.train (``source_path``: the source's checkpoint or model file, the
+    teacher when distilling); returns (its best checkpoint, train summary, fresh keys)."""
     net, fresh = pruned_network(source, layers)
     init = os.path.join(config.out_dir, "init", f"{name}.pt")
     save_checkpoint(init, net, classes, pruned_from=os.path.abspath(source_path))
@@ -297,10 +292,6 @@ def prune(config: PruneConfig):
     train_idx = split_indices(ds, "train", seed=config.split_seed)
     test_idx = split_indices(ds, "test", seed=config.split_seed)
     os.makedirs(os.path.join(config.out_dir, "init"), exist_ok=True)
-    teacher = config.source
-    if torch_file_kind(config.source) == "torchscript":  # training (the teacher) needs a checkpoint
-        teacher = os.path.join(config.out_dir, "init", "source.pt")
-        save_checkpoint(teacher, source, classes, rebuilt_from=os.path.abspath(config.source))
     analysis, macs_of = analyse(source, ds, train_idx, config)
     runs = plan_runs(analysis, macs_of, config)
     report = {"config": asdict(config), "source": os.path.abspath(config.source), "analysis": analysis,
@@ -322,7 +313,7 @@ def prune(config: PruneConfig):
     if config.analysis_only:
         runs = {}
     for name, layers in tqdm(list(runs.items()), desc="fine-tune", unit="network", disable=not config.progress):
-        best, summary, fresh = fine_tune(source, teacher, layers, name, ds.classes, config)
+        best, summary, fresh = fine_tune(source, config.source, layers, name, ds.classes, config)
         model, _ = load_checkpoint(best)
         entry = dict(network_figures(model), checkpoint=os.path.abspath(best), fresh=fresh,
                      train_seconds=summary["train_seconds"], epochs=summary["epochs_run"],

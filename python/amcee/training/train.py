@@ -44,7 +44,7 @@ from ..frames import l1_normalize_frames  # the engine's own normalisation: trai
 from ..inference.exit_rule import entropy10
 from ..inference.model_file import MAX_VERSION_LENGTH, check_model_version
 from ..network.architecture import EXIT_HEADS, LAYER_NAMES, PAPER_STEM_CHANNELS, EarlyExitNet, ModelConfig
-from ..network.checkpoint import load_checkpoint, save_checkpoint, transfer_weights
+from ..network.checkpoint import load_checkpoint, load_network, save_checkpoint, transfer_weights
 from ..network.export import export_model
 from .exit_simulation import PAPER_THRESHOLD, exit_shares, simulate_exits
 
@@ -67,7 +67,7 @@ class TrainConfig:
     init_from: Optional[str] = None  # start from this checkpoint's weights (fine-tuning)
     layers: Optional[Tuple[str, ...]] = None  # backbone layers kept; None: init_from's, else the paper's
     stem_channels: Optional[int] = None  # conv1's width; None: init_from's, else the paper's 64
-    teacher: Optional[str] = None    # checkpoint whose final exit the final exit also matches (distillation)
+    teacher: Optional[str] = None    # checkpoint or model file whose final exit the final exit also matches
     teacher_weight: float = 0.0      # weight of KL(teacher's final || final exit)
     epochs: int = 50                 # the paper's code
     batch_size: int = 500            # the paper's code (global batch under DDP)
@@ -482,7 +482,12 @@ def _train(config, resume, d, device):
     model_config, model, forward = _build_model(config, splits, d, device)
     teacher = None
     if config.teacher:
-        teacher = load_checkpoint(config.teacher, map_location="cpu")[0].to(device).eval()
+        teacher, teacher_classes = load_network(config.teacher)
+        if teacher_classes != list(splits.classes) or teacher.config.frame_len != model_config.frame_len:
+            raise DatasetError(f"--teacher {config.teacher} classifies {len(teacher_classes)} classes of "
+                             f"{teacher.config.frame_len}-sample frames, the data {len(splits.classes)} classes "
+                             f"of {model_config.frame_len}: a teacher must know the same classes")
+        teacher = teacher.to(device)
     optimizer = make_optimizer(model, config)
     sampler = DistributedSampler(range(len(splits.train[1])), num_replicas=d.world, rank=d.rank,
                                  shuffle=True, seed=config.seed, drop_last=False)
