@@ -153,10 +153,34 @@ def test_bench_reference_section_scores_both_models_on_the_same_frames(evaluated
     assert section["accuracy_high_snr"] == section["reference_accuracy_high_snr"]
     assert [r["accuracy"] for r in section["per_snr"]] == [r["reference_accuracy"] for r in section["per_snr"]]
     assert all(r["model_fps"] > 0 and r["reference_fps"] > 0 for r in section["per_snr"])
+    same = section["paired"]["all"]
+    assert same["frames"] > 0 and (same["only_model"], same["only_reference"], same["difference_pp"]) == (0, 0, 0.0)
     snrs = [r["snr"] for r in section["per_snr"]]
     assert [r["snr"] for r in section["block"]] == [max(snrs), min(snrs)]
     assert all(r["model_fps"] > 0 and r["reference_fps"] > 0 for r in section["block"])
     assert run_bench(model, repeats=1, frames=64, sections=["reference"])["reference"] == {"skipped": "needs --data"}
+
+
+def test_bench_reference_section_pairs_the_frames_the_two_models_disagree_on(evaluated, tmp_path):
+    """Against another network: the frames only one gets right make up the
+    accuracy difference exactly, over all SNRs, at >= 10 dB and per class,
+    and their count gives the difference's standard error."""
+    import math
+
+    from gnuradio.amcee.inference.model_file import reference_model_path
+    from gnuradio.amcee.tools.bench import run_bench
+
+    data, model, _ = evaluated
+    section = run_bench(model, data=data, frames=300, repeats=1, sections=["reference"],
+                        reference=reference_model_path(), block_frames=100)["reference"]
+    for key, accuracy in (("all", "accuracy"), ("high_snr", "accuracy_high_snr")):
+        p = section["paired"][key]
+        assert p["only_model"] + p["only_reference"] > 0  # a tiny model and the shipped backbone disagree
+        assert p["difference_pp"] == pytest.approx(100 * (section[accuracy] - section["reference_" + accuracy]))
+        assert p["standard_error_pp"] == pytest.approx(100 * math.sqrt(p["only_model"] + p["only_reference"])
+                                                       / p["frames"])
+        assert [sum(c[i] for c in p["per_class"].values()) for i in (0, 1)] == [p["only_model"], p["only_reference"]]
+    assert 0 < section["paired"]["high_snr"]["frames"] < section["paired"]["all"]["frames"]
 
 
 def test_bench_compares_the_plain_and_the_snr_aware_rule_in_one_run(evaluated, tmp_path):

@@ -7,6 +7,7 @@ interleaved repeats, so that CPU contention shared by the compared candidates
 hits them alike; a speed-up is the median of the per-round ratios
 (paired_ratio_median).
 """
+import math
 import os
 import resource
 import statistics
@@ -234,7 +235,8 @@ def section_reference(ctx):
     without exits, trained like the default model on the same data): accuracy
     over all SNRs and at >= HIGH_SNR_DB, and engine frames/s per SNR subset,
     both engines at their own default batch and timed in the same
-    interleaved rounds; and the block as users run it with each file, at the
+    interleaved rounds; the frames only one of the two gets right (paired);
+    and the block as users run it with each file, at the
     highest and lowest SNR, one torch thread (bench_block).  The model runs
     with the settings the bench was given (plain per-frame rule: no SNR
     values)."""
@@ -258,11 +260,28 @@ def section_reference(ctx):
     def accuracy(names, m):
         return float(np.mean(names[m] == truth[m])) if m.any() else None
 
+    model_right, reference_right = model_names == truth, reference_names == truth
+
+    def paired(m):
+        """The two on the same frames: the frames only one of them gets right
+        decide the difference, and their count its standard error (the
+        normal approximation of McNemar's test), so a difference can be told
+        from the noise of one test split; per true class, where it comes from."""
+        only_model, only_reference = model_right & ~reference_right & m, reference_right & ~model_right & m
+        n, a, b = int(m.sum()), int(only_model.sum()), int(only_reference.sum())
+        return {"frames": n, "only_model": a, "only_reference": b,
+                "difference_pp": 100.0 * (a - b) / n if n else None,
+                "standard_error_pp": 100.0 * math.sqrt(a + b) / n if n else None,
+                "per_class": {name: [int((only_model & (truth == name)).sum()),
+                                     int((only_reference & (truth == name)).sum())]
+                              for name in ctx.engine.classes}}
+
     out = {"reference": os.path.abspath(path), "reference_version": reference.meta.get("model_version"),
            "reference_max_batch": reference.max_batch, "high_snr_db": HIGH_SNR_DB,
            "accuracy": accuracy(model_names, scored), "reference_accuracy": accuracy(reference_names, scored),
            "accuracy_high_snr": accuracy(model_names, high),
-           "reference_accuracy_high_snr": accuracy(reference_names, high), "per_snr": []}
+           "reference_accuracy_high_snr": accuracy(reference_names, high),
+           "paired": {"all": paired(scored), "high_snr": paired(high)}, "per_snr": []}
     for snr in np.unique(ctx.snrs):
         frames = ctx.frames[ctx.snrs == snr]
         samples = time_interleaved_samples({"model": lambda: ctx.engine.classify(frames),
