@@ -138,9 +138,10 @@ def test_train_options_are_trainconfig_fields():
         return config_from_args(get_parser().parse_args(["train", "--data", "d.npz", "--out", "run", *options]))
 
     assert config() == TrainConfig(data="d.npz", out_dir="run")
-    given = config("--exits", "none", "--quiet", "--calibrate", "0.5", "--lr", "0.001", "--compile")
+    given = config("--exits", "V0", "--quiet", "--calibrate", "0.5", "--lr", "0.001", "--compile")
     assert (given.exits, given.progress, given.calibrate_max_loss, given.lr, given.compile) == \
-        ((), False, 0.5, 0.001, True)
+        (("V0",), False, 0.5, 0.001, True)
+    assert config("--exits", "none").exits == ()
 
 
 def test_choices_are_the_constants():

@@ -129,7 +129,10 @@ def test_the_teacher_can_be_a_model_file(tiny_data, tmp_path, capsys):
 
     common = ["--data", tiny_data, "--epochs", "1", "--batch-size", "100", "--threads", "1", "--quiet"]
     assert main(["train", "--out", str(tmp_path / "teacher"), "--exits", "none", *common]) == 0
-    assert main(["export", str(tmp_path / "teacher" / "best.pt"), "--out", str(tmp_path / "teacher" / "model.pt")]) == 0
+    assert (tmp_path / "teacher" / "model.pt").is_file()  # the backbone alone is exported like any model
+    assert main(["train", "--out", str(tmp_path / "calibrated"), "--exits", "none", "--calibrate", "0.5",
+                 *common]) != 0
+    assert "calibrate needs an early exit" in capsys.readouterr().err
     losses = {}
     for kind in ("best.pt", "model.pt"):
         out = tmp_path / kind.replace(".", "-")

@@ -121,6 +121,9 @@ class TrainConfig:
         if self.distill < 0 or (self.distill and self.scheme != "joint"):
             raise ValueError(f"distill must be >= 0 and needs the joint scheme, got {self.distill} "
                              f"with scheme {self.scheme!r}")
+        if self.calibrate_max_loss is not None and not self.exits:
+            raise ValueError("calibrate needs an early exit to set thresholds for; the backbone alone "
+                             "(exits none) has none")
         if self.patience < 0 or self.warmup_epochs < 0:
             raise ValueError("patience and warmup_epochs must be >= 0")
         if self.exit_weights is not None:
@@ -660,21 +663,16 @@ def finish(config, splits, history, train_seconds, stopped_early):
         "best_val_acc": state["history"][-1]["val_acc"],
         "sizes": splits.sizes, "data": os.path.abspath(config.data), "split_seed": config.split_seed,
     }
-    if model.num_exits > 1:
-        model_path = os.path.join(config.out_dir, "model.pt")
-        export_model(model, model_path, splits.classes, config.threshold, version,
-                     extra={"training": summary}, description=config.description)
-        summary["model"] = model_path
-        if config.calibrate_max_loss is not None:
-            from .calibrate import calibrate
+    model_path = os.path.join(config.out_dir, "model.pt")
+    export_model(model, model_path, splits.classes, config.threshold, version,
+                 extra={"training": summary}, description=config.description)
+    summary["model"] = model_path
+    if config.calibrate_max_loss is not None:
+        from .calibrate import calibrate
 
-            record = calibrate(model_path, config.data, model_path, max_loss_pp=config.calibrate_max_loss,
-                               split_seed=config.split_seed)
-            summary["calibration"] = record["chosen"]
-    else:
-        # An exported model file needs an early exit; the backbone alone is
-        # compared through its checkpoint (`amcee train --test-only`).
-        summary["model"] = None
+        record = calibrate(model_path, config.data, model_path, max_loss_pp=config.calibrate_max_loss,
+                           split_seed=config.split_seed)
+        summary["calibration"] = record["chosen"]
     with atomic_open(os.path.join(config.out_dir, "summary.json")) as f:
         json.dump(summary, f, indent=1)
     return summary
