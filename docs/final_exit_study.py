@@ -36,7 +36,8 @@ def study(path, ds):
         result = engine.classify(frames)
         early = result.classes == truth
         high = (snrs >= HIGH_SNR_DB) & (truth >= 0)
-        wbfm = high & (truth == list(engine.classes).index("WBFM")) if "WBFM" in engine.classes else ~high & high
+        wbfm = high & (truth == list(engine.classes).index("WBFM")) if "WBFM" in engine.classes \
+            else np.zeros_like(high)
         out[split] = {"final_exit": percent(final, truth >= 0), "final_exit_high_snr": percent(final, high),
                       "early_exit": percent(early, truth >= 0), "early_exit_high_snr": percent(early, high),
                       "final_exit_wbfm_high_snr": percent(final, wbfm),

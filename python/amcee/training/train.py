@@ -486,10 +486,7 @@ def _train(config, resume, d, device):
     teacher = None
     if config.teacher:
         teacher, teacher_classes = load_network(config.teacher)
-        if teacher_classes != list(splits.classes) or teacher.config.frame_len != model_config.frame_len:
-            raise DatasetError(f"--teacher {config.teacher} classifies {len(teacher_classes)} classes of "
-                             f"{teacher.config.frame_len}-sample frames, the data {len(splits.classes)} classes "
-                             f"of {model_config.frame_len}: a teacher must know the same classes")
+        check_network_fits(f"--teacher {config.teacher}", teacher, teacher_classes, model, splits.classes)
         teacher = teacher.to(device)
     optimizer = make_optimizer(model, config)
     sampler = DistributedSampler(range(len(splits.train[1])), num_replicas=d.world, rank=d.rank,
@@ -575,11 +572,12 @@ def _build_model(config, splits, d, device):
     return model_config, model, forward
 
 
-def check_checkpoint_fits(path, checkpoint_model, state, model, classes):
-    """A checkpoint continued or fine-tuned on a dataset must have been made
+def check_network_fits(path, network, network_classes, model, classes):
+    """A network continued, fine-tuned or taught from on a dataset (a
+    checkpoint, or a teacher's checkpoint or model file) must have been made
     for the dataset's frame length and class list (names and order)."""
-    saved = tuple(str(c) for c in state.get("classes") or ())
-    length = checkpoint_model.config.frame_len
+    saved = tuple(str(c) for c in network_classes or ())
+    length = network.config.frame_len
     if length != model.config.frame_len or saved != tuple(classes):
         raise DatasetError(f"{path} was trained on frames of {length} samples and classes {', '.join(saved)}; "
                            f"the dataset has frames of {model.config.frame_len} samples and classes "
@@ -591,7 +589,7 @@ def _resume(resume, model, optimizer, scheduler, d, classes):
     states; returns (first epoch to run, history, best metric, epochs without
     improvement, training seconds so far)."""
     saved, state = load_checkpoint(resume, map_location="cpu")
-    check_checkpoint_fits(resume, saved, state, model, classes)
+    check_network_fits(resume, saved, state.get("classes"), model, classes)
     model.load_state_dict(state["model_state"])
     optimizer.load_state_dict(state["optimizer_state"])
     scheduler.load_state_dict(state["scheduler_state"])
@@ -604,7 +602,7 @@ def _start_fresh(config, model, d, classes):
     """A new run: --init-from's weights where they fit, then per-rank dropout."""
     if config.init_from:
         init, state = load_checkpoint(config.init_from, map_location="cpu")
-        check_checkpoint_fits(config.init_from, init, state, model, classes)
+        check_network_fits(config.init_from, init, state.get("classes"), model, classes)
         # Layers are matched by backbone position and exit, so another exit
         # list or head kind can start from a trained backbone.
         fresh = transfer_weights(init, model)
