@@ -145,6 +145,42 @@ def test_init_from_another_exit_list_and_head(tiny_data, tmp_path, capsys):
             assert torch.allclose(value.float(), base[key].float(), atol=1e-6), key
 
 
+def test_frozen_backbone_trains_only_the_early_exit_heads(tiny_data, tmp_path):
+    import torch
+
+    from gnuradio.amcee.cli import main
+    from gnuradio.amcee.network.checkpoint import load_checkpoint, portable_state
+    from gnuradio.amcee.training.train import train
+
+    train(_config(tiny_data, tmp_path / "base", exits=(), scheme="joint"))
+    base, _ = load_checkpoint(str(tmp_path / "base" / "best.pt"))
+    assert main(["train", "--data", tiny_data, "--out", str(tmp_path / "exits"), "--exits", "V0", "V1",
+                 "--exit-head", "conv", "--scheme", "joint", "--distill", "1", "--init-from",
+                 str(tmp_path / "base" / "best.pt"), "--freeze-backbone", "--epochs", "2",
+                 "--batch-size", "100", "--lr", "3e-3", "--threads", "1", "--quiet"]) == 0
+    tuned, state = load_checkpoint(str(tmp_path / "exits" / "last.pt"))
+    assert state["train_config"]["select"] == "mean"  # the final exit's accuracy cannot change
+    before, after = portable_state(base), portable_state(tuned)
+    heads = [k for k in after if k.startswith("head.") and not k.startswith("head.final.")]
+    assert heads and not any(k in before for k in heads)
+    for key, value in after.items():  # weights and BatchNorm statistics of backbone and final exit
+        if key not in heads:
+            assert torch.equal(value, before[key]), key
+    x = torch.randn(64, 2, 128)
+    with torch.no_grad():
+        assert torch.equal(tuned.eval().exit_logits(x)[-1], base.eval().exit_logits(x)[-1])
+    metrics = [json.loads(line) for line in open(tmp_path / "exits" / "metrics.jsonl")]
+    assert metrics[0]["val_acc"][-1] == metrics[1]["val_acc"][-1]
+    assert metrics[0]["train_loss"][:2] != metrics[1]["train_loss"][:2]  # the heads learn
+
+    for settings, message in (({}, "needs --init-from"),
+                              (dict(init_from="x.pt", exits=()), "there are none"),
+                              (dict(init_from="x.pt", teacher="t.pt", teacher_weight=1.0), "--teacher"),
+                              (dict(init_from="x.pt", select="final"), "--select mean")):
+        with pytest.raises(ValueError, match=message):
+            _config(tiny_data, tmp_path / "refused", freeze_backbone=True, **settings)
+
+
 def test_bad_arguments_are_clear_errors(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="distill"):
         _config(tiny_data, tmp_path, scheme="paper", distill=1.0)

@@ -65,6 +65,7 @@ class TrainConfig:
     exit_weights: Optional[Tuple[float, ...]] = None  # joint scheme; default 1 per exit
     distill: float = 0.0             # joint scheme: weight of KL(final || early exit) per early exit
     init_from: Optional[str] = None  # start from this checkpoint's weights (fine-tuning)
+    freeze_backbone: bool = False    # train the early-exit heads only, on init_from's backbone and final exit
     layers: Optional[Tuple[str, ...]] = None  # backbone layers kept; None: init_from's, else the paper's
     stem_channels: Optional[int] = None  # conv1's width; None: init_from's, else the paper's 64
     teacher: Optional[str] = None    # checkpoint or model file whose final exit the final exit also matches
@@ -77,7 +78,8 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     dropout: float = 0.5
     patience: int = 0                # epochs without improvement before stopping; 0 = never
-    select: str = "final"            # best.pt by val accuracy of the final exit or mean of exits
+    select: Optional[str] = None     # best.pt by val accuracy of the final exit or mean of exits;
+                                     # None: final, or mean when the final exit is frozen
     seed: int = 0
     split_seed: int = 0
     train_fraction: float = 1.0      # stratified subset of the training split, for quick studies
@@ -108,6 +110,8 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
         if self.exit_head not in EXIT_HEADS:
             raise ValueError(f"unknown exit head {self.exit_head!r}; use one of {', '.join(EXIT_HEADS)}")
+        if self.select is None:
+            self.select = "mean" if self.freeze_backbone else "final"
         if self.select not in SELECT_METRICS:
             raise ValueError(f"unknown --select {self.select!r}; use one of {', '.join(SELECT_METRICS)}")
         for name in ("epochs", "batch_size"):
@@ -124,6 +128,8 @@ class TrainConfig:
         if self.calibrate_max_loss is not None and not self.exits:
             raise ValueError("calibrate needs an early exit to set thresholds for; the backbone alone "
                              "(exits none) has none")
+        if self.freeze_backbone:
+            self._check_frozen_backbone()
         if self.patience < 0 or self.warmup_epochs < 0:
             raise ValueError("patience and warmup_epochs must be >= 0")
         if self.exit_weights is not None:
@@ -136,6 +142,19 @@ class TrainConfig:
             if self.scheme != "joint":
                 raise ValueError("exit_weights apply to the joint scheme only (the paper scheme gives "
                                  "every block its own loss)")
+
+    def _check_frozen_backbone(self):
+        """A frozen backbone is a trained one, with early exits to train on it
+        and nothing that could only change the final exit."""
+        if not self.init_from:
+            raise ValueError("--freeze-backbone needs --init-from: the trained backbone to freeze")
+        if not self.exits:
+            raise ValueError("--freeze-backbone trains the early exits, and there are none (--exits none)")
+        if self.teacher:
+            raise ValueError("--teacher trains the final exit, which --freeze-backbone keeps as it is")
+        if self.select == "final":
+            raise ValueError("--select final cannot tell epochs apart when the final exit is frozen; "
+                             "use --select mean")
 
     def loss_weights(self):
         return self.exit_weights or (1.0,) * (len(self.exits) + 1)
@@ -212,10 +231,20 @@ class TrainingForward(nn.Module):
     next segment detached, so the later loss cannot reach earlier layers.
     """
 
-    def __init__(self, model: EarlyExitNet, detach_between_blocks: bool):
+    def __init__(self, model: EarlyExitNet, detach_between_blocks: bool, frozen=()):
         super().__init__()
         self.model = model
         self.detach_between_blocks = detach_between_blocks
+        self.frozen = tuple(frozen)  # a plain tuple: the modules stay registered under model only
+
+    def train(self, mode=True):
+        # Frozen modules stay in eval mode: BatchNorm keeps the trained running
+        # statistics and the final exit's dropout is off, so the final exit the
+        # early exits learn from is the one that will answer at inference.
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()
+        return self
 
     def forward(self, x):
         outputs = []
@@ -225,6 +254,17 @@ class TrainingForward(nn.Module):
             if self.detach_between_blocks:
                 x = x.detach()
         return outputs
+
+
+def freeze_backbone(model):
+    """Stop training the backbone and the final exit (every segment and the
+    last head); returns the frozen modules.  The early-exit heads then only
+    learn when a frame can leave: the answers at the final exit stay those of
+    the trained backbone."""
+    frozen = [block.segment for block in model.blocks] + [model.blocks[-1].head]
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen
 
 
 def scheme_loss(losses, config, logits=None, teacher_logits=None):
@@ -249,7 +289,9 @@ def scheme_loss(losses, config, logits=None, teacher_logits=None):
 
 
 def make_optimizer(model, config):
-    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # Only what trains (--freeze-backbone leaves the backbone out).
+    trained = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.Adam(trained, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def make_scheduler(optimizer, config, steps_per_epoch):
@@ -559,7 +601,8 @@ def _build_model(config, splits, d, device):
                                exit_head=config.exit_head, layers=config.layers or LAYER_NAMES,
                                stem_channels=config.stem_channels or PAPER_STEM_CHANNELS)
     model = EarlyExitNet(model_config).to(device)
-    forward = TrainingForward(model, detach_between_blocks=config.scheme == "paper")
+    frozen = freeze_backbone(model) if config.freeze_backbone else ()
+    forward = TrainingForward(model, detach_between_blocks=config.scheme == "paper", frozen=frozen)
     if d.enabled:
         forward = nn.parallel.DistributedDataParallel(
             forward, device_ids=[device.index] if device.type == "cuda" else None)
