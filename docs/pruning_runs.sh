@@ -22,6 +22,12 @@
 #                                       # STEM_MORE_EPOCHS);
 #                                       # calibrate with EARLY=$STEM_MORE_RUN (the shipped model:
 #                                       # VERSION=amcee-default-7)
+#   sh docs/pruning_runs.sh stem-alone  # the STEM-channel backbone trained alone like the reference
+#                                       # (LONG_EPOCHS), then LONG_MORE_EPOCHS more distilling TEACHER
+#                                       # (default: the shipped reference) (STEM_ALONE, STEM_ALONE_MORE)
+#   sh docs/pruning_runs.sh frozen-exits  # exits STEM_EXITS trained on STEM_ALONE_MORE frozen
+#                                       # (--freeze-backbone, FROZEN_EPOCHS, FROZEN_RUN); calibrate
+#                                       # with EARLY=$FROZEN_RUN HIGH=0, then snr-table
 #   sh docs/pruning_runs.sh backbone    # the paper backbone trained like the stem runs (LONG_EPOCHS),
 #                                       # then LONG_MORE_EPOCHS more like stem-more: the reference the
 #                                       # goals are measured against
@@ -53,6 +59,10 @@ STEM_RUN=${STEM_RUN:-runs/v2-stem$STEM-ee}
 STEM_EPOCHS=${STEM_EPOCHS:-5}
 STEM_MORE_RUN=${STEM_MORE_RUN:-runs/v2-stem16-v0v1-30t}
 STEM_MORE_EPOCHS=${STEM_MORE_EPOCHS:-10}
+STEM_ALONE=${STEM_ALONE:-runs/v4-stem$STEM-bb}
+STEM_ALONE_MORE=${STEM_ALONE_MORE:-$STEM_ALONE-30}
+FROZEN_RUN=${FROZEN_RUN:-$STEM_ALONE_MORE-exits}
+FROZEN_EPOCHS=${FROZEN_EPOCHS:-6}
 LONG=${LONG:-runs/v2-backbone-long}                # the paper backbone, 20 epochs
 LONG_EPOCHS=${LONG_EPOCHS:-20}
 LONG_MORE=${LONG_MORE:-runs/v2-backbone-30}        # ... and 10 more at a lower learning rate
@@ -88,6 +98,20 @@ stem-more)
         --teacher "${TEACHER:-$LONG/best.pt}" --teacher-weight 1 ${EXIT_WEIGHTS:+--exit-weights $EXIT_WEIGHTS} \
         --batch-size 500 $MORE --model-version "${VERSION:-$(basename "$STEM_MORE_RUN")}" \
         --description "paper backbone with a $STEM-channel stem and early exits $STEM_EXITS, trained on with the paper backbone as teacher" ;;
+stem-alone)
+    $AMCEE train --data "$DATA" --out "$STEM_ALONE" --exits none --stem-channels "$STEM" --epochs "$LONG_EPOCHS" \
+        --batch-size 500 $FAST --model-version "$(basename "$STEM_ALONE")" \
+        --description "paper backbone with a $STEM-channel stem, alone" --quiet
+    $AMCEE train --data "$DATA" --out "$STEM_ALONE_MORE" --init-from "$STEM_ALONE/best.pt" --exits none \
+        --stem-channels "$STEM" --epochs "$LONG_MORE_EPOCHS" --batch-size 500 $MORE \
+        --teacher "${TEACHER:-python/amcee/models/paper_backbone.pt}" --teacher-weight 1 --quiet \
+        --model-version "$(basename "$STEM_ALONE_MORE")" \
+        --description "paper backbone with a $STEM-channel stem, alone, trained on with the reference as teacher" ;;
+frozen-exits)
+    $AMCEE train --data "$DATA" --out "$FROZEN_RUN" --init-from "$STEM_ALONE_MORE/best.pt" --freeze-backbone \
+        --exits $STEM_EXITS --exit-head conv --scheme joint --distill 1 --epochs "$FROZEN_EPOCHS" --batch-size 500 \
+        $FAST --quiet --model-version "${VERSION:-$(basename "$FROZEN_RUN")}" \
+        --description "paper backbone with a $STEM-channel stem trained alone, early exits $STEM_EXITS trained on it frozen" ;;
 backbone)  # the first run with two threads alone; the second with one, beside stem-more
     $AMCEE train --data "$DATA" --out "$LONG" --exits none --epochs "$LONG_EPOCHS" --batch-size 500 \
         $FAST --threads 2 --model-version "$(basename "$LONG")" --description "paper backbone"
@@ -128,6 +152,6 @@ report)
         ${CURRENT:+"amcee-default-6 (trained on synth_all)=$CURRENT"} \
         --repeats 10 --threads 1 --out docs/pruning.md ;;
 *)
-    echo "usage: $0 prune|prune-k1|early-exit|early-exit-ft|stem|stem-more|backbone|reference|calibrate|snr-table|eval|report" >&2
+    echo "usage: $0 prune|prune-k1|early-exit|early-exit-ft|stem|stem-more|stem-alone|frozen-exits|backbone|reference|calibrate|snr-table|eval|report" >&2
     exit 2 ;;
 esac
