@@ -178,7 +178,34 @@ def test_frozen_backbone_trains_only_the_early_exit_heads(tiny_data, tmp_path):
                               (dict(init_from="x.pt", teacher="t.pt", teacher_weight=1.0), "--teacher"),
                               (dict(init_from="x.pt", select="final"), "--select mean")):
         with pytest.raises(ValueError, match=message):
-            _config(tiny_data, tmp_path / "refused", freeze_backbone=True, **settings)
+            _config(tiny_data, tmp_path / "refused", freeze_backbone="final", **settings)
+
+
+def test_backbone_frozen_through_the_stem_trains_the_layers_after_it(tiny_data, tmp_path):
+    import torch
+
+    from gnuradio.amcee.cli import main
+    from gnuradio.amcee.network.checkpoint import load_checkpoint, portable_state
+    from gnuradio.amcee.training.train import train
+
+    train(_config(tiny_data, tmp_path / "base", exits=(), scheme="joint"))
+    base, _ = load_checkpoint(str(tmp_path / "base" / "best.pt"))
+    assert main(["train", "--data", tiny_data, "--out", str(tmp_path / "stem"), "--exits", "V0", "V1",
+                 "--exit-head", "conv", "--scheme", "joint", "--init-from", str(tmp_path / "base" / "best.pt"),
+                 "--freeze-backbone", "conv1", "--teacher", str(tmp_path / "base" / "best.pt"),
+                 "--teacher-weight", "1", "--epochs", "1", "--batch-size", "100", "--threads", "1",
+                 "--quiet"]) == 0
+    tuned, state = load_checkpoint(str(tmp_path / "stem" / "last.pt"))
+    assert state["train_config"]["freeze_backbone"] == "conv1" and state["train_config"]["select"] == "final"
+    before, after = portable_state(base), portable_state(tuned)
+    stem = [k for k in after if k.startswith("conv1.")]
+    assert stem and all(torch.equal(after[k], before[k]) for k in stem)  # BatchNorm statistics too
+    for layer in ("conv2.0.weight", "conv6.0.weight", "head.final.1.weight"):
+        assert not torch.equal(after[layer], before[layer]), layer
+
+    with pytest.raises(ValueError, match="--freeze-backbone conv9: not a layer of this backbone"):
+        train(_config(tiny_data, tmp_path / "refused", scheme="joint", exits=("V0",),
+                      init_from=str(tmp_path / "base" / "best.pt"), freeze_backbone="conv9"))
 
 
 def test_bad_arguments_are_clear_errors(tiny_data, tmp_path):

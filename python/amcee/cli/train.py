@@ -82,10 +82,11 @@ def _add_model_options(p):
             help="start from a checkpoint's weights with a fresh optimiser and schedule "
                  "(fine-tuning); layers are matched by backbone position and exit, so the "
                  "exits or head kind may differ: new heads start from scratch")
-    _option(p, "--freeze-backbone", dest="freeze_backbone", action="store_true",
-            help="with --init-from: train the early-exit heads only; the backbone and its final "
-                 "exit stay as trained, so the exits only decide when a frame may leave "
-                 "(best.pt by --select mean)")
+    _option(p, "--freeze-backbone", dest="freeze_backbone", nargs="?", const="final", metavar="LAYER",
+            help="with --init-from: keep the backbone as trained; alone, all of it and its final "
+                 "exit, so only the early-exit heads train and decide when a frame may leave "
+                 "(best.pt by --select mean); with a LAYER (e.g. conv1 or V0), the layers up to "
+                 "and including it, so the later layers still learn for the early exits")
 
 
 def _add_optimisation_options(p):
@@ -104,7 +105,7 @@ def _add_optimisation_options(p):
             help="stop after this many epochs without a better validation metric (default: %(default)s = off)")
     _option(p, "--select", dest="select", choices=SELECT_METRICS,
             help="best.pt by validation accuracy of the final exit or the mean over exits "
-                 "(default: final; mean with --freeze-backbone)")
+                 "(default: final; mean with the whole backbone frozen)")
     _option(p, "--seed", dest="seed", type=int,
             help="seed of weights, dropout and data order (default: %(default)s)")
     _option(p, "--split-seed", dest="split_seed", type=int, help="seed of the paper split (default: %(default)s)")

@@ -43,7 +43,8 @@ from ..data.files import load_dataset
 from ..frames import l1_normalize_frames  # the engine's own normalisation: train as we infer
 from ..inference.exit_rule import entropy10
 from ..inference.model_file import MAX_VERSION_LENGTH, check_model_version
-from ..network.architecture import EXIT_HEADS, LAYER_NAMES, PAPER_STEM_CHANNELS, EarlyExitNet, ModelConfig
+from ..network.architecture import (EXIT_HEADS, LAYER_NAMES, PAPER_STEM_CHANNELS, PAPER_VERSIONS, EarlyExitNet,
+                                    InputGain, ModelConfig)
 from ..network.checkpoint import load_checkpoint, load_network, save_checkpoint, transfer_weights
 from ..network.export import export_model
 from .exit_simulation import PAPER_THRESHOLD, exit_shares, simulate_exits
@@ -65,7 +66,8 @@ class TrainConfig:
     exit_weights: Optional[Tuple[float, ...]] = None  # joint scheme; default 1 per exit
     distill: float = 0.0             # joint scheme: weight of KL(final || early exit) per early exit
     init_from: Optional[str] = None  # start from this checkpoint's weights (fine-tuning)
-    freeze_backbone: bool = False    # train the early-exit heads only, on init_from's backbone and final exit
+    freeze_backbone: Optional[str] = None  # keep init_from's backbone as trained through this layer
+                                     # (a layer or V0..V3); 'final': all of it and the final exit
     layers: Optional[Tuple[str, ...]] = None  # backbone layers kept; None: init_from's, else the paper's
     stem_channels: Optional[int] = None  # conv1's width; None: init_from's, else the paper's 64
     teacher: Optional[str] = None    # checkpoint or model file whose final exit the final exit also matches
@@ -110,8 +112,10 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
         if self.exit_head not in EXIT_HEADS:
             raise ValueError(f"unknown exit head {self.exit_head!r}; use one of {', '.join(EXIT_HEADS)}")
+        if isinstance(self.freeze_backbone, bool):  # checkpoints of runs before the layer could be named
+            self.freeze_backbone = "final" if self.freeze_backbone else None
         if self.select is None:
-            self.select = "mean" if self.freeze_backbone else "final"
+            self.select = "mean" if self.freeze_backbone == "final" else "final"
         if self.select not in SELECT_METRICS:
             raise ValueError(f"unknown --select {self.select!r}; use one of {', '.join(SELECT_METRICS)}")
         for name in ("epochs", "batch_size"):
@@ -144,10 +148,12 @@ class TrainConfig:
                                  "every block its own loss)")
 
     def _check_frozen_backbone(self):
-        """A frozen backbone is a trained one, with early exits to train on it
-        and nothing that could only change the final exit."""
+        """A frozen backbone is a trained one; frozen whole, with early exits to
+        train on it and nothing that could only change the final exit."""
         if not self.init_from:
             raise ValueError("--freeze-backbone needs --init-from: the trained backbone to freeze")
+        if self.freeze_backbone != "final":
+            return
         if not self.exits:
             raise ValueError("--freeze-backbone trains the early exits, and there are none (--exits none)")
         if self.teacher:
@@ -256,12 +262,25 @@ class TrainingForward(nn.Module):
         return outputs
 
 
-def freeze_backbone(model):
-    """Stop training the backbone and the final exit (every segment and the
-    last head); returns the frozen modules.  The early-exit heads then only
+def freeze_backbone(model, through="final"):
+    """Stop training the backbone layers up to and including ``through`` (a
+    layer name or paper version), or with ``final`` every segment and the last
+    head; returns the frozen modules.  Frozen whole, the early-exit heads only
     learn when a frame can leave: the answers at the final exit stay those of
-    the trained backbone."""
-    frozen = [block.segment for block in model.blocks] + [model.blocks[-1].head]
+    the trained backbone.  Frozen through the stem, the features the backbone
+    learnt alone stay what every exit reads, while the later layers still
+    learn to serve the early exits."""
+    if through == "final":
+        frozen = [block.segment for block in model.blocks] + [model.blocks[-1].head]
+    else:
+        names = list(model.config.layers)
+        layer = PAPER_VERSIONS.get(through, through)
+        if layer not in names:
+            raise ValueError(f"--freeze-backbone {through}: not a layer of this backbone; use final, "
+                             f"a paper version or one of {', '.join(names)}")
+        layers = [module for block in model.blocks for module in block.segment
+                  if not isinstance(module, InputGain)]
+        frozen = layers[:names.index(layer) + 1]
     for module in frozen:
         module.requires_grad_(False)
     return frozen
@@ -601,7 +620,7 @@ def _build_model(config, splits, d, device):
                                exit_head=config.exit_head, layers=config.layers or LAYER_NAMES,
                                stem_channels=config.stem_channels or PAPER_STEM_CHANNELS)
     model = EarlyExitNet(model_config).to(device)
-    frozen = freeze_backbone(model) if config.freeze_backbone else ()
+    frozen = freeze_backbone(model, config.freeze_backbone) if config.freeze_backbone else ()
     forward = TrainingForward(model, detach_between_blocks=config.scheme == "paper", frozen=frozen)
     if d.enabled:
         forward = nn.parallel.DistributedDataParallel(
