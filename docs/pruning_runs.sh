@@ -28,6 +28,11 @@
 #   sh docs/pruning_runs.sh frozen-exits  # exits STEM_EXITS trained on STEM_ALONE_MORE frozen
 #                                       # (--freeze-backbone, FROZEN_EPOCHS, FROZEN_RUN); calibrate
 #                                       # with EARLY=$FROZEN_RUN HIGH=0, then snr-table
+#   sh docs/pruning_runs.sh stem-frozen  # exits STEM_EXITS on STEM_ALONE_MORE with its stem frozen
+#                                       # (--freeze-backbone conv1): the later layers train jointly
+#                                       # with the exits, the final exit distils TEACHER (default: the
+#                                       # shipped reference) (STEM_FROZEN_EPOCHS, STEM_FROZEN_RUN);
+#                                       # calibrate with EARLY=$STEM_FROZEN_RUN HIGH=0, then snr-table
 #   sh docs/pruning_runs.sh backbone    # the paper backbone trained like the stem runs (LONG_EPOCHS),
 #                                       # then LONG_MORE_EPOCHS more like stem-more: the reference the
 #                                       # goals are measured against
@@ -63,6 +68,8 @@ STEM_ALONE=${STEM_ALONE:-runs/v4-stem$STEM-bb}
 STEM_ALONE_MORE=${STEM_ALONE_MORE:-$STEM_ALONE-30}
 FROZEN_RUN=${FROZEN_RUN:-$STEM_ALONE_MORE-exits}
 FROZEN_EPOCHS=${FROZEN_EPOCHS:-8}
+STEM_FROZEN_RUN=${STEM_FROZEN_RUN:-$STEM_ALONE_MORE-stem-frozen}
+STEM_FROZEN_EPOCHS=${STEM_FROZEN_EPOCHS:-10}
 LONG=${LONG:-runs/v2-backbone-long}                # the paper backbone, 20 epochs
 LONG_EPOCHS=${LONG_EPOCHS:-20}
 LONG_MORE=${LONG_MORE:-runs/v2-backbone-30}        # ... and 10 more at a lower learning rate
@@ -112,6 +119,13 @@ frozen-exits)
         --exits $STEM_EXITS --exit-head conv --scheme joint --distill 1 --epochs "$FROZEN_EPOCHS" --batch-size 500 \
         $FAST --quiet --model-version "${VERSION:-$(basename "$FROZEN_RUN")}" \
         --description "paper backbone with a $STEM-channel stem trained alone, early exits $STEM_EXITS trained on it frozen" ;;
+stem-frozen)
+    $AMCEE train --data "$DATA" --out "$STEM_FROZEN_RUN" --init-from "$STEM_ALONE_MORE/best.pt" \
+        --freeze-backbone conv1 --exits $STEM_EXITS --exit-head conv --scheme joint --distill 1 \
+        --teacher "${TEACHER:-python/amcee/models/paper_backbone.pt}" --teacher-weight 1 \
+        --epochs "$STEM_FROZEN_EPOCHS" --batch-size 500 $MORE --quiet \
+        --model-version "${VERSION:-$(basename "$STEM_FROZEN_RUN")}" \
+        --description "paper backbone with a $STEM-channel stem trained alone and kept, the later layers trained on with early exits $STEM_EXITS" ;;
 backbone)  # the first run with two threads alone; the second with one, beside stem-more
     $AMCEE train --data "$DATA" --out "$LONG" --exits none --epochs "$LONG_EPOCHS" --batch-size 500 \
         $FAST --threads 2 --model-version "$(basename "$LONG")" --description "paper backbone"
