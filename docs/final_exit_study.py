@@ -3,7 +3,8 @@
 For each MODEL on the validation and test splits of DATA, prints one JSON line:
 the final exit alone and the early-exit rule (the model's calibrated
 thresholds, no SNR values), over all SNRs and at >= HIGH_SNR_DB, WBFM at
->= HIGH_SNR_DB, and the exit shares at >= HIGH_SNR_DB (accuracies in %).
+>= HIGH_SNR_DB, every exit alone (each frame answered there), and the exit
+shares at >= HIGH_SNR_DB (accuracies in %).
 The calibration is fitted on the validation split, so the two splits side by
 side show how far its bounds hold on frames it did not see.
 
@@ -32,7 +33,8 @@ def study(path, ds):
     for split in ("val", "test"):
         idx = split_indices(ds, split)
         frames, truth, snrs = ds.frames[idx], labels[idx], ds.snrs[idx]
-        final = engine.backbone_probs(frames)[0].argmax(axis=1) == truth
+        exits = engine.all_exit_probs(frames)[0].argmax(axis=2) == truth  # [K, N]: each exit alone
+        final = exits[-1]
         result = engine.classify(frames)
         early = result.classes == truth
         high = (snrs >= HIGH_SNR_DB) & (truth >= 0)
@@ -42,6 +44,8 @@ def study(path, ds):
                       "early_exit": percent(early, truth >= 0), "early_exit_high_snr": percent(early, high),
                       "final_exit_wbfm_high_snr": percent(final, wbfm),
                       "early_exit_wbfm_high_snr": percent(early, wbfm),
+                      "each_exit": [percent(right, truth >= 0) for right in exits],
+                      "each_exit_high_snr": [percent(right, high) for right in exits],
                       "exit_shares_high_snr": [round(float(np.mean(result.exits[high] == k)), 3)
                                                for k in range(engine.num_exits)]}
     return out

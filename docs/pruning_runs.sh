@@ -39,7 +39,7 @@
 #   sh docs/pruning_runs.sh reference   # the backbone stage's second run exported as the shipped
 #                                       # reference, python/amcee/models/paper_backbone.pt
 #   sh docs/pruning_runs.sh report      # docs/pruning.md and docs/pruning.json, one process
-# Settings come from the environment (defaults below).  AMCEE is the command
+# Settings come from the environment (defaults below; THREADS: torch threads of a run, 1).  AMCEE is the command
 # line of the CLI: `amcee` once installed, else a Python that puts
 # build/pytest-pkgroot first on the path.
 set -e
@@ -74,8 +74,8 @@ LONG=${LONG:-runs/v2-backbone-long}                # the paper backbone, 20 epoc
 LONG_EPOCHS=${LONG_EPOCHS:-20}
 LONG_MORE=${LONG_MORE:-runs/v2-backbone-30}        # ... and 10 more at a lower learning rate
 LONG_MORE_EPOCHS=${LONG_MORE_EPOCHS:-10}
-MORE="--lr 1e-3 --schedule cosine --warmup-epochs 0 --threads 1"
-FAST="--lr 3e-3 --schedule cosine --warmup-epochs 0.3 --threads 1"
+MORE="--lr 1e-3 --schedule cosine --warmup-epochs 0 --threads ${THREADS:-1}"
+FAST="--lr 3e-3 --schedule cosine --warmup-epochs 0.3 --threads ${THREADS:-1}"
 
 case "$1" in
 prune)
