@@ -15,7 +15,7 @@ training it.
 
     PYTHONPATH=build/pytest-pkgroot .venv/bin/python docs/exit_share_projection.py \\
         --data data/synth_v2.npz --reference python/amcee/models/paper_backbone.pt \\
-        --shares 0.57 0.36 0.07 python/amcee/models/amcee_default.pt MODEL ...
+        python/amcee/models/amcee_default.pt MODEL ... --shares 0.57 0.36 0.07
 """
 import argparse
 import json

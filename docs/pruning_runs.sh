@@ -29,7 +29,7 @@
 #                                       # (--freeze-backbone, FROZEN_EPOCHS, FROZEN_RUN); calibrate
 #                                       # with EARLY=$FROZEN_RUN HIGH=0, then snr-table
 #   sh docs/pruning_runs.sh stem-frozen  # exits STEM_EXITS on STEM_ALONE_MORE with its stem frozen
-#                                       # (--freeze-backbone conv1): the later layers train jointly
+#                                       # (--freeze-backbone conv1, or through FREEZE): the later layers train jointly
 #                                       # with the exits, the final exit distils TEACHER (default: the
 #                                       # shipped reference) (STEM_FROZEN_EPOCHS, STEM_FROZEN_RUN);
 #                                       # calibrate with EARLY=$STEM_FROZEN_RUN HIGH=0, then snr-table
@@ -121,11 +121,11 @@ frozen-exits)
         --description "paper backbone with a $STEM-channel stem trained alone, early exits $STEM_EXITS trained on it frozen" ;;
 stem-frozen)
     $AMCEE train --data "$DATA" --out "$STEM_FROZEN_RUN" --init-from "$STEM_ALONE_MORE/best.pt" \
-        --freeze-backbone conv1 --exits $STEM_EXITS --exit-head conv --scheme joint --distill 1 \
+        --freeze-backbone "${FREEZE:-conv1}" --exits $STEM_EXITS --exit-head conv --scheme joint --distill 1 \
         --teacher "${TEACHER:-python/amcee/models/paper_backbone.pt}" --teacher-weight 1 \
         --epochs "$STEM_FROZEN_EPOCHS" --batch-size 500 $MORE --quiet \
         --model-version "${VERSION:-$(basename "$STEM_FROZEN_RUN")}" \
-        --description "paper backbone with a $STEM-channel stem trained alone and kept, the later layers trained on with early exits $STEM_EXITS" ;;
+        --description "paper backbone with a $STEM-channel stem, $STEM_ALONE_MORE kept through ${FREEZE:-conv1}, the later layers trained on with early exits $STEM_EXITS" ;;
 backbone)  # the first run with two threads alone; the second with one, beside stem-more
     $AMCEE train --data "$DATA" --out "$LONG" --exits none --epochs "$LONG_EPOCHS" --batch-size 500 \
         $FAST --threads 2 --model-version "$(basename "$LONG")" --description "paper backbone"
