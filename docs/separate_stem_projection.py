@@ -26,8 +26,9 @@ jointly with a whole network, the strongest V0/V1 this project has):
   first exit that gives the reference's answer (the design's ceiling with
   these exits);
 * the same calibrations for a variant: MODEL whole, its own final exit
-  as a third early exit, the reference after it (a frame pays MODEL's
-  whole path and the reference).
+  as a third early exit (with a give-up value: the one searched there),
+  the reference after it (a frame pays MODEL's whole path and the
+  reference).
 
 Prints one JSON line of path times, then one per rule.
 
@@ -111,13 +112,23 @@ def score(exits, answers, labels, snrs, reference_answers, costs):
     return out
 
 
+class LastGiveUpEvaluator(Evaluator):
+    """calibrate's Evaluator with give-up values searched at the last early exit only: with three
+    early exits the full give-up search (11 values per exit, a threshold grid for each combination)
+    did not finish in 12 minutes, and the last one is where a frame that no exit can place leaves
+    before it costs the reference's time."""
+
+    def give_up_candidates(self, k):
+        return super().give_up_candidates(k) if k == self.num_exits - 2 else [math.inf]
+
+
 def calibrated(val, budget, high_snr_budget, favour_snr, costs):
-    """Thresholds and give-up values chosen on validation by calibrate's search (give-up, then per class;
-    with three early exits without give-up values: that search takes too long)."""
+    """Thresholds and give-up values chosen on validation by calibrate's search (give-up values,
+    then per class; with more than two early exits, give-up at the last one only)."""
     labels, snrs, probs, _ = val
-    ev = Evaluator(probs, labels, costs, 1.0, give_up=[math.inf] * (len(costs) - 1), snrs=snrs,
-                   favour_snr=favour_snr)
-    best, _ = search(ev, max_loss_pp=budget, give_up=len(costs) <= 3, max_loss_high_snr_pp=high_snr_budget)
+    make = Evaluator if len(costs) <= 3 else LastGiveUpEvaluator
+    ev = make(probs, labels, costs, 1.0, give_up=[math.inf] * (len(costs) - 1), snrs=snrs, favour_snr=favour_snr)
+    best, _ = search(ev, max_loss_pp=budget, give_up=True, max_loss_high_snr_pp=high_snr_budget)
     best = search_class_thresholds(ev, best, budget, max_loss_high_snr_pp=high_snr_budget)
     return best["thresholds"], best["give_up"]
 
