@@ -155,6 +155,9 @@ def main():
     ds = load_dataset(args.data)
     model = EarlyExitEngine(args.model, num_threads=1)
     reference = EarlyExitEngine(args.reference, num_threads=1)
+    if list(reference.classes) != list(model.classes):
+        parser.error(f"{args.reference} has classes {reference.classes}, {args.model} {model.classes}: "
+                     "the projection compares answers column by column")
     test_idx = split_indices(ds, "test")
     timed = ds.frames[test_idx[ds.snrs[test_idx] == 20.0][:1024]]
     own_costs, costs = path_times(model, reference, timed, args.repeats)
