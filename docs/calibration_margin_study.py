@@ -21,8 +21,6 @@ import math
 
 import numpy as np
 
-from gnuradio.amcee.data.dataset import labels_for_model, split_indices
-from gnuradio.amcee.data.files import load_dataset
 from gnuradio.amcee.inference.engine import EarlyExitEngine
 from gnuradio.amcee.training import calibrate
 from gnuradio.amcee.training.exit_simulation import pick_by_exit, simulate_exits
@@ -50,12 +48,10 @@ def margin_budget(margin):
     return within
 
 
-def split_outputs(engine, ds, split):
-    labels, scored = labels_for_model(ds, engine.classes, engine.frame_len)
-    idx = split_indices(ds, split)
-    idx = idx[scored[idx]]
-    probs, valid = engine.all_exit_probs(ds.frames[idx])
-    return probs[:, valid], labels[idx[valid]], ds.snrs[idx[valid]]
+def split_outputs(engine, data, split):
+    """(probabilities [K, N, C], labels, SNRs) of the frames of ``split`` that calibrate itself scores."""
+    ds, rows, labels, probs = calibrate._split_outputs(engine, data, split, split_seed=0)
+    return probs, labels, ds.snrs[rows]
 
 
 def evaluator(split, costs, backbone, give_up):
@@ -71,10 +67,9 @@ def main():
     parser.add_argument("--max-loss", type=float, default=0.4)
     parser.add_argument("--max-loss-high-snr", type=float, default=0.0)
     args = parser.parse_args()
-    ds = load_dataset(args.data)
     engine = EarlyExitEngine(args.model, num_threads=1)
     costs, backbone = engine.meta["exit_macs"], engine.meta["backbone_macs"]
-    val, test = split_outputs(engine, ds, "val"), split_outputs(engine, ds, "test")
+    val, test = split_outputs(engine, args.data, "val"), split_outputs(engine, args.data, "test")
     no_give_up = [math.inf] * (engine.num_exits - 1)
     for margin in args.margins:
         calibrate.within_budget = margin_budget(margin)  # search and search_class_thresholds read it

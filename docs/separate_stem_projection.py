@@ -49,15 +49,15 @@ from gnuradio.amcee.inference.engine import EarlyExitEngine
 from gnuradio.amcee.timing import paired_ratio_median, time_interleaved_samples
 from gnuradio.amcee.training.calibrate import Evaluator, search, search_class_thresholds
 from gnuradio.amcee.training.evaluate import HIGH_SNR_DB
-from gnuradio.amcee.training.exit_simulation import entropy10, simulate_exits
+from gnuradio.amcee.training.exit_simulation import entropy10, pick_by_exit, simulate_exits
 from gnuradio.amcee.training.time_costs import measure_engine_path_costs
 
 SNRS = (-20.0, 0.0, 10.0, 20.0)
 
 
 def exit_outputs(model, reference, ds, split):
-    """(labels, snrs, every exit's probabilities [K, N, C]: MODEL's early exits, then the reference's backbone,
-    MODEL's own final exit) for the scored frames of ``split``."""
+    """(labels, snrs, the design's exits' probabilities [K, N, C] (MODEL's early exits, then the
+    reference's backbone), MODEL's own final exit's probabilities [N, C]) for the scored frames of ``split``."""
     labels, scored = labels_for_model(ds, model.classes, model.frame_len)
     idx = split_indices(ds, split)
     idx = idx[scored[idx]]
@@ -137,7 +137,7 @@ def apply_rule(split, thresholds, give_up):
     labels, snrs, probs, _ = split
     predictions = probs.argmax(2)
     exits = simulate_exits(np.stack([entropy10(p) for p in probs]), thresholds, give_up, predictions)
-    return exits, predictions[exits, np.arange(len(exits))]
+    return exits, pick_by_exit(predictions, exits)
 
 
 def main():
